@@ -1,0 +1,81 @@
+//! One error type for the whole engine. Each variant has a stable `code()` that the CLI prints and the
+//! JS layer puts on its Error objects, and a message a person can act on.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum HearthError {
+    #[error("not a GGUF file: the first bytes are {0:02x?}, expected \"GGUF\"")]
+    BadMagic([u8; 4]),
+    #[error("GGUF version {0} is not supported (Hearth reads versions 2 and 3)")]
+    UnsupportedVersion(u32),
+    #[error("the GGUF file is truncated: {what} needs bytes up to offset {needed}, but the file ends at {available}")]
+    Truncated { what: String, needed: u64, available: u64 },
+    #[error("the GGUF file is corrupt: {0}")]
+    Corrupt(String),
+    #[error("tensor '{name}' has type {ty}, which Hearth does not support (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)")]
+    UnsupportedTensorType { name: String, ty: String },
+    #[error("the model has no tensor '{0}'")]
+    MissingTensor(String),
+    #[error("tensor '{name}' has shape {actual:?}, expected {expected:?}")]
+    ShapeMismatch { name: String, expected: Vec<usize>, actual: Vec<usize> },
+    #[error("the model's metadata has no '{0}'")]
+    MissingMetadata(String),
+    #[error("metadata '{key}' is invalid: {why}")]
+    BadMetadata { key: String, why: String },
+    #[error("architecture '{0}' is not supported (Hearth runs llama-family models: general.architecture = llama)")]
+    UnsupportedArchitecture(String),
+    #[error("tokenizer '{0}' is not supported (Hearth reads 'llama' SentencePiece and 'gpt2' byte-level BPE vocabularies)")]
+    UnsupportedTokenizer(String),
+    #[error("the prompt is {tokens} tokens but the context holds {context}; shorten the prompt or raise the context size")]
+    ContextOverflow { tokens: usize, context: usize },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("the model needs {needed} bytes but at most {limit} can be allocated here")]
+    ModelTooBig { needed: u64, limit: u64 },
+    #[error("generation was aborted")]
+    Aborted,
+    #[error("compute failed: {0}")]
+    Compute(String),
+    #[error("i/o error: {0}")]
+    Io(String),
+}
+
+impl HearthError {
+    /// Stable machine-readable code, used by the CLI's JSON errors and the JS `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadMagic(_) => "bad_magic",
+            Self::UnsupportedVersion(_) => "unsupported_version",
+            Self::Truncated { .. } => "truncated",
+            Self::Corrupt(_) => "corrupt",
+            Self::UnsupportedTensorType { .. } => "unsupported_tensor_type",
+            Self::MissingTensor(_) => "missing_tensor",
+            Self::ShapeMismatch { .. } => "shape_mismatch",
+            Self::MissingMetadata(_) => "missing_metadata",
+            Self::BadMetadata { .. } => "bad_metadata",
+            Self::UnsupportedArchitecture(_) => "unsupported_architecture",
+            Self::UnsupportedTokenizer(_) => "unsupported_tokenizer",
+            Self::ContextOverflow { .. } => "context_overflow",
+            Self::InvalidArgument(_) => "invalid_argument",
+            Self::ModelTooBig { .. } => "model_too_big",
+            Self::Aborted => "aborted",
+            Self::Compute(_) => "compute",
+            Self::Io(_) => "io",
+        }
+    }
+}
+
+impl From<candle_core::Error> for HearthError {
+    fn from(e: candle_core::Error) -> Self {
+        HearthError::Compute(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for HearthError {
+    fn from(e: std::io::Error) -> Self {
+        HearthError::Io(e.to_string())
+    }
+}
+
+pub type Result<T, E = HearthError> = std::result::Result<T, E>;

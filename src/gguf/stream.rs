@@ -1,0 +1,87 @@
+//! Push-style GGUF reading: bytes arrive in chunks of any size (a fetch stream, a File read in
+//! slices, or one buffer) and each tensor goes to the sink as soon as its bytes are complete. At
+//! most one tensor's bytes are buffered here, so a multi-GB model never sits in memory twice.
+
+use super::{parse_header, Header, TensorInfo};
+use crate::error::{HearthError, Result};
+
+pub trait TensorSink {
+    /// Called once, before any tensor, when the header has been parsed.
+    fn header(&mut self, header: &Header) -> Result<()>;
+    /// Called for each tensor in file order with exactly its bytes.
+    fn tensor(&mut self, info: &TensorInfo, data: &[u8]) -> Result<()>;
+}
+
+#[derive(Default)]
+pub struct GgufStream {
+    buf: Vec<u8>,
+    /// Absolute file offset of buf[0].
+    base: u64,
+    header: Option<Header>,
+    next: usize,
+    received: u64,
+}
+
+impl GgufStream {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn header(&self) -> Option<&Header> {
+        self.header.as_ref()
+    }
+
+    /// Bytes fed so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    pub fn feed(&mut self, chunk: &[u8], sink: &mut dyn TensorSink) -> Result<()> {
+        self.received += chunk.len() as u64;
+        self.buf.extend_from_slice(chunk);
+        if self.header.is_none() {
+            match parse_header(&self.buf) {
+                Ok(h) => {
+                    sink.header(&h)?;
+                    self.header = Some(h);
+                }
+                Err(HearthError::Truncated { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        let h = self.header.as_ref().unwrap();
+        while let Some(t) = h.tensors.get(self.next) {
+            let start = h.data_offset + t.offset;
+            let end = start + t.size;
+            if self.base + (self.buf.len() as u64) < end {
+                break;
+            }
+            let (s, e) = ((start - self.base) as usize, (end - self.base) as usize);
+            sink.tensor(t, &self.buf[s..e])?;
+            self.buf.drain(..e);
+            self.base = end;
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    /// The source has ended: everything announced must have arrived.
+    pub fn finish(&self) -> Result<&Header> {
+        let available = self.received;
+        let Some(h) = &self.header else {
+            // Re-parse to report what exactly is missing (or a better error than "truncated").
+            return Err(match parse_header(&self.buf) {
+                Err(e) => e,
+                Ok(_) => HearthError::Truncated { what: "header".into(), needed: available + 1, available },
+            });
+        };
+        if let Some(t) = h.tensors.get(self.next) {
+            return Err(HearthError::Truncated {
+                what: format!("tensor '{}'", t.name),
+                needed: h.data_offset + t.offset + t.size,
+                available,
+            });
+        }
+        Ok(h)
+    }
+}

@@ -1,0 +1,90 @@
+//! Writes GGUF v3 files: used for the project's own test fixtures and the bundled demo model.
+
+use super::{align_up, TensorType, Value, DEFAULT_ALIGNMENT, MAGIC};
+
+#[derive(Default)]
+pub struct GgufWriter {
+    metadata: Vec<(String, Value)>,
+    tensors: Vec<(String, Vec<u64>, TensorType, Vec<u8>)>,
+}
+
+impl GgufWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn meta(&mut self, key: &str, value: Value) -> &mut Self {
+        self.metadata.retain(|(k, _)| k != key);
+        self.metadata.push((key.to_string(), value));
+        self
+    }
+
+    /// `dims` in ggml order (row length first); `data` already encoded in `ty`.
+    pub fn tensor(&mut self, name: &str, dims: Vec<u64>, ty: TensorType, data: Vec<u8>) -> &mut Self {
+        let expect = ty.byte_size(dims[0], dims.iter().product()).expect("dims fit the type's blocks");
+        assert_eq!(expect, data.len() as u64, "tensor '{name}' data size");
+        self.tensors.push((name.to_string(), dims, ty, data));
+        self
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
+        for (k, v) in &self.metadata {
+            write_str(&mut out, k);
+            out.extend_from_slice(&v.type_id().to_le_bytes());
+            write_value(&mut out, v);
+        }
+        let mut offset = 0u64;
+        for (name, dims, ty, data) in &self.tensors {
+            write_str(&mut out, name);
+            out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+            for d in dims {
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            out.extend_from_slice(&ty.0.to_le_bytes());
+            out.extend_from_slice(&offset.to_le_bytes());
+            offset = align_up(offset + data.len() as u64, DEFAULT_ALIGNMENT);
+        }
+        out.resize(align_up(out.len() as u64, DEFAULT_ALIGNMENT) as usize, 0);
+        for (_, _, _, data) in &self.tensors {
+            out.extend_from_slice(data);
+            out.resize(align_up(out.len() as u64, DEFAULT_ALIGNMENT) as usize, 0);
+        }
+        out
+    }
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn write_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::U8(x) => out.push(*x),
+        Value::I8(x) => out.push(*x as u8),
+        Value::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::U32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::U64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::F32(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::Bool(x) => out.push(*x as u8),
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            // An empty array is written as an array of strings: its element type is unknowable.
+            let elem = items.first().map_or(8, |i| i.type_id());
+            out.extend_from_slice(&elem.to_le_bytes());
+            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for i in items {
+                write_value(out, i);
+            }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Hearth: Llama-family GGUF models run in the browser (and natively, for tests and benchmarks).
+
+pub mod error;
+pub mod gguf;
+pub mod tokenizer;
+
+pub use error::{HearthError, Result};
