@@ -1,7 +1,14 @@
 //! Hearth: Llama-family GGUF models run in the browser (and natively, for tests and benchmarks).
 
+pub mod backend;
+pub mod engine;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fixture;
 pub mod gguf;
+pub mod model;
+pub mod sampler;
 pub mod tokenizer;
 
+pub use engine::{Engine, EngineLoader, GenerateOptions, Generation, StopReason};
 pub use error::{HearthError, Result};

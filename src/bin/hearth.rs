@@ -1,1 +1,189 @@
-fn main() {}
+//! The native `hearth` CLI: the same engine as the browser build, for tests, goldens and benches.
+//! Commands and JSON shapes are relied on by outside tools: keep them stable.
+
+use clap::{Parser, Subcommand};
+use hearth::backend::cpu::Cpu;
+use hearth::sampler::SamplerConfig;
+use hearth::{Engine, EngineLoader, GenerateOptions, HearthError, Result};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "hearth", version, about = "Run Llama-family GGUF models (the engine behind the Hearth web runtime)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tokenize text (no BOS, special-token text treated as plain text).
+    Tokenize {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a continuation of a prompt.
+    Generate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        #[arg(long, default_value_t = 128)]
+        max_tokens: usize,
+        /// 0 means greedy.
+        #[arg(long, default_value_t = 0.8)]
+        temperature: f32,
+        #[arg(long, default_value_t = 40)]
+        top_k: usize,
+        #[arg(long, default_value_t = 0.95)]
+        top_p: f32,
+        #[arg(long, default_value_t = 0.05)]
+        min_p: f32,
+        #[arg(long, default_value_t = 1.0)]
+        repeat_penalty: f32,
+        #[arg(long, default_value_t = 0x5eed)]
+        seed: u64,
+        /// Context size (default: the model's, at most 4096).
+        #[arg(long)]
+        ctx_size: Option<usize>,
+        /// Stop at an end-of-generation token (greedy runs never stop early otherwise).
+        #[arg(long)]
+        stop_at_eos: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Top-K logits at every prompt position.
+    Logits {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the test fixtures (small random-weight Llama GGUFs) into a directory.
+    Fixture {
+        #[arg(long)]
+        out: PathBuf,
+        /// Only fixtures whose file name contains this.
+        #[arg(long)]
+        only: Option<String>,
+    },
+}
+
+fn read_header(path: &Path) -> Result<hearth::gguf::Header> {
+    let mut f = std::fs::File::open(path).map_err(|e| HearthError::Io(format!("{}: {e}", path.display())))?;
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut chunk)?;
+        buf.extend_from_slice(&chunk[..n]);
+        match hearth::gguf::parse_header(&buf) {
+            Err(HearthError::Truncated { .. }) if n > 0 => continue,
+            other => return other,
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Engine<Cpu>> {
+    let mut f = std::fs::File::open(path).map_err(|e| HearthError::Io(format!("{}: {e}", path.display())))?;
+    let mut loader = EngineLoader::new(Cpu);
+    let mut chunk = vec![0u8; 4 << 20];
+    loop {
+        let n = f.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        loader.feed(&chunk[..n])?;
+    }
+    loader.finish()
+}
+
+fn print(value: serde_json::Value) {
+    println!("{value}");
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Tokenize { model, text, json } => {
+            let header = read_header(&model)?;
+            let tok = hearth::tokenizer::Tokenizer::from_metadata(&header.metadata)?;
+            let tokens = tok.encode(&text, false, false);
+            if json {
+                print(json!({ "tokens": tokens }));
+            } else {
+                for t in tokens {
+                    let piece = String::from_utf8_lossy(&tok.token_to_piece(t, true)).into_owned();
+                    println!("{t:>8} {piece:?}");
+                }
+            }
+        }
+        Command::Generate { model, prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, ctx_size, stop_at_eos, json } => {
+            let engine = load(&model)?;
+            let prompt_tokens = engine.tokenize_prompt(&prompt);
+            let n_ctx = ctx_size.unwrap_or(engine.model.config.context_length.min(4096));
+            let opts = GenerateOptions {
+                max_tokens,
+                sampler: SamplerConfig { temperature, top_k, top_p, min_p, repeat_penalty, seed, ..SamplerConfig::default() },
+                stop_at_eos,
+                ..GenerateOptions::default()
+            };
+            let mut stdout = std::io::stdout();
+            let g = engine.generate(&prompt_tokens, n_ctx, &opts, |ev| {
+                if !json {
+                    let _ = stdout.write_all(ev.text.as_bytes());
+                    let _ = stdout.flush();
+                }
+                true
+            })?;
+            if json {
+                print(json!({ "prompt_tokens": g.prompt_tokens, "tokens": g.tokens, "text": g.text }));
+            } else {
+                println!();
+            }
+        }
+        Command::Logits { model, prompt, top, json } => {
+            let engine = load(&model)?;
+            let tokens = engine.tokenize_prompt(&prompt);
+            let logits = engine.prompt_logits(&tokens)?;
+            let n_vocab = engine.model.config.n_vocab;
+            let positions: Vec<_> = logits
+                .chunks_exact(n_vocab)
+                .map(|row| {
+                    let mut idx: Vec<usize> = (0..n_vocab).collect();
+                    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+                    idx.truncate(top);
+                    json!({ "ids": idx, "logits": idx.iter().map(|&i| row[i]).collect::<Vec<_>>() })
+                })
+                .collect();
+            if json {
+                print(json!({ "prompt_tokens": tokens, "positions": positions }));
+            } else {
+                for (t, p) in tokens.iter().zip(&positions) {
+                    println!("{t:>8} -> {}", p);
+                }
+            }
+        }
+        Command::Fixture { out, only } => {
+            for p in hearth::fixture::write_all(&out, only.as_deref())? {
+                println!("{}", p.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("hearth: error [{}]: {e}", e.code());
+        std::process::exit(1);
+    }
+}

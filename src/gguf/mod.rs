@@ -436,3 +436,5 @@ pub fn parse_file(buf: &[u8]) -> Result<Header> {
 
 
 
+#[cfg(test)]
+mod tests;

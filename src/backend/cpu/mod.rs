@@ -1,0 +1,245 @@
+//! CPU backend: weights stay in their GGUF encoding (candle-core's quantized blocks) and matmuls
+//! run candle's quantized dot products, which quantize activations the way ggml does (Q8_0 / Q8_K,
+//! f16 for F16 weights), so results track llama.cpp closely. Element-wise ops are plain loops that
+//! mirror ggml's arithmetic (f64 sums in RMSNorm and softmax, iterated rope angles).
+
+mod q8_1;
+
+use super::{Backend, Rope};
+use crate::error::{HearthError, Result};
+use crate::gguf::{TensorInfo, TensorType};
+use q8_1::Q8_1Weight;
+use candle_core::quantized::QuantizedType;
+use candle_core::CpuStorage;
+
+pub struct Cpu;
+
+/// Row-major activations.
+#[derive(Clone, Debug)]
+pub struct CpuTensor {
+    pub data: Vec<f32>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+enum Blocks {
+    Candle(Box<dyn QuantizedType>),
+    Q8_1(Q8_1Weight),
+}
+
+pub struct CpuWeight {
+    blocks: Blocks,
+    /// Rows (output features) and row length (input features).
+    pub rows: usize,
+    pub cols: usize,
+}
+
+pub struct CpuKvCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    kv_dim: usize,
+    n_ctx: usize,
+}
+
+fn as_f32(s: CpuStorage) -> Result<Vec<f32>> {
+    match s {
+        CpuStorage::F32(v) => Ok(v),
+        _ => Err(HearthError::Compute("expected f32 output".into())),
+    }
+}
+
+impl Backend for Cpu {
+    type Tensor = CpuTensor;
+    type Weight = CpuWeight;
+    type KvCache = CpuKvCache;
+
+    fn upload(&self, info: &TensorInfo, data: &[u8]) -> Result<CpuWeight> {
+        let dtype = info.ty.to_candle().ok_or_else(|| HearthError::UnsupportedTensorType {
+            name: info.name.clone(),
+            ty: info.ty.name(),
+        })?;
+        // candle reinterprets the bytes as blocks and requires their alignment; stream buffers
+        // give no such promise, so copy into u64-aligned memory when needed.
+        let blocks = match info.ty {
+            TensorType::Q4_1 => Blocks::Q8_1(Q8_1Weight::q4_1(data)),
+            TensorType::Q5_1 => Blocks::Q8_1(Q8_1Weight::q5_1(data)),
+            // candle reinterprets the bytes as blocks and requires their alignment; stream
+            // buffers give no such promise, so copy into u64-aligned memory when needed.
+            _ if data.as_ptr() as usize % 8 == 0 => Blocks::Candle(dtype.from_data(std::borrow::Cow::Borrowed(data))),
+            _ => {
+                let mut aligned = vec![0u64; data.len().div_ceil(8)];
+                // SAFETY: a u64 buffer viewed as at least data.len() bytes.
+                let bytes = unsafe { std::slice::from_raw_parts_mut(aligned.as_mut_ptr() as *mut u8, data.len()) };
+                bytes.copy_from_slice(data);
+                Blocks::Candle(dtype.from_data(std::borrow::Cow::Borrowed(&*bytes)))
+            }
+        };
+        let cols = info.dims[0] as usize;
+        let rows = (info.elements() / info.dims[0]) as usize;
+        Ok(CpuWeight { blocks, rows, cols })
+    }
+
+    fn read_weight(&self, w: &CpuWeight) -> Result<Vec<f32>> {
+        match &w.blocks {
+            Blocks::Candle(s) => as_f32(s.dequantize(w.rows * w.cols)?),
+            Blocks::Q8_1(q) => Ok(q.rows(&(0..w.rows as u32).collect::<Vec<_>>(), w.cols)),
+        }
+    }
+
+    fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize) -> Result<CpuKvCache> {
+        let per_layer = n_ctx.checked_mul(kv_dim).ok_or_else(|| HearthError::InvalidArgument("context too large".into()))?;
+        let mut k = Vec::with_capacity(n_layer);
+        let mut v = Vec::with_capacity(n_layer);
+        for _ in 0..n_layer {
+            let mut kl = Vec::new();
+            let mut vl = Vec::new();
+            let bytes = (per_layer * 8) as u64;
+            if kl.try_reserve_exact(per_layer).is_err() || vl.try_reserve_exact(per_layer).is_err() {
+                return Err(HearthError::ModelTooBig { needed: bytes * n_layer as u64, limit: 0 });
+            }
+            kl.resize(per_layer, 0.0);
+            vl.resize(per_layer, 0.0);
+            k.push(kl);
+            v.push(vl);
+        }
+        Ok(CpuKvCache { k, v, kv_dim, n_ctx })
+    }
+
+    fn embed(&self, table: &CpuWeight, ids: &[u32]) -> Result<CpuTensor> {
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= table.rows) {
+            return Err(HearthError::InvalidArgument(format!("token id {bad} is outside the vocabulary of {}", table.rows)));
+        }
+        let data = match &table.blocks {
+            Blocks::Candle(s) => as_f32(s.embedding(ids, table.rows, table.cols)?)?,
+            Blocks::Q8_1(q) => q.rows(ids, table.cols),
+        };
+        Ok(CpuTensor { data, rows: ids.len(), cols: table.cols })
+    }
+
+    fn matmul(&self, x: &CpuTensor, w: &CpuWeight) -> Result<CpuTensor> {
+        if x.cols != w.cols {
+            return Err(HearthError::Compute(format!("matmul: input has {} columns, weight rows are {} long", x.cols, w.cols)));
+        }
+        let mut out = vec![0f32; x.rows * w.rows];
+        let mkn = (x.rows, w.cols, w.rows);
+        match &w.blocks {
+            Blocks::Candle(s) => s.matmul_t(mkn, &x.data, &mut out)?,
+            Blocks::Q8_1(q) => q.matmul(mkn, &x.data, &mut out),
+        }
+        Ok(CpuTensor { data: out, rows: x.rows, cols: w.rows })
+    }
+
+    fn rms_norm(&self, x: &CpuTensor, weight: &[f32], eps: f32) -> Result<CpuTensor> {
+        let mut out = vec![0f32; x.data.len()];
+        for (src, dst) in x.data.chunks_exact(x.cols).zip(out.chunks_exact_mut(x.cols)) {
+            let sum: f64 = src.iter().map(|&v| (v * v) as f64).sum();
+            let scale = 1.0 / ((sum / x.cols as f64) as f32 + eps).sqrt();
+            for ((d, &s), &w) in dst.iter_mut().zip(src).zip(weight) {
+                *d = s * scale * w;
+            }
+        }
+        Ok(CpuTensor { data: out, rows: x.rows, cols: x.cols })
+    }
+
+    fn rope(&self, x: &mut CpuTensor, head_dim: usize, pos0: usize, rope: &Rope) -> Result<()> {
+        let theta_scale = rope.freq_base.powf(-2.0 / rope.n_rot as f32);
+        let mut cos_sin = vec![(0f32, 0f32); rope.n_rot / 2];
+        for (r, row) in x.data.chunks_exact_mut(x.cols).enumerate() {
+            // ggml builds the angles by repeated multiplication; do the same to match its rounding.
+            let mut theta = (pos0 + r) as f32;
+            for (i, cs) in cos_sin.iter_mut().enumerate() {
+                let ff = rope.freq_factors.as_ref().map_or(1.0, |f| f[i]);
+                let t = rope.freq_scale * (theta / ff);
+                *cs = (t.cos(), t.sin());
+                theta *= theta_scale;
+            }
+            for head in row.chunks_exact_mut(head_dim) {
+                for (pair, &(c, s)) in head[..rope.n_rot].chunks_exact_mut(2).zip(&cos_sin) {
+                    let (x0, x1) = (pair[0], pair[1]);
+                    pair[0] = x0 * c - x1 * s;
+                    pair[1] = x0 * s + x1 * c;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn attention(
+        &self,
+        cache: &mut CpuKvCache,
+        layer: usize,
+        q: &CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        pos0: usize,
+        n_head: usize,
+        n_head_kv: usize,
+        scale: f32,
+    ) -> Result<CpuTensor> {
+        let kv_dim = cache.kv_dim;
+        let n_new = q.rows;
+        if pos0 + n_new > cache.n_ctx {
+            return Err(HearthError::ContextOverflow { tokens: pos0 + n_new, context: cache.n_ctx });
+        }
+        let (kc, vc) = (&mut cache.k[layer], &mut cache.v[layer]);
+        kc[pos0 * kv_dim..(pos0 + n_new) * kv_dim].copy_from_slice(&k.data);
+        vc[pos0 * kv_dim..(pos0 + n_new) * kv_dim].copy_from_slice(&v.data);
+
+        let head_dim = q.cols / n_head;
+        let group = n_head / n_head_kv;
+        let mut out = vec![0f32; n_new * q.cols];
+        let mut scores = vec![0f32; pos0 + n_new];
+        for r in 0..n_new {
+            let n_kv = pos0 + r + 1; // causal: this row sees itself and everything before
+            for h in 0..n_head {
+                let qh = &q.data[r * q.cols + h * head_dim..][..head_dim];
+                let off = (h / group) * head_dim;
+                let mut max = f32::NEG_INFINITY;
+                for (j, s) in scores[..n_kv].iter_mut().enumerate() {
+                    let kh = &kc[j * kv_dim + off..][..head_dim];
+                    *s = dot(qh, kh) * scale;
+                    max = max.max(*s);
+                }
+                let mut sum = 0f64;
+                for s in scores[..n_kv].iter_mut() {
+                    *s = (*s - max).exp();
+                    sum += *s as f64;
+                }
+                let inv = (1.0 / sum) as f32;
+                let oh = &mut out[r * q.cols + h * head_dim..][..head_dim];
+                for (j, &s) in scores[..n_kv].iter().enumerate() {
+                    let w = s * inv;
+                    let vh = &vc[j * kv_dim + off..][..head_dim];
+                    for (o, &vv) in oh.iter_mut().zip(vh) {
+                        *o += w * vv;
+                    }
+                }
+            }
+        }
+        Ok(CpuTensor { data: out, rows: n_new, cols: q.cols })
+    }
+
+    fn silu_mul(&self, gate: &CpuTensor, up: &CpuTensor) -> Result<CpuTensor> {
+        let data = gate.data.iter().zip(&up.data).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u).collect();
+        Ok(CpuTensor { data, rows: gate.rows, cols: gate.cols })
+    }
+
+    fn add_assign(&self, a: &mut CpuTensor, b: &CpuTensor) -> Result<()> {
+        for (x, &y) in a.data.iter_mut().zip(&b.data) {
+            *x += y;
+        }
+        Ok(())
+    }
+
+    fn last_row(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        Ok(CpuTensor { data: x.data[(x.rows - 1) * x.cols..].to_vec(), rows: 1, cols: x.cols })
+    }
+
+    fn to_vec(&self, x: &CpuTensor) -> Result<Vec<f32>> {
+        Ok(x.data.clone())
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}

@@ -1,0 +1,65 @@
+//! The operations the Llama forward pass needs, and nothing else. The model is written once
+//! against this trait; each backend owns its tensors (CPU memory here, GPU buffers later) so a
+//! GPU backend can record a whole step and read back only the logits.
+
+pub mod cpu;
+
+use crate::error::Result;
+use crate::gguf::TensorInfo;
+
+/// Rotary embedding parameters, resolved from the GGUF (base, linear scaling, Llama 3.1 factors).
+#[derive(Clone, Debug)]
+pub struct Rope {
+    pub n_rot: usize,
+    pub freq_base: f32,
+    pub freq_scale: f32,
+    /// Per-pair divisors of the frequency (`rope_freqs.weight`), `n_rot / 2` of them.
+    pub freq_factors: Option<Vec<f32>>,
+}
+
+pub trait Backend {
+    /// Activations: `rows` tokens of `cols` values each.
+    type Tensor;
+    /// A weight matrix (any supported GGUF type), kept in its stored encoding.
+    type Weight;
+    /// Keys and values of every layer for one sequence.
+    type KvCache;
+
+    /// Place one tensor's GGUF bytes in the backend (as they arrive from the stream).
+    fn upload(&self, info: &TensorInfo, data: &[u8]) -> Result<Self::Weight>;
+    /// The weight dequantized to f32 (small tensors: norms, rope factors).
+    fn read_weight(&self, w: &Self::Weight) -> Result<Vec<f32>>;
+
+    fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize) -> Result<Self::KvCache>;
+
+    /// Rows `ids` of an embedding table, read from its quantized form.
+    fn embed(&self, table: &Self::Weight, ids: &[u32]) -> Result<Self::Tensor>;
+    /// x · Wᵀ: `[rows, k]` by a `[n, k]` weight gives `[rows, n]`.
+    fn matmul(&self, x: &Self::Tensor, w: &Self::Weight) -> Result<Self::Tensor>;
+    /// RMS-normalize each row, then scale by `weight`.
+    fn rms_norm(&self, x: &Self::Tensor, weight: &[f32], eps: f32) -> Result<Self::Tensor>;
+    /// Rotate pairs (x[2i], x[2i+1]) of every head in place; row r is at position `pos0 + r`.
+    fn rope(&self, x: &mut Self::Tensor, head_dim: usize, pos0: usize, rope: &Rope) -> Result<()>;
+    /// Store k and v of the new rows at positions `pos0..` of `layer`, then causal attention of
+    /// q over positions `0..pos0 + rows`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        cache: &mut Self::KvCache,
+        layer: usize,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        pos0: usize,
+        n_head: usize,
+        n_head_kv: usize,
+        scale: f32,
+    ) -> Result<Self::Tensor>;
+    /// silu(gate) * up, elementwise.
+    fn silu_mul(&self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;
+    /// a += b.
+    fn add_assign(&self, a: &mut Self::Tensor, b: &Self::Tensor) -> Result<()>;
+    /// Keep only the last row.
+    fn last_row(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    fn to_vec(&self, x: &Self::Tensor) -> Result<Vec<f32>>;
+}

@@ -1,0 +1,137 @@
+use super::*;
+
+fn sample() -> Vec<u8> {
+    let mut w = GgufWriter::new();
+    w.meta("general.architecture", Value::String("llama".into()))
+        .meta("answer", Value::U32(42))
+        .meta("list", Value::Array(vec![Value::String("a".into()), Value::String("é".into())]))
+        .meta("flag", Value::Bool(true))
+        .meta("pi", Value::F64(3.25));
+    w.tensor("a", vec![4, 2], TensorType::F32, (0..32).collect());
+    w.tensor("b", vec![32], TensorType::Q8_0, vec![7; 34]);
+    w.to_bytes()
+}
+
+#[test]
+fn round_trip() {
+    let bytes = sample();
+    let h = parse_file(&bytes).unwrap();
+    assert_eq!(h.version, 3);
+    assert_eq!(h.metadata.u64("answer").unwrap(), 42);
+    assert_eq!(h.metadata.opt_strings("list").unwrap().unwrap(), vec!["a", "é"]);
+    assert_eq!(h.metadata.opt_bool("flag").unwrap(), Some(true));
+    assert_eq!(h.metadata.opt_f64("pi").unwrap(), Some(3.25));
+    let a = h.tensor("a").unwrap();
+    assert_eq!((a.dims.clone(), a.size, a.shape()), (vec![4, 2], 32, vec![2, 4]));
+    let b = h.tensor("b").unwrap();
+    assert_eq!((b.ty, b.size, b.offset % 32), (TensorType::Q8_0, 34, 0));
+    let start = (h.data_offset + b.offset) as usize;
+    assert_eq!(&bytes[start..start + 34], &[7; 34]);
+    assert!(h.file_size() <= bytes.len() as u64);
+}
+
+#[test]
+fn every_truncation_is_a_typed_error() {
+    let bytes = sample();
+    let header_len = (1..=bytes.len()).find(|&n| parse_header(&bytes[..n]).is_ok()).unwrap();
+    for n in 0..bytes.len() {
+        let r = parse_file(&bytes[..n]);
+        match r {
+            Err(HearthError::Truncated { .. }) => {}
+            Ok(_) => panic!("a {n}-byte prefix parsed as complete"),
+            Err(e) => panic!("prefix {n}: expected Truncated, got {e}"),
+        }
+        // The header alone parses as soon as all of it is there, and not before.
+        assert_eq!(parse_header(&bytes[..n]).is_ok(), n >= header_len);
+    }
+}
+
+#[test]
+fn bad_magic_and_version() {
+    let mut bytes = sample();
+    bytes[0] = b'X';
+    assert!(matches!(parse_header(&bytes), Err(HearthError::BadMagic(m)) if &m == b"XGUF"));
+    let mut bytes = sample();
+    bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
+    assert_eq!(parse_header(&bytes).unwrap_err(), HearthError::UnsupportedVersion(1));
+}
+
+#[test]
+fn absurd_counts_do_not_allocate() {
+    let mut bytes = sample();
+    bytes[16..24].copy_from_slice(&u64::MAX.to_le_bytes()); // metadata count
+    assert_eq!(parse_header(&bytes).unwrap_err().code(), "corrupt");
+    // A string claiming 2^60 bytes.
+    let mut bytes = sample();
+    bytes[24..32].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    assert_eq!(parse_header(&bytes).unwrap_err().code(), "truncated");
+}
+
+fn with_tensor(dims: Vec<u64>, ty: u32, offset: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"GGUF");
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(&1u64.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&1u64.to_le_bytes());
+    out.push(b't');
+    out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+    for d in &dims {
+        out.extend_from_slice(&d.to_le_bytes());
+    }
+    out.extend_from_slice(&ty.to_le_bytes());
+    out.extend_from_slice(&offset.to_le_bytes());
+    out.resize(4096, 0);
+    out
+}
+
+#[test]
+fn tensor_index_is_validated() {
+    let code = |b: Vec<u8>| parse_header(&b).map(|_| "ok").unwrap_or_else(|e| e.code());
+    assert_eq!(code(with_tensor(vec![32, 2], 8, 0)), "ok");
+    assert_eq!(code(with_tensor(vec![33, 2], 8, 0)), "corrupt"); // rows not whole Q8_0 blocks
+    assert_eq!(code(with_tensor(vec![32, 0], 8, 0)), "corrupt"); // zero dimension
+    assert_eq!(code(with_tensor(vec![32, 2], 999, 0)), "corrupt"); // no such type
+    assert_eq!(code(with_tensor(vec![32, 2], 8, 3)), "corrupt"); // misaligned
+    assert_eq!(code(with_tensor(vec![1, 1, 1, 1, 1], 0, 0)), "corrupt"); // 5 dims
+    assert_eq!(code(with_tensor(vec![1 << 40, 1 << 40], 0, 0)), "corrupt"); // overflowing size
+    // Data announced past the end of the file.
+    let b = with_tensor(vec![1 << 20], 0, 0);
+    assert_eq!(parse_file(&b).unwrap_err().code(), "truncated");
+}
+
+#[test]
+fn stream_delivers_each_tensor_once_whatever_the_chunking() {
+    struct Collect(Vec<(String, Vec<u8>)>, bool);
+    impl TensorSink for Collect {
+        fn header(&mut self, _: &Header) -> crate::Result<()> {
+            self.1 = true;
+            Ok(())
+        }
+        fn tensor(&mut self, info: &TensorInfo, data: &[u8]) -> crate::Result<()> {
+            self.0.push((info.name.clone(), data.to_vec()));
+            Ok(())
+        }
+    }
+    let bytes = sample();
+    for chunk in [1, 3, 7, 64, bytes.len()] {
+        let mut s = GgufStream::new();
+        let mut sink = Collect(Vec::new(), false);
+        for c in bytes.chunks(chunk) {
+            s.feed(c, &mut sink).unwrap();
+        }
+        s.finish().unwrap();
+        assert!(sink.1);
+        assert_eq!(sink.0.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(sink.0[0].1, (0..32).collect::<Vec<u8>>());
+        assert_eq!(sink.0[1].1, vec![7; 34]);
+    }
+    // Cut short: finish names the missing tensor.
+    let mut s = GgufStream::new();
+    let mut sink = Collect(Vec::new(), false);
+    s.feed(&bytes[..bytes.len() - 40], &mut sink).unwrap();
+    match s.finish() {
+        Err(HearthError::Truncated { what, .. }) => assert!(what.contains("'b'"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,119 @@
+//! Llama hyperparameters read from GGUF metadata, the way llama.cpp reads them.
+
+use crate::error::{HearthError, Result};
+use crate::gguf::Metadata;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaConfig {
+    pub n_vocab: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub n_rot: usize,
+    pub rms_eps: f32,
+    pub rope_base: f32,
+    /// Linear rope scaling (1 / factor); 1 when none.
+    pub rope_freq_scale: f32,
+    pub context_length: usize,
+    pub attention_scale: f32,
+}
+
+fn bad(key: &str, why: impl Into<String>) -> HearthError {
+    HearthError::BadMetadata { key: key.into(), why: why.into() }
+}
+
+fn usize_of(md: &Metadata, key: &str) -> Result<usize> {
+    let v = md.u64(key)?;
+    if v == 0 || v > (1 << 31) {
+        return Err(bad(key, format!("{v} is out of range")));
+    }
+    Ok(v as usize)
+}
+
+impl LlamaConfig {
+    pub fn from_metadata(md: &Metadata) -> Result<Self> {
+        let arch = md.str("general.architecture")?;
+        if arch != "llama" {
+            return Err(HearthError::UnsupportedArchitecture(arch.to_string()));
+        }
+        let k = |s: &str| format!("llama.{s}");
+        if md.opt_u64(&k("expert_count"))?.unwrap_or(0) > 0 {
+            return Err(bad(&k("expert_count"), "mixture-of-experts models are not supported"));
+        }
+        let n_embd = usize_of(md, &k("embedding_length"))?;
+        let n_layer = usize_of(md, &k("block_count"))?;
+        let n_ff = match md.get(&k("feed_forward_length")) {
+            Some(v) if v.as_array().is_some() => return Err(bad(&k("feed_forward_length"), "per-layer sizes are not supported")),
+            _ => usize_of(md, &k("feed_forward_length"))?,
+        };
+        let n_head = usize_of(md, &k("attention.head_count"))?;
+        let n_head_kv = match md.opt_u64(&k("attention.head_count_kv"))? {
+            Some(_) => usize_of(md, &k("attention.head_count_kv"))?,
+            None => n_head,
+        };
+        if n_head % n_head_kv != 0 {
+            return Err(bad(&k("attention.head_count_kv"), format!("{n_head} heads do not split into {n_head_kv} groups")));
+        }
+        let head_dim = match md.opt_u64(&k("attention.key_length"))? {
+            Some(_) => usize_of(md, &k("attention.key_length"))?,
+            None if n_embd % n_head == 0 => n_embd / n_head,
+            None => return Err(bad(&k("attention.head_count"), "embedding length is not a multiple of the head count")),
+        };
+        if let Some(vl) = md.opt_u64(&k("attention.value_length"))? {
+            if vl as usize != head_dim {
+                return Err(bad(&k("attention.value_length"), "must equal the key length"));
+            }
+        }
+        let n_rot = md.opt_u64(&k("rope.dimension_count"))?.map_or(head_dim, |v| v as usize);
+        if n_rot != head_dim {
+            return Err(bad(&k("rope.dimension_count"), format!("{n_rot} differs from the head size {head_dim}")));
+        }
+        let rms_eps = md.opt_f64(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5) as f32;
+        let rope_base = md.opt_f64(&k("rope.freq_base"))?.unwrap_or(10000.0) as f32;
+        // As llama.cpp: a scaling factor means linear scaling whatever the declared type, except
+        // for the schemes that need more than a factor.
+        let scaling = md.opt_str(&k("rope.scaling.type"))?.unwrap_or("none");
+        if !matches!(scaling, "none" | "linear" | "llama3") {
+            return Err(bad(&k("rope.scaling.type"), format!("'{scaling}' rope scaling is not supported (none, linear and Llama 3 rope_freqs are)")));
+        }
+        let factor = match md.opt_f64(&k("rope.scaling.factor"))? {
+            Some(f) => Some(f),
+            None => md.opt_f64(&k("rope.scale_linear"))?,
+        };
+        let rope_freq_scale = match factor {
+            Some(f) if f > 0.0 => (1.0 / f) as f32,
+            _ => 1.0,
+        };
+        let context_length = usize_of(md, &k("context_length"))?;
+        let attention_scale = match md.opt_f64(&k("attention.scale"))? {
+            Some(s) if s != 0.0 => s as f32,
+            _ => 1.0 / (head_dim as f32).sqrt(),
+        };
+        let n_vocab = match md.opt_u64(&k("vocab_size"))? {
+            Some(v) => v as usize,
+            None => md.opt_array("tokenizer.ggml.tokens")?.map(|a| a.len()).ok_or_else(|| HearthError::MissingMetadata("tokenizer.ggml.tokens".into()))?,
+        };
+        Ok(Self {
+            n_vocab,
+            n_embd,
+            n_layer,
+            n_ff,
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_rot,
+            rms_eps,
+            rope_base,
+            rope_freq_scale,
+            context_length,
+            attention_scale,
+        })
+    }
+
+    pub fn kv_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+}

@@ -1,0 +1,96 @@
+//! The Llama model: weights placed in a backend as the GGUF streams in, and the forward pass,
+//! written once against `Backend`.
+
+mod config;
+mod loader;
+
+pub use config::LlamaConfig;
+pub use loader::ModelLoader;
+
+use crate::backend::{Backend, Rope};
+use crate::error::{HearthError, Result};
+
+pub struct Layer<B: Backend> {
+    pub attn_norm: Vec<f32>,
+    pub wq: B::Weight,
+    pub wk: B::Weight,
+    pub wv: B::Weight,
+    pub wo: B::Weight,
+    pub ffn_norm: Vec<f32>,
+    pub w_gate: B::Weight,
+    pub w_up: B::Weight,
+    pub w_down: B::Weight,
+}
+
+pub struct Llama<B: Backend> {
+    pub config: LlamaConfig,
+    pub backend: B,
+    pub tok_embd: B::Weight,
+    /// None when the output projection is tied to the embedding table.
+    pub output: Option<B::Weight>,
+    pub output_norm: Vec<f32>,
+    pub layers: Vec<Layer<B>>,
+    pub rope: Rope,
+}
+
+/// Which logits a forward pass returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    None,
+    Last,
+    All,
+}
+
+/// The per-sequence state: the KV cache and how many positions it holds.
+pub struct Sequence<B: Backend> {
+    pub cache: B::KvCache,
+    pub n_ctx: usize,
+    pub len: usize,
+}
+
+impl<B: Backend> Llama<B> {
+    pub fn new_sequence(&self, n_ctx: usize) -> Result<Sequence<B>> {
+        if n_ctx == 0 {
+            return Err(HearthError::InvalidArgument("context size must be at least 1".into()));
+        }
+        let cache = self.backend.new_kv_cache(self.config.n_layer, n_ctx, self.config.kv_dim())?;
+        Ok(Sequence { cache, n_ctx, len: 0 })
+    }
+
+    /// Run `tokens` at positions `seq.len..`, appending them to the sequence. Returns the logits
+    /// asked for, `n_vocab` per row.
+    pub fn forward(&self, seq: &mut Sequence<B>, tokens: &[u32], logits: Logits) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        if seq.len + tokens.len() > seq.n_ctx {
+            return Err(HearthError::ContextOverflow { tokens: seq.len + tokens.len(), context: seq.n_ctx });
+        }
+        let (c, be) = (&self.config, &self.backend);
+        let pos0 = seq.len;
+        let mut x = be.embed(&self.tok_embd, tokens)?;
+        for (il, l) in self.layers.iter().enumerate() {
+            let h = be.rms_norm(&x, &l.attn_norm, c.rms_eps)?;
+            let mut q = be.matmul(&h, &l.wq)?;
+            let mut k = be.matmul(&h, &l.wk)?;
+            let v = be.matmul(&h, &l.wv)?;
+            be.rope(&mut q, c.head_dim, pos0, &self.rope)?;
+            be.rope(&mut k, c.head_dim, pos0, &self.rope)?;
+            let a = be.attention(&mut seq.cache, il, &q, &k, &v, pos0, c.n_head, c.n_head_kv, c.attention_scale)?;
+            be.add_assign(&mut x, &be.matmul(&a, &l.wo)?)?;
+
+            let h = be.rms_norm(&x, &l.ffn_norm, c.rms_eps)?;
+            let g = be.silu_mul(&be.matmul(&h, &l.w_gate)?, &be.matmul(&h, &l.w_up)?)?;
+            be.add_assign(&mut x, &be.matmul(&g, &l.w_down)?)?;
+        }
+        seq.len += tokens.len();
+        let x = match logits {
+            Logits::None => return Ok(Vec::new()),
+            Logits::Last => be.last_row(&x)?,
+            Logits::All => x,
+        };
+        let x = be.rms_norm(&x, &self.output_norm, c.rms_eps)?;
+        let out = be.matmul(&x, self.output.as_ref().unwrap_or(&self.tok_embd))?;
+        be.to_vec(&out)
+    }
+}

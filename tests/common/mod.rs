@@ -1,0 +1,49 @@
+//! Shared by the integration tests: fixtures rebuilt in memory and checked against the goldens.
+#![allow(dead_code)]
+
+use hearth::backend::cpu::Cpu;
+use hearth::{Engine, EngineLoader};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+
+pub fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+pub fn read_json(name: &str) -> serde_json::Value {
+    let path = golden_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The bytes of fixture `spm-q4_k.gguf`, built by the project's own generator.
+pub fn fixture_bytes(file: &str) -> Vec<u8> {
+    let stem = file.trim_end_matches(".gguf");
+    let (spec, quant) = stem.split_once('-').expect("fixture name is SPEC-QUANT.gguf");
+    let spec = hearth::fixture::spec(spec).expect("known fixture spec");
+    hearth::fixture::build(&spec, quant).expect("fixture builds")
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fixture bytes, failing clearly when the generator no longer produces what the goldens saw.
+pub fn checked_fixture(file: &str, sha: &str) -> Vec<u8> {
+    let bytes = fixture_bytes(file);
+    assert_eq!(
+        sha256_hex(&bytes),
+        sha,
+        "fixture {file} differs from the one the goldens were made from: run scripts/goldens to regenerate them"
+    );
+    bytes
+}
+
+/// Load through the streaming path, in chunks that split headers and tensors at odd places.
+pub fn load(bytes: &[u8], chunk: usize) -> Engine<Cpu> {
+    let mut loader = EngineLoader::new(Cpu);
+    for c in bytes.chunks(chunk) {
+        loader.feed(c).unwrap();
+    }
+    loader.finish().unwrap()
+}
