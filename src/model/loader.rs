@@ -30,7 +30,7 @@ impl<B: Backend> ModelLoader<B> {
 
     /// All tensors have arrived: assemble the model.
     pub fn finish(mut self) -> Result<Llama<B>> {
-        let config = self.config.clone().ok_or_else(|| HearthError::Truncated { what: "header".into(), needed: 0, available: 0 })?;
+        let config = self.config.clone().ok_or_else(|| HearthError::Corrupt("no GGUF header was read".into()))?;
         let tok_embd = self.take("token_embd.weight")?;
         let output = self.weights.remove("output.weight");
         let output_norm = self.take_vec("output_norm.weight")?;

@@ -1,0 +1,179 @@
+//! The `hearth` binary: JSON output shapes outside tools rely on, agreement with the library, and
+//! errors as one `hearth: error [code]: ...` line with a non-zero exit, never a panic.
+
+mod common;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const FIXTURE: &str = "spm-q4_0";
+
+/// A file in the temp dir, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, bytes: &[u8]) -> Self {
+        let path = std::env::temp_dir().join(format!("hearth-cli-test-{}-{tag}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn fixture(tag: &str) -> (TempFile, Vec<u8>) {
+    let spec = hearth::fixture::spec("spm").unwrap();
+    let bytes = hearth::fixture::build(&spec, "q4_0").unwrap();
+    (TempFile::new(&format!("{tag}-{FIXTURE}.gguf"), &bytes), bytes)
+}
+
+fn hearth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hearth")).args(args).output().expect("run hearth")
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Stdout of a successful run, parsed as exactly one JSON value on one line.
+fn json_ok(out: &Output) -> Value {
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "hearth failed: {stderr}");
+    assert!(!stdout.contains("panicked") && !stderr.contains("panicked"));
+    assert_eq!(stdout.lines().count(), 1, "one JSON line expected: {stdout:?}");
+    serde_json::from_str(stdout.trim_end()).unwrap()
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().expect("a JSON object").keys().map(|s| s.as_str()).collect();
+    k.sort();
+    k
+}
+
+fn u32s(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+#[test]
+fn tokenize_json_matches_the_library() {
+    let (file, bytes) = fixture("tokenize");
+    let header = hearth::gguf::parse_file(&bytes).unwrap();
+    let tok = hearth::tokenizer::Tokenizer::from_metadata(&header.metadata).unwrap();
+    for text in ["Hello world", "The quick brown fox jumps over the lazy dog.", "  leading spaces\nand <s> text", "Ünïcödé ✓ 12345"] {
+        let out = hearth(&["tokenize", "--model", path_str(&file.0), "--text", text, "--json"]);
+        let want = tok.encode(text, false, false);
+        let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+        assert_eq!(stdout, format!("{}\n", serde_json::json!({ "tokens": want })), "exact output for {text:?}");
+        let v = json_ok(&out);
+        assert_eq!(keys(&v), ["tokens"]);
+        assert_eq!(u32s(&v["tokens"]), want);
+    }
+}
+
+#[test]
+fn generate_json_is_the_greedy_continuation() {
+    let (file, bytes) = fixture("generate");
+    let golden = common::read_json(&format!("model-{FIXTURE}.json"));
+    let case = &golden["cases"][0];
+    let prompt = case["prompt"].as_str().unwrap();
+    let out = hearth(&["generate", "--model", path_str(&file.0), "--prompt", prompt, "--temperature", "0", "--max-tokens", "8", "--json"]);
+    let v = json_ok(&out);
+    assert_eq!(keys(&v), ["prompt_tokens", "text", "tokens"]);
+
+    let engine = common::load(&bytes, 1 << 20);
+    let prompt_tokens = u32s(&v["prompt_tokens"]);
+    assert_eq!(prompt_tokens[0], engine.tokenizer.bos().unwrap(), "prompt starts with BOS");
+    assert_eq!(prompt_tokens, engine.tokenize_prompt(prompt));
+    assert_eq!(prompt_tokens, u32s(&case["prompt_tokens"]), "llama.cpp's tokens for the prompt");
+
+    let tokens = u32s(&v["tokens"]);
+    assert_eq!(tokens.len(), 8);
+    // The same as the library's greedy run...
+    let opts = hearth::GenerateOptions { max_tokens: 8, sampler: hearth::sampler::SamplerConfig::greedy(), stop_at_eos: false, batch: 64 };
+    let lib = engine.generate(&prompt_tokens, 512, &opts, |_| true).unwrap();
+    assert_eq!(tokens, lib.tokens, "CLI and library greedy tokens");
+    // ...and as llama.cpp's.
+    let want: Vec<u32> = u32s(&case["greedy"])[..8].to_vec();
+    assert_eq!(tokens, want, "llama.cpp's greedy tokens (goldens model-{FIXTURE}.json)");
+
+    assert_eq!(v["text"].as_str().unwrap(), engine.tokenizer.decode(&tokens, false, false));
+    assert_eq!(v["text"].as_str().unwrap(), lib.text);
+}
+
+#[test]
+fn logits_json_has_sorted_top_k_per_position() {
+    let (file, bytes) = fixture("logits");
+    let prompt = "Once upon a time";
+    let out = hearth(&["logits", "--model", path_str(&file.0), "--prompt", prompt, "--top", "5", "--json"]);
+    let v = json_ok(&out);
+    assert_eq!(keys(&v), ["positions", "prompt_tokens"]);
+    let engine = common::load(&bytes, 1 << 20);
+    let tokens = engine.tokenize_prompt(prompt);
+    assert_eq!(u32s(&v["prompt_tokens"]), tokens);
+    let positions = v["positions"].as_array().unwrap();
+    assert_eq!(positions.len(), tokens.len(), "one entry per prompt position");
+    let n_vocab = engine.model.config.n_vocab;
+    let logits = engine.prompt_logits(&tokens).unwrap();
+    for (pos, p) in positions.iter().enumerate() {
+        assert_eq!(keys(p), ["ids", "logits"]);
+        let ids = u32s(&p["ids"]);
+        let ls: Vec<f32> = p["logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        assert_eq!(ids.len(), 5);
+        assert_eq!(ls.len(), 5);
+        assert!(ls.windows(2).all(|w| w[0] >= w[1]), "position {pos}: logits not sorted: {ls:?}");
+        let row = &logits[pos * n_vocab..(pos + 1) * n_vocab];
+        for (&id, &l) in ids.iter().zip(&ls) {
+            assert!((row[id as usize] - l).abs() <= 1e-6 * l.abs().max(1.0), "position {pos}, id {id}: {l} vs {}", row[id as usize]);
+        }
+        // Really the top 5: nothing outside them is larger than the 5th.
+        let fifth = ls[4];
+        let above = row.iter().enumerate().filter(|(i, &x)| x > fifth && !ids.contains(&(*i as u32))).count();
+        assert_eq!(above, 0, "position {pos}: a logit above the 5th is missing");
+    }
+}
+
+/// A failing run: non-zero exit, exactly one stderr line "hearth: error [code]: ...", no panic.
+fn assert_fails_with(out: &Output, code: &str, what: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what}: exit status {:?}", out.status);
+    assert!(!stderr.contains("panicked") && !stdout.contains("panicked"), "{what}: panicked: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: one stderr line expected: {stderr:?}");
+    assert!(lines[0].starts_with("hearth: error ["), "{what}: {:?}", lines[0]);
+    assert!(lines[0].contains(&format!("[{code}]")), "{what}: code {code} expected in {:?}", lines[0]);
+}
+
+#[test]
+fn errors_are_one_line_with_a_code() {
+    let missing = std::env::temp_dir().join(format!("hearth-cli-test-{}-does-not-exist.gguf", std::process::id()));
+    let not_gguf = TempFile::new("not-gguf.gguf", b"<!DOCTYPE html><html><body>404</body></html>\n");
+    let (_, bytes) = fixture("truncated");
+    let half = TempFile::new("truncated-half.gguf", &bytes[..bytes.len() / 2]);
+    let header_only = TempFile::new("truncated-header.gguf", &bytes[..1000]);
+
+    for (file, code) in [
+        (missing.as_path(), "io"),
+        (not_gguf.0.as_path(), "bad_magic"),
+        (half.0.as_path(), "truncated"),
+        (header_only.0.as_path(), "truncated"),
+    ] {
+        let m = path_str(file);
+        let what = |cmd: &str| format!("{cmd} on {}", file.display());
+        assert_fails_with(&hearth(&["generate", "--model", m, "--prompt", "Hi", "--max-tokens", "2", "--json"]), code, &what("generate"));
+        assert_fails_with(&hearth(&["logits", "--model", m, "--prompt", "Hi", "--json"]), code, &what("logits"));
+        // tokenize reads only the header: a file cut inside its tensor data still tokenizes.
+        if file != half.0.as_path() {
+            assert_fails_with(&hearth(&["tokenize", "--model", m, "--text", "Hi", "--json"]), code, &what("tokenize"));
+        }
+    }
+    // The header is all tokenize needs.
+    let out = hearth(&["tokenize", "--model", path_str(&half.0), "--text", "Hi", "--json"]);
+    json_ok(&out);
+}
