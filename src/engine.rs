@@ -120,8 +120,25 @@ impl<B: Backend> Engine<B> {
         Ok(logits)
     }
 
-    /// Generate from `prompt_tokens` into a fresh sequence of `n_ctx` positions. `on_token` gets
-    /// every token as it is produced and returns false to stop.
+    /// Start generating from `prompt_tokens` in a fresh sequence of `n_ctx` positions: prefills the
+    /// prompt; each `Generator::next` then yields one token.
+    pub fn start(&self, prompt_tokens: &[u32], n_ctx: usize, opts: &GenerateOptions) -> Result<Generator<B>> {
+        let mut seq = self.new_sequence(n_ctx)?;
+        let logits = self.prefill(&mut seq, prompt_tokens, opts.batch)?;
+        Ok(Generator {
+            seq,
+            logits,
+            sampler: Sampler::new(opts.sampler.clone()),
+            history: prompt_tokens.to_vec(),
+            n_prompt: prompt_tokens.len(),
+            max_tokens: opts.max_tokens,
+            stop_at_eos: opts.stop_at_eos,
+            stop: None,
+        })
+    }
+
+    /// Generate to the end. `on_token` gets every token and its newly complete text as produced,
+    /// and returns false to stop.
     pub fn generate(
         &self,
         prompt_tokens: &[u32],
@@ -129,47 +146,89 @@ impl<B: Backend> Engine<B> {
         opts: &GenerateOptions,
         mut on_token: impl FnMut(TokenEvent) -> bool,
     ) -> Result<Generation> {
-        let mut seq = self.new_sequence(n_ctx)?;
-        let mut logits = self.prefill(&mut seq, prompt_tokens, opts.batch)?;
-        let mut sampler = Sampler::new(opts.sampler.clone());
-        let mut history = prompt_tokens.to_vec();
+        let mut gen = self.start(prompt_tokens, n_ctx, opts)?;
         let mut decoder = StreamDecoder::new(&self.tokenizer);
-        let mut tokens = Vec::new();
         let mut text = String::new();
-        let stop = loop {
-            if tokens.len() >= opts.max_tokens {
-                break StopReason::Length;
-            }
-            let id = sampler.sample(&logits, &history);
-            if opts.stop_at_eos && self.tokenizer.is_eog(id) {
-                break StopReason::Eos;
-            }
-            tokens.push(id);
-            history.push(id);
+        while let Some(id) = gen.next(self)? {
             let piece = decoder.push(id);
             text.push_str(&piece);
             if !on_token(TokenEvent { id: Some(id), text: &piece }) {
-                break StopReason::Cancelled;
+                gen.cancel();
             }
-            if tokens.len() >= opts.max_tokens {
-                break StopReason::Length;
-            }
-            if seq.len >= seq.n_ctx {
-                break StopReason::Context;
-            }
-            logits = self.model.forward(&mut seq, &[id], Logits::Last)?;
-        };
+        }
         let rest = decoder.finish();
         if !rest.is_empty() {
             text.push_str(&rest);
             on_token(TokenEvent { id: None, text: &rest });
         }
-        Ok(Generation { prompt_tokens: prompt_tokens.to_vec(), tokens, text, stop })
+        let stop = gen.stop_reason().unwrap_or(StopReason::Cancelled);
+        Ok(Generation { prompt_tokens: prompt_tokens.to_vec(), tokens: gen.generated().to_vec(), text, stop })
     }
 
     /// Logits for every prompt position (for golden checks).
     pub fn prompt_logits(&self, tokens: &[u32]) -> Result<Vec<f32>> {
         let mut seq = self.new_sequence(tokens.len().max(1))?;
         self.model.forward(&mut seq, tokens, Logits::All)
+    }
+}
+
+/// A generation in progress: one token per `next`, so a caller (the browser worker) can yield,
+/// stream and abort between tokens.
+pub struct Generator<B: Backend> {
+    seq: Sequence<B>,
+    /// Logits for the next token.
+    logits: Vec<f32>,
+    sampler: Sampler,
+    /// Prompt then generated tokens.
+    history: Vec<u32>,
+    n_prompt: usize,
+    max_tokens: usize,
+    stop_at_eos: bool,
+    stop: Option<StopReason>,
+}
+
+impl<B: Backend> Generator<B> {
+    /// The next token, or None once stopped (see `stop_reason`).
+    pub fn next(&mut self, engine: &Engine<B>) -> Result<Option<u32>> {
+        if self.stop.is_some() {
+            return Ok(None);
+        }
+        if self.generated().len() >= self.max_tokens {
+            self.stop = Some(StopReason::Length);
+            return Ok(None);
+        }
+        // The previous token is in the history but not yet in the cache: run it first. Done
+        // lazily so that the last token of a generation costs no forward pass.
+        if self.seq.len < self.history.len() {
+            if self.seq.len >= self.seq.n_ctx {
+                self.stop = Some(StopReason::Context);
+                return Ok(None);
+            }
+            let last = self.history[self.history.len() - 1];
+            self.logits = engine.model.forward(&mut self.seq, &[last], Logits::Last)?;
+        }
+        let id = self.sampler.sample(&self.logits, &self.history);
+        if self.stop_at_eos && engine.tokenizer.is_eog(id) {
+            self.stop = Some(StopReason::Eos);
+            return Ok(None);
+        }
+        self.history.push(id);
+        Ok(Some(id))
+    }
+
+    pub fn cancel(&mut self) {
+        self.stop.get_or_insert(StopReason::Cancelled);
+    }
+
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop
+    }
+
+    pub fn generated(&self) -> &[u32] {
+        &self.history[self.n_prompt..]
+    }
+
+    pub fn prompt_len(&self) -> usize {
+        self.n_prompt
     }
 }

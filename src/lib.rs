@@ -10,5 +10,5 @@ pub mod model;
 pub mod sampler;
 pub mod tokenizer;
 
-pub use engine::{Engine, EngineLoader, GenerateOptions, Generation, StopReason};
+pub use engine::{Engine, EngineLoader, GenerateOptions, Generation, Generator, StopReason};
 pub use error::{HearthError, Result};
