@@ -390,7 +390,7 @@ mod tests {
         assert_eq!(s.split("a  b"), vec!["a", " ", " b"]);
         assert_eq!(s.split("x\n\n\ny"), vec!["x", "\n\n\n", "y"]);
         assert_eq!(s.split("  "), vec!["  "]);
-        assert_eq!(s.split("(foo);\n"), vec!["(", "foo", ");\n"]);
+        assert_eq!(s.split("(foo);\n"), vec!["(foo", ");\n"]);
         assert_eq!(s.split(""), Vec::<&str>::new());
     }
 

@@ -6,10 +6,11 @@ use super::unicode_data::{RANGES, WHITESPACE};
 pub(crate) const UNDEFINED: u16 = 0x0001;
 pub(crate) const NUMBER: u16 = 0x0002;
 pub(crate) const LETTER: u16 = 0x0004;
+#[allow(dead_code)]
 pub(crate) const ACCENT_MARK: u16 = 0x0010;
 pub(crate) const PUNCTUATION: u16 = 0x0020;
+#[allow(dead_code)]
 pub(crate) const SYMBOL: u16 = 0x0040;
-pub(crate) const MASK_CATEGORIES: u16 = 0x00FF;
 pub(crate) const WHITESPACE_FLAG: u16 = 0x0100;
 
 /// llama.cpp's `unicode_cpt_flags` for one code point, as a plain bit set. A position outside the
@@ -28,20 +29,19 @@ impl Flags {
     pub fn is_whitespace(self) -> bool {
         self.0 & WHITESPACE_FLAG != 0
     }
+    #[allow(dead_code)]
     pub fn is_accent_mark(self) -> bool {
         self.0 & ACCENT_MARK != 0
     }
     pub fn is_punctuation(self) -> bool {
         self.0 & PUNCTUATION != 0
     }
+    #[allow(dead_code)]
     pub fn is_symbol(self) -> bool {
         self.0 & SYMBOL != 0
     }
     pub fn any(self) -> bool {
         self.0 != 0
-    }
-    pub fn category(self) -> u16 {
-        self.0 & MASK_CATEGORIES
     }
 }
 
