@@ -33,6 +33,8 @@ pub enum HearthError {
     InvalidArgument(String),
     #[error("the model needs {needed} bytes but at most {limit} can be allocated here")]
     ModelTooBig { needed: u64, limit: u64 },
+    #[error("the chat template failed: {0}")]
+    ChatTemplate(String),
     #[error("generation was aborted")]
     Aborted,
     #[error("compute failed: {0}")]
@@ -59,6 +61,7 @@ impl HearthError {
             Self::ContextOverflow { .. } => "context_overflow",
             Self::InvalidArgument(_) => "invalid_argument",
             Self::ModelTooBig { .. } => "model_too_big",
+            Self::ChatTemplate(_) => "chat_template",
             Self::Aborted => "aborted",
             Self::Compute(_) => "compute",
             Self::Io(_) => "io",

@@ -1,6 +1,7 @@
 //! Hearth: Llama-family GGUF models run in the browser (and natively, for tests and benchmarks).
 
 pub mod backend;
+pub mod chat;
 pub mod engine;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Golden chat-template renderings, for tests/chat_template.rs.
+
+Renders each template (Hearth's built-in fallbacks in src/chat/templates and the official templates in
+tests/golden/templates, copied from llama.cpp's models/templates) with jinja2 configured exactly as
+Hugging Face transformers renders chat templates (sandboxed, trim_blocks, lstrip_blocks, loopcontrols,
+raise_exception, strftime_now, tojson with ensure_ascii=False), on a set of conversations, and writes
+tests/golden/chat-templates.json. strftime_now is pinned to 2026-11-26 so the output is reproducible.
+
+Run: python3 scripts/goldens-chat.py   (needs jinja2; scripts/goldens runs it)
+"""
+import datetime
+import json
+import os
+
+from jinja2.exceptions import TemplateError
+from jinja2.ext import loopcontrols
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TODAY = datetime.datetime(2026, 11, 26, 12, 0, 0)
+
+# (file, bos_token, eos_token)
+TEMPLATES = [
+    ("src/chat/templates/llama2.jinja", "<s>", "</s>"),
+    ("src/chat/templates/llama3.jinja", "<|begin_of_text|>", "<|eot_id|>"),
+    ("src/chat/templates/chatml.jinja", "<s>", "</s>"),
+    ("tests/golden/templates/llama-3.1.jinja", "<|begin_of_text|>", "<|eot_id|>"),
+    ("tests/golden/templates/llama-3.2.jinja", "<|begin_of_text|>", "<|eot_id|>"),
+    ("tests/golden/templates/llama-3.3.jinja", "<|begin_of_text|>", "<|eot_id|>"),
+    ("tests/golden/templates/mistral-nemo.jinja", "<s>", "</s>"),
+    ("tests/golden/templates/phi-3.5.jinja", "<s>", "<|endoftext|>"),
+    ("tests/golden/templates/smollm3.jinja", "", "<|im_end|>"),
+    ("tests/golden/templates/deepseek-r1-distill-llama.jinja", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
+]
+
+SYSTEM = {"role": "system", "content": "You are a helpful assistant"}
+CONVERSATIONS = [
+    ("one user turn", [{"role": "user", "content": "Hello"}], True),
+    ("system and turns", [SYSTEM, {"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi there"},
+                          {"role": "user", "content": "Who are you"}], True),
+    ("ends with the assistant", [SYSTEM, {"role": "user", "content": "Hello"},
+                                 {"role": "assistant", "content": "   I am an assistant   "}], False),
+    ("unicode and code", [{"role": "user", "content": "Write “code” ✓:\n```py\nprint('é')\n```\n"}], True),
+    ("roles out of order", [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], True),
+]
+
+
+def raise_exception(message):
+    raise TemplateError(message)
+
+
+def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def environment():
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: TODAY.strftime(fmt)
+    return env
+
+
+def main():
+    env = environment()
+    cases = []
+    for path, bos, eos in TEMPLATES:
+        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+            source = f.read()
+        template = env.from_string(source)
+        for name, messages, add_generation_prompt in CONVERSATIONS:
+            case = {"template": path, "bos_token": bos, "eos_token": eos, "conversation": name,
+                    "messages": messages, "add_generation_prompt": add_generation_prompt}
+            try:
+                case["expected"] = template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                                   bos_token=bos, eos_token=eos)
+            except TemplateError as e:
+                case["error"] = str(e)
+            cases.append(case)
+    out = os.path.join(ROOT, "tests/golden/chat-templates.json")
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump({"today": TODAY.strftime("%Y-%m-%d"), "cases": cases}, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    print(f"wrote {out}: {len(cases)} cases, {sum('error' in c for c in cases)} expected errors")
+
+
+if __name__ == "__main__":
+    main()
