@@ -6,6 +6,7 @@ use crate::error::{HearthError, Result};
 use crate::gguf::{GgufStream, Metadata};
 use crate::model::{Llama, Logits, ModelLoader, Sequence};
 use crate::sampler::{Sampler, SamplerConfig};
+use crate::stop::StopStrings;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 pub struct Engine<B: Backend> {
@@ -57,11 +58,13 @@ pub struct GenerateOptions {
     pub stop_at_eos: bool,
     /// Prompt tokens per forward pass while prefilling.
     pub batch: usize,
+    /// Text that ends the generation (not emitted), also when it spans tokens.
+    pub stop: Vec<String>,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_tokens: 128, sampler: SamplerConfig::default(), stop_at_eos: true, batch: 64 }
+        Self { max_tokens: 128, sampler: SamplerConfig::default(), stop_at_eos: true, batch: 64, stop: Vec::new() }
     }
 }
 
@@ -73,6 +76,8 @@ pub enum StopReason {
     Eos,
     /// The context is full.
     Context,
+    /// A user stop string.
+    StopString,
     /// The callback asked to stop.
     Cancelled,
 }
@@ -120,21 +125,25 @@ impl<B: Backend> Engine<B> {
         Ok(logits)
     }
 
-    /// Start generating from `prompt_tokens` in a fresh sequence of `n_ctx` positions: prefills the
-    /// prompt; each `Generator::next` then yields one token.
-    pub fn start(&self, prompt_tokens: &[u32], n_ctx: usize, opts: &GenerateOptions) -> Result<Generator<B>> {
-        let mut seq = self.new_sequence(n_ctx)?;
-        let logits = self.prefill(&mut seq, prompt_tokens, opts.batch)?;
-        Ok(Generator {
-            seq,
-            logits,
-            sampler: Sampler::new(opts.sampler.clone()),
-            history: prompt_tokens.to_vec(),
-            n_prompt: prompt_tokens.len(),
-            max_tokens: opts.max_tokens,
-            stop_at_eos: opts.stop_at_eos,
-            stop: None,
+    /// A session of `n_ctx` positions: a KV cache reused across the generations started in it.
+    pub fn new_session(&self, n_ctx: usize) -> Result<Session<B>> {
+        Ok(Session {
+            seq: self.new_sequence(n_ctx)?,
+            tokens: Vec::new(),
+            logits: Vec::new(),
+            sampler: Sampler::new(SamplerConfig::greedy()),
+            n_prompt: 0,
+            max_tokens: 0,
+            stop_at_eos: true,
+            stop: Some(StopReason::Length),
         })
+    }
+
+    /// Start generating from `prompt_tokens` in a fresh session of `n_ctx` positions.
+    pub fn start(&self, prompt_tokens: &[u32], n_ctx: usize, opts: &GenerateOptions) -> Result<Session<B>> {
+        let mut session = self.new_session(n_ctx)?;
+        session.start(self, prompt_tokens, opts)?;
+        Ok(session)
     }
 
     /// Generate to the end. `on_token` gets every token and its newly complete text as produced,
@@ -148,20 +157,28 @@ impl<B: Backend> Engine<B> {
     ) -> Result<Generation> {
         let mut gen = self.start(prompt_tokens, n_ctx, opts)?;
         let mut decoder = StreamDecoder::new(&self.tokenizer);
+        let mut stops = StopStrings::new(&opts.stop);
         let mut text = String::new();
+        let mut stopped_by_string = false;
         while let Some(id) = gen.next(self)? {
-            let piece = decoder.push(id);
+            let (piece, hit) = stops.push(&decoder.push(id));
             text.push_str(&piece);
+            if hit {
+                stopped_by_string = true;
+                gen.cancel();
+            }
             if !on_token(TokenEvent { id: Some(id), text: &piece }) {
                 gen.cancel();
             }
         }
-        let rest = decoder.finish();
-        if !rest.is_empty() {
-            text.push_str(&rest);
-            on_token(TokenEvent { id: None, text: &rest });
+        if !stopped_by_string {
+            let rest = stops.push(&decoder.finish()).0 + &stops.finish();
+            if !rest.is_empty() {
+                text.push_str(&rest);
+                on_token(TokenEvent { id: None, text: &rest });
+            }
         }
-        let stop = gen.stop_reason().unwrap_or(StopReason::Cancelled);
+        let stop = if stopped_by_string { StopReason::StopString } else { gen.stop_reason().unwrap_or(StopReason::Cancelled) };
         Ok(Generation { prompt_tokens: prompt_tokens.to_vec(), tokens: gen.generated().to_vec(), text, stop })
     }
 
@@ -172,22 +189,53 @@ impl<B: Backend> Engine<B> {
     }
 }
 
-/// A generation in progress: one token per `next`, so a caller (the browser worker) can yield,
-/// stream and abort between tokens.
-pub struct Generator<B: Backend> {
+/// A conversation's state: the KV cache, the tokens it holds, and the generation in progress.
+/// `start` begins a generation from a new prompt, prefilling only what differs from the cached
+/// tokens (a chat turn that extends the last one re-reads nothing); `next` then yields one token
+/// per call, so a caller (the browser worker) can yield, stream and abort between tokens.
+pub struct Session<B: Backend> {
     seq: Sequence<B>,
+    /// What the sequence holds (`..seq.len`), then at most one sampled token not yet run.
+    tokens: Vec<u32>,
     /// Logits for the next token.
     logits: Vec<f32>,
     sampler: Sampler,
-    /// Prompt then generated tokens.
-    history: Vec<u32>,
+    /// Where the current generation's prompt ends in `tokens`.
     n_prompt: usize,
     max_tokens: usize,
     stop_at_eos: bool,
     stop: Option<StopReason>,
 }
 
-impl<B: Backend> Generator<B> {
+impl<B: Backend> Session<B> {
+    /// Begin generating from `prompt`. Returns how many prompt tokens were reused from the cache.
+    /// On error the session keeps a consistent cache and can start again.
+    pub fn start(&mut self, engine: &Engine<B>, prompt: &[u32], opts: &GenerateOptions) -> Result<usize> {
+        if prompt.is_empty() {
+            return Err(HearthError::InvalidArgument("the prompt is empty".into()));
+        }
+        if prompt.len() > self.seq.n_ctx {
+            return Err(HearthError::ContextOverflow { tokens: prompt.len(), context: self.seq.n_ctx });
+        }
+        let n_vocab = engine.model.config.n_vocab;
+        if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(HearthError::InvalidArgument(format!("token id {bad} is outside the vocabulary of {n_vocab}")));
+        }
+        let cached = &self.tokens[..self.seq.len];
+        // Keep at least one prompt token to run: its logits start the generation.
+        let reuse = cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1);
+        self.seq.len = reuse;
+        self.tokens = prompt.to_vec();
+        self.stop = Some(StopReason::Cancelled); // until the prefill succeeds
+        self.logits = engine.prefill(&mut self.seq, &prompt[reuse..], opts.batch)?;
+        self.sampler = Sampler::new(opts.sampler.clone());
+        self.n_prompt = prompt.len();
+        self.max_tokens = opts.max_tokens;
+        self.stop_at_eos = opts.stop_at_eos;
+        self.stop = None;
+        Ok(reuse)
+    }
+
     /// The next token, or None once stopped (see `stop_reason`).
     pub fn next(&mut self, engine: &Engine<B>) -> Result<Option<u32>> {
         if self.stop.is_some() {
@@ -197,22 +245,22 @@ impl<B: Backend> Generator<B> {
             self.stop = Some(StopReason::Length);
             return Ok(None);
         }
-        // The previous token is in the history but not yet in the cache: run it first. Done
-        // lazily so that the last token of a generation costs no forward pass.
-        if self.seq.len < self.history.len() {
+        // The previous token is in `tokens` but not yet in the cache: run it first. Done lazily
+        // so that the last token of a generation costs no forward pass.
+        if self.seq.len < self.tokens.len() {
             if self.seq.len >= self.seq.n_ctx {
                 self.stop = Some(StopReason::Context);
                 return Ok(None);
             }
-            let last = self.history[self.history.len() - 1];
+            let last = self.tokens[self.tokens.len() - 1];
             self.logits = engine.model.forward(&mut self.seq, &[last], Logits::Last)?;
         }
-        let id = self.sampler.sample(&self.logits, &self.history);
+        let id = self.sampler.sample(&self.logits, &self.tokens);
         if self.stop_at_eos && engine.tokenizer.is_eog(id) {
             self.stop = Some(StopReason::Eos);
             return Ok(None);
         }
-        self.history.push(id);
+        self.tokens.push(id);
         Ok(Some(id))
     }
 
@@ -224,11 +272,26 @@ impl<B: Backend> Generator<B> {
         self.stop
     }
 
+    /// Tokens generated since the last `start`.
     pub fn generated(&self) -> &[u32] {
-        &self.history[self.n_prompt..]
+        &self.tokens[self.n_prompt..]
     }
 
     pub fn prompt_len(&self) -> usize {
         self.n_prompt
+    }
+
+    /// Positions held by the KV cache.
+    pub fn cached(&self) -> usize {
+        self.seq.len
+    }
+
+    pub fn context_size(&self) -> usize {
+        self.seq.n_ctx
+    }
+
+    /// The distribution the next token was (or will be) sampled from.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
     }
 }

@@ -9,7 +9,8 @@ pub mod fixture;
 pub mod gguf;
 pub mod model;
 pub mod sampler;
+pub mod stop;
 pub mod tokenizer;
 
-pub use engine::{Engine, EngineLoader, GenerateOptions, Generation, Generator, StopReason};
+pub use engine::{Engine, EngineLoader, GenerateOptions, Generation, Session, StopReason};
 pub use error::{HearthError, Result};

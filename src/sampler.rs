@@ -1,5 +1,6 @@
-//! Token sampling. The chain follows llama.cpp's default order: repetition penalty, top-k, top-p,
-//! min-p, temperature, then a draw. The RNG is our own so that a seed gives the same tokens
+//! Token sampling. The chain follows llama.cpp's default order: logit bias, penalties
+//! (repetition, frequency, presence over a window), top-k, typical-p, top-p, min-p, temperature,
+//! then a draw. The RNG is our own so that a seed gives the same tokens
 //! natively and in wasm.
 
 #[derive(Clone, Debug, PartialEq)]
@@ -12,16 +13,36 @@ pub struct SamplerConfig {
     pub top_p: f32,
     /// 0: off.
     pub min_p: f32,
+    /// 1: off. Locally typical sampling.
+    pub typical_p: f32,
     /// 1: off.
     pub repeat_penalty: f32,
-    /// How many recent tokens the penalty looks at.
+    /// 0: off. Subtracted once per earlier occurrence.
+    pub frequency_penalty: f32,
+    /// 0: off. Subtracted once if the token occurred.
+    pub presence_penalty: f32,
+    /// How many recent tokens the penalties look at.
     pub repeat_last_n: usize,
+    /// Added to the logits of these tokens before anything else.
+    pub logit_bias: Vec<(u32, f32)>,
     pub seed: u64,
 }
 
 impl Default for SamplerConfig {
     fn default() -> Self {
-        Self { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.0, repeat_last_n: 64, seed: 0x5eed }
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            typical_p: 1.0,
+            repeat_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            repeat_last_n: 64,
+            logit_bias: Vec::new(),
+            seed: 0x5eed,
+        }
     }
 }
 
@@ -79,14 +100,22 @@ impl Sampler {
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let c = &self.config;
         let mut logits = logits.to_vec();
-        if c.repeat_penalty != 1.0 && c.repeat_last_n > 0 {
+        for &(t, b) in &c.logit_bias {
+            if let Some(l) = logits.get_mut(t as usize) {
+                *l += b;
+            }
+        }
+        let penalize = c.repeat_penalty != 1.0 || c.frequency_penalty != 0.0 || c.presence_penalty != 0.0;
+        if penalize && c.repeat_last_n > 0 {
             let recent = &history[history.len().saturating_sub(c.repeat_last_n)..];
-            let mut seen = std::collections::HashSet::new();
+            let mut counts = std::collections::HashMap::new();
             for &t in recent {
-                if seen.insert(t) {
-                    if let Some(l) = logits.get_mut(t as usize) {
-                        *l = if *l > 0.0 { *l / c.repeat_penalty } else { *l * c.repeat_penalty };
-                    }
+                *counts.entry(t).or_insert(0u32) += 1;
+            }
+            for (t, n) in counts {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l = if *l > 0.0 { *l / c.repeat_penalty } else { *l * c.repeat_penalty };
+                    *l -= n as f32 * c.frequency_penalty + c.presence_penalty;
                 }
             }
         }
@@ -104,6 +133,24 @@ impl Sampler {
             let s: f64 = e.iter().sum();
             e.into_iter().map(|x| x / s).collect()
         };
+        if c.typical_p < 1.0 {
+            // Keep the tokens whose surprise is closest to the entropy, up to typical_p mass.
+            let p = probs(&cand);
+            let entropy: f64 = p.iter().filter(|&&x| x > 0.0).map(|&x| -x * x.ln()).sum();
+            let mut order: Vec<usize> = (0..cand.len()).collect();
+            order.sort_by(|&a, &b| (-p[a].ln() - entropy).abs().total_cmp(&(-p[b].ln() - entropy).abs()));
+            let mut acc = 0.0;
+            let mut keep = order.len();
+            for (i, &j) in order.iter().enumerate() {
+                acc += p[j];
+                if acc >= c.typical_p as f64 {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            let kept: Vec<(u32, f32)> = order[..keep].iter().map(|&j| cand[j]).collect();
+            cand = kept;
+        }
         if c.top_p < 1.0 {
             let p = probs(&cand);
             let mut acc = 0.0;
@@ -135,6 +182,21 @@ impl Sampler {
         }
         scaled[scaled.len() - 1].0
     }
+}
+
+/// Log-probabilities of the model's distribution: the chosen token's and the `n` most likely.
+pub fn logprobs(logits: &[f32], chosen: u32, n: usize) -> (f32, Vec<(u32, f32)>) {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l)) as f64;
+    let log_z = max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+    let lp = |l: f32| (l as f64 - log_z) as f32;
+    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+    let n = n.min(idx.len());
+    if n > 0 {
+        idx.select_nth_unstable_by(n - 1, |&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+    }
+    let mut top: Vec<(u32, f32)> = idx[..n].iter().map(|&i| (i, lp(logits[i as usize]))).collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    (lp(logits[chosen as usize]), top)
 }
 
 #[cfg(test)]
@@ -178,5 +240,39 @@ mod tests {
             let mut s = Sampler::new(cfg);
             assert!((0..50).all(|_| s.sample(&logits, &[]) == 0));
         }
+    }
+
+    #[test]
+    fn frequency_presence_and_bias_shift_the_choice() {
+        let logits = [2.0, 1.8, 0.0];
+        let mut s = Sampler::new(SamplerConfig { frequency_penalty: 0.15, ..SamplerConfig::greedy() });
+        assert_eq!(s.sample(&logits, &[0]), 0); // 2.0 - 0.15 > 1.8
+        assert_eq!(s.sample(&logits, &[0, 0]), 1); // 2.0 - 0.3 < 1.8
+        let mut s = Sampler::new(SamplerConfig { presence_penalty: 0.3, ..SamplerConfig::greedy() });
+        assert_eq!(s.sample(&logits, &[0]), 1);
+        let mut s = Sampler::new(SamplerConfig { logit_bias: vec![(2, 5.0)], ..SamplerConfig::greedy() });
+        assert_eq!(s.sample(&logits, &[]), 2);
+        let mut s = Sampler::new(SamplerConfig { repeat_last_n: 1, frequency_penalty: 1.0, ..SamplerConfig::greedy() });
+        assert_eq!(s.sample(&logits, &[0, 1]), 0, "only the last token is in the window");
+    }
+
+    #[test]
+    fn typical_p_keeps_the_typical_tokens() {
+        // A near-uniform head and a tail of unlikely tokens: typical_p drops the tail.
+        let mut logits = vec![1.0f32; 4];
+        logits.extend([-6.0; 4]);
+        let mut s = Sampler::new(SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, typical_p: 0.5, seed: 3, ..Default::default() });
+        assert!((0..200).all(|_| s.sample(&logits, &[]) < 4));
+    }
+
+    #[test]
+    fn logprobs_are_normalized_and_ranked() {
+        let logits = [0.0f32, 2.0, 1.0, 2.0];
+        let (chosen, top) = logprobs(&logits, 2, 3);
+        let z: f32 = logits.iter().map(|l| l.exp()).sum();
+        assert!((chosen - (1.0f32.exp() / z).ln()).abs() < 1e-6);
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 3, 2]);
+        let total: f32 = logits.iter().map(|&l| (l - z.ln()).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
     }
 }

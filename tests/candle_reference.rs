@@ -126,7 +126,7 @@ fn compare(quant: &str, failures: &mut Vec<String>) -> Measured {
         m.last_via_sequence = m.last_via_sequence.max(max_abs_diff(&last, &theirs_last));
 
         // Greedy: ours through generate, candle one token at a time through its KV cache.
-        let opts = GenerateOptions { max_tokens: STEPS, sampler: SamplerConfig::greedy(), stop_at_eos: false, batch: 64 };
+        let opts = GenerateOptions { max_tokens: STEPS, sampler: SamplerConfig::greedy(), stop_at_eos: false, batch: 64, ..Default::default() };
         let ours = engine.generate(&tokens, 256, &opts, |_| true).unwrap().tokens;
         let mut theirs = Vec::new();
         let mut margins = Vec::new();

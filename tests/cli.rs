@@ -95,7 +95,7 @@ fn generate_json_is_the_greedy_continuation() {
     let tokens = u32s(&v["tokens"]);
     assert_eq!(tokens.len(), 8);
     // The same as the library's greedy run...
-    let opts = hearth::GenerateOptions { max_tokens: 8, sampler: hearth::sampler::SamplerConfig::greedy(), stop_at_eos: false, batch: 64 };
+    let opts = hearth::GenerateOptions { max_tokens: 8, sampler: hearth::sampler::SamplerConfig::greedy(), stop_at_eos: false, batch: 64, ..Default::default() };
     let lib = engine.generate(&prompt_tokens, 512, &opts, |_| true).unwrap();
     assert_eq!(tokens, lib.tokens, "CLI and library greedy tokens");
     // ...and as llama.cpp's.

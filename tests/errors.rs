@@ -46,7 +46,7 @@ fn load_err(bytes: &[u8]) -> HearthError {
 }
 
 fn greedy(max_tokens: usize) -> GenerateOptions {
-    GenerateOptions { max_tokens, sampler: SamplerConfig::greedy(), stop_at_eos: false, batch: 5 }
+    GenerateOptions { max_tokens, sampler: SamplerConfig::greedy(), stop_at_eos: false, batch: 5, ..Default::default() }
 }
 
 /// A fixture taken apart: metadata and tensors (in file order) ready to be changed and rewritten.

@@ -87,7 +87,7 @@ fn matches_llama_cpp_on_every_fixture() {
             }
             let want = u32s(&case["greedy"]);
             let margins = f32s(&case["greedy_margins"]);
-            let opts = GenerateOptions { max_tokens: want.len(), sampler: SamplerConfig::greedy(), stop_at_eos: false, batch: 7 };
+            let opts = GenerateOptions { max_tokens: want.len(), sampler: SamplerConfig::greedy(), stop_at_eos: false, batch: 7, ..Default::default() };
             let got = engine.generate(&tokens, 512, &opts, |_| true).unwrap().tokens;
             if let Some(i) = (0..want.len()).find(|&i| got.get(i) != Some(&want[i])) {
                 // Logits may differ by up to max_tol, so a top-2 margin inside it may flip.

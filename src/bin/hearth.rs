@@ -45,9 +45,21 @@ enum Command {
         #[arg(long, default_value_t = 0.05)]
         min_p: f32,
         #[arg(long, default_value_t = 1.0)]
+        typical_p: f32,
+        #[arg(long, default_value_t = 1.0)]
         repeat_penalty: f32,
+        #[arg(long, default_value_t = 0.0)]
+        frequency_penalty: f32,
+        #[arg(long, default_value_t = 0.0)]
+        presence_penalty: f32,
+        /// Tokens the penalties look back over.
+        #[arg(long, default_value_t = 64)]
+        repeat_last_n: usize,
         #[arg(long, default_value_t = 0x5eed)]
         seed: u64,
+        /// Stop when this text is generated (not printed); repeatable.
+        #[arg(long)]
+        stop: Vec<String>,
         /// Context size (default: the model's, at most 4096).
         #[arg(long)]
         ctx_size: Option<usize>,
@@ -67,6 +79,16 @@ enum Command {
         top: usize,
         #[arg(long)]
         json: bool,
+    },
+    /// Second-turn time to first token against history length, with and without KV reuse.
+    BenchChat {
+        #[arg(long)]
+        model: PathBuf,
+        /// History lengths in tokens.
+        #[arg(long, value_delimiter = ',', default_value = "100,1000,3000")]
+        history: Vec<usize>,
+        #[arg(long, default_value_t = 4096)]
+        ctx_size: usize,
     },
     /// Write the test fixtures (small random-weight Llama GGUFs) into a directory.
     Fixture {
@@ -106,6 +128,36 @@ fn load(path: &Path) -> Result<Engine<Cpu>> {
     loader.finish()
 }
 
+/// Turn 1 prefills `h` tokens of history and replies; turn 2 appends a short user message. The
+/// second turn's time to first token with the session's cache is compared with a fresh prefill.
+fn bench_chat(engine: &Engine<Cpu>, history: &[usize], n_ctx: usize) -> Result<()> {
+    use std::time::Instant;
+    let text = "The quick brown fox jumps over the lazy dog while the hearth keeps the kitchen warm. ";
+    let filler = engine.tokenizer.encode(&text.repeat(800), false, false);
+    let greedy = |n| GenerateOptions { max_tokens: n, sampler: SamplerConfig::greedy(), stop_at_eos: false, ..GenerateOptions::default() };
+    for &h in history {
+        if h + 64 > n_ctx || h > filler.len() {
+            return Err(HearthError::InvalidArgument(format!("history {h} does not fit a context of {n_ctx}")));
+        }
+        let turn1 = [engine.tokenize_prompt("").as_slice(), &filler[..h]].concat();
+        let mut session = engine.new_session(n_ctx)?;
+        session.start(engine, &turn1, &greedy(16))?;
+        while session.next(engine)?.is_some() {}
+        let turn2 = [turn1.clone(), session.generated().to_vec(), engine.tokenizer.encode(" Tell me more.", false, false)].concat();
+        let t = Instant::now();
+        let reused = session.start(engine, &turn2, &greedy(1))?;
+        session.next(engine)?;
+        let with_reuse = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        let mut fresh = engine.new_session(n_ctx)?;
+        fresh.start(engine, &turn2, &greedy(1))?;
+        fresh.next(engine)?;
+        let without = t.elapsed().as_secs_f64() * 1e3;
+        print(json!({ "history_tokens": turn2.len(), "reused_tokens": reused, "second_turn_ttft_ms": with_reuse, "without_reuse_ms": without }));
+    }
+    Ok(())
+}
+
 fn print(value: serde_json::Value) {
     println!("{value}");
 }
@@ -125,14 +177,45 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Generate { model, prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, ctx_size, stop_at_eos, json } => {
+        Command::Generate {
+            model,
+            prompt,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            typical_p,
+            repeat_penalty,
+            frequency_penalty,
+            presence_penalty,
+            repeat_last_n,
+            seed,
+            stop,
+            ctx_size,
+            stop_at_eos,
+            json,
+        } => {
             let engine = load(&model)?;
             let prompt_tokens = engine.tokenize_prompt(&prompt);
             let n_ctx = ctx_size.unwrap_or(engine.model.config.context_length.min(4096));
             let opts = GenerateOptions {
                 max_tokens,
-                sampler: SamplerConfig { temperature, top_k, top_p, min_p, repeat_penalty, seed, ..SamplerConfig::default() },
+                sampler: SamplerConfig {
+                    temperature,
+                    top_k,
+                    top_p,
+                    min_p,
+                    typical_p,
+                    repeat_penalty,
+                    frequency_penalty,
+                    presence_penalty,
+                    repeat_last_n,
+                    seed,
+                    ..SamplerConfig::default()
+                },
                 stop_at_eos,
+                stop,
                 ..GenerateOptions::default()
             };
             let mut stdout = std::io::stdout();
@@ -171,6 +254,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::BenchChat { model, history, ctx_size } => bench_chat(&load(&model)?, &history, ctx_size)?,
         Command::Fixture { out, only } => {
             for p in hearth::fixture::write_all(&out, only.as_deref())? {
                 println!("{}", p.display());

@@ -1,0 +1,90 @@
+//! KV reuse across turns: a session re-reads only what differs from what it has cached, and its
+//! results equal a fresh session's on the whole prompt.
+
+mod common;
+
+use hearth::sampler::SamplerConfig;
+use hearth::GenerateOptions;
+
+fn greedy(n: usize) -> GenerateOptions {
+    GenerateOptions { max_tokens: n, sampler: SamplerConfig::greedy(), stop_at_eos: false, batch: 16, ..Default::default() }
+}
+
+fn run<B: hearth::backend::Backend>(s: &mut hearth::Session<B>, e: &hearth::Engine<B>) -> Vec<u32> {
+    while s.next(e).unwrap().is_some() {}
+    s.generated().to_vec()
+}
+
+#[test]
+fn a_follow_up_turn_reuses_the_cache_and_matches_a_fresh_run() {
+    for file in ["bpe-q4_k_m.gguf", "spm-q8_0.gguf"] {
+        let e = common::load(&common::fixture_bytes(file), 1 << 20);
+        let turn1 = e.tokenize_prompt("Once upon a time");
+        let mut s = e.new_session(512).unwrap();
+        assert_eq!(s.start(&e, &turn1, &greedy(10)).unwrap(), 0);
+        let reply = run(&mut s, &e);
+        assert_eq!(reply.len(), 10);
+
+        // Turn 2 extends turn 1 and its reply: all of it but the reply's last token is cached.
+        let mut turn2 = [turn1.clone(), reply.clone()].concat();
+        turn2.extend(e.tokenizer.encode(" and then", false, false));
+        let reused = s.start(&e, &turn2, &greedy(8)).unwrap();
+        assert_eq!(reused, turn1.len() + reply.len() - 1, "{file}");
+        let cont = run(&mut s, &e);
+
+        let mut fresh = e.new_session(512).unwrap();
+        fresh.start(&e, &turn2, &greedy(8)).unwrap();
+        assert_eq!(cont, run(&mut fresh, &e), "{file}: reused cache gives other tokens");
+
+        // A prompt that diverges early reuses only the shared prefix, and is still right.
+        let other = e.tokenize_prompt("Once upon a rainy day");
+        let shared = turn2.iter().zip(&other).take_while(|(a, b)| a == b).count();
+        assert_eq!(s.start(&e, &other, &greedy(6)).unwrap(), shared);
+        let a = run(&mut s, &e);
+        let mut fresh = e.new_session(512).unwrap();
+        fresh.start(&e, &other, &greedy(6)).unwrap();
+        assert_eq!(a, run(&mut fresh, &e), "{file}: after divergence");
+
+        // The same prompt again re-runs only its last token.
+        assert_eq!(s.start(&e, &other, &greedy(6)).unwrap(), other.len() - 1);
+        assert_eq!(run(&mut s, &e), a);
+    }
+}
+
+#[test]
+fn a_failed_start_leaves_the_session_usable() {
+    let e = common::load(&common::fixture_bytes("spm-q4_0.gguf"), 1 << 20);
+    let prompt = e.tokenize_prompt("The quick brown fox");
+    let mut s = e.new_session(64).unwrap();
+    s.start(&e, &prompt, &greedy(4)).unwrap();
+    let first = run(&mut s, &e);
+    let too_long: Vec<u32> = prompt.iter().cycle().take(65).copied().collect();
+    assert_eq!(s.start(&e, &too_long, &greedy(4)).unwrap_err().code(), "context_overflow");
+    assert_eq!(s.start(&e, &[1, 999_999], &greedy(4)).unwrap_err().code(), "invalid_argument");
+    assert_eq!(s.start(&e, &[], &greedy(4)).unwrap_err().code(), "invalid_argument");
+    assert!(s.next(&e).unwrap().is_none(), "a failed start leaves nothing to generate");
+    assert_eq!(s.start(&e, &prompt, &greedy(4)).unwrap(), prompt.len() - 1);
+    assert_eq!(run(&mut s, &e), first);
+}
+
+#[test]
+fn a_stop_string_ends_generation_without_being_emitted() {
+    let e = common::load(&common::fixture_bytes("bpe-q4_k_m.gguf"), 1 << 20);
+    let prompt = e.tokenize_prompt("Once upon a time");
+    let full = e.generate(&prompt, 512, &greedy(24), |_| true).unwrap();
+    // A stop string from the middle of the greedy text, likely spanning a token boundary.
+    let chars: Vec<char> = full.text.chars().collect();
+    assert!(chars.len() > 12, "{:?}", full.text);
+    let stop: String = chars[8..12].iter().collect();
+    let before: String = full.text[..full.text.find(&stop).unwrap()].to_string();
+    let mut streamed = String::new();
+    let opts = GenerateOptions { stop: vec![stop.clone()], ..greedy(24) };
+    let g = e.generate(&prompt, 512, &opts, |ev| {
+        streamed.push_str(ev.text);
+        true
+    }).unwrap();
+    assert_eq!(g.stop, hearth::StopReason::StopString);
+    assert_eq!(g.text, before);
+    assert_eq!(streamed, before, "the stop text must never be streamed");
+    assert!(g.tokens.len() < full.tokens.len());
+}
