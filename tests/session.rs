@@ -88,3 +88,42 @@ fn a_stop_string_ends_generation_without_being_emitted() {
     assert_eq!(streamed, before, "the stop text must never be streamed");
     assert!(g.tokens.len() < full.tokens.len());
 }
+
+#[test]
+fn a_full_context_errors_or_shifts_out_old_turns_and_keeps_the_cache_valid() {
+    use hearth::chat::{build_prompt, ChatMessage, ChatTemplate, ContextPolicy, Date};
+    let e = common::load(&common::fixture_bytes("bpe-q4_k_m.gguf"), 1 << 20);
+    let tmpl = ChatTemplate::for_model(&e.metadata, &e.tokenizer).unwrap();
+    let today = Date { year: 2026, month: 11, day: 26 };
+    let long = "the hearth keeps the kitchen warm ".repeat(6);
+    let mut msgs = vec![ChatMessage::new("system", "You are brief.")];
+    for i in 0..6 {
+        msgs.push(ChatMessage::new("user", &format!("question {i}: {long}")));
+        msgs.push(ChatMessage::new("assistant", &format!("answer {i}: {long}")));
+    }
+    msgs.push(ChatMessage::new("user", "last question"));
+    let all = build_prompt(&tmpl, &e.tokenizer, &msgs, today, 4096, 32, ContextPolicy::Error).unwrap();
+    assert_eq!((all.dropped, all.tokens.iter().filter(|&&t| Some(t) == e.tokenizer.bos()).count()), (0, 1), "one BOS");
+    let n_ctx = all.tokens.len() / 2;
+    let err = build_prompt(&tmpl, &e.tokenizer, &msgs, today, n_ctx, 32, ContextPolicy::Error).unwrap_err();
+    assert_eq!(err.code(), "context_overflow");
+    let shifted = build_prompt(&tmpl, &e.tokenizer, &msgs, today, n_ctx, 32, ContextPolicy::Shift).unwrap();
+    assert!(shifted.dropped >= 2 && shifted.dropped % 2 == 0, "whole turns: {}", shifted.dropped);
+    assert!(shifted.tokens.len() + 32 <= n_ctx);
+    let system = build_prompt(&tmpl, &e.tokenizer, &msgs[..1], today, 4096, 0, ContextPolicy::Error).unwrap().tokens;
+    // The system prompt stays first, so a session that held the full conversation reuses it.
+    // Up to the end of the system turn (the render then opens the assistant's turn).
+    let eot = system.iter().position(|&t| Some(t) == e.tokenizer.eos()).expect("the system turn ends with <|eot_id|>");
+    let header = &system[..=eot];
+    assert!(shifted.tokens.starts_with(header));
+    let mut s = e.new_session(4096).unwrap();
+    s.start(&e, &all.tokens, &greedy(2)).unwrap();
+    run(&mut s, &e);
+    let reused = s.start(&e, &shifted.tokens, &greedy(6)).unwrap();
+    assert!(reused >= header.len(), "reused {reused} of a {}-token system prompt", header.len());
+    let mut fresh = e.new_session(4096).unwrap();
+    fresh.start(&e, &shifted.tokens, &greedy(6)).unwrap();
+    assert_eq!(run(&mut s, &e), run(&mut fresh, &e));
+    // Nothing fits when the last message alone is too long.
+    assert_eq!(build_prompt(&tmpl, &e.tokenizer, &msgs, today, 20, 32, ContextPolicy::Shift).unwrap_err().code(), "context_overflow");
+}

@@ -107,6 +107,57 @@ impl ChatTemplate {
     }
 }
 
+/// What to do when a conversation no longer fits the context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContextPolicy {
+    /// Fail with `ContextOverflow`.
+    Error,
+    /// Drop the oldest turns after the system prompt until it fits.
+    Shift,
+}
+
+/// A conversation rendered and tokenized for the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatPrompt {
+    pub tokens: Vec<u32>,
+    /// Messages left out (oldest first, after the system prompt) to fit the context.
+    pub dropped: usize,
+}
+
+/// Render and tokenize `messages` so that the prompt plus `reserve` tokens for the reply fit in
+/// `n_ctx`. Special-token text in the rendering becomes special tokens; a BOS the template wrote
+/// is not doubled by the tokenizer's own.
+pub fn build_prompt(
+    template: &ChatTemplate,
+    tok: &Tokenizer,
+    messages: &[ChatMessage],
+    today: Date,
+    n_ctx: usize,
+    reserve: usize,
+    policy: ContextPolicy,
+) -> Result<ChatPrompt> {
+    let keep = usize::from(messages.first().is_some_and(|m| m.role == "system"));
+    let mut dropped = 0;
+    loop {
+        let kept: Vec<ChatMessage> = messages[..keep].iter().chain(&messages[keep + dropped..]).cloned().collect();
+        let text = template.render(&kept, true, today)?;
+        let mut tokens = tok.encode(&text, true, true);
+        if tokens.len() >= 2 && tok.bos().is_some() && tokens[0] == tokens[1] && Some(tokens[0]) == tok.bos() {
+            tokens.remove(0);
+        }
+        if tokens.len() + reserve <= n_ctx {
+            return Ok(ChatPrompt { tokens, dropped });
+        }
+        // Drop whole turns: a user message and the replies that follow it.
+        let rest = &messages[keep + dropped..];
+        let turn = 1 + rest.iter().skip(1).take_while(|m| m.role != "user").count();
+        if policy == ContextPolicy::Error || turn >= rest.len() {
+            return Err(HearthError::ContextOverflow { tokens: tokens.len() + reserve, context: n_ctx });
+        }
+        dropped += turn;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
