@@ -97,6 +97,9 @@ enum Command {
         /// Only fixtures whose file name contains this.
         #[arg(long)]
         only: Option<String>,
+        /// Write the benchmark models (Llama-3.2-1B's shape, hundreds of MB each) instead.
+        #[arg(long)]
+        bench: bool,
     },
 }
 
@@ -255,8 +258,8 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::BenchChat { model, history, ctx_size } => bench_chat(&load(&model)?, &history, ctx_size)?,
-        Command::Fixture { out, only } => {
-            for p in hearth::fixture::write_all(&out, only.as_deref())? {
+        Command::Fixture { out, only, bench } => {
+            for p in hearth::fixture::write_all(&out, only.as_deref(), bench)? {
                 println!("{}", p.display());
             }
         }
