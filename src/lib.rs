@@ -9,6 +9,8 @@ pub mod gguf;
 pub mod model;
 pub mod sampler;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use engine::{Engine, EngineLoader, GenerateOptions, Generation, Generator, StopReason};
 pub use error::{HearthError, Result};
