@@ -1,7 +1,8 @@
 // The chat page (www/index.html) in headless Chromium: the bundled demo model loads on start, a
 // message streams a reply with tokens/s shown, Stop and New chat work, settings persist, a garbage
 // "model" file shows an error in words and leaves the page usable, nothing breaks the CSP, and the
-// layout is screenshotted (target/screenshots/chat.png, chat-375.png) at desktop and phone widths.
+// layout is screenshotted (target/screenshots/chat.png, chat-375.png, chat-error-dark.png) at desktop
+// and phone widths.
 //
 // Needs pkg/ (scripts/build-wasm), Chromium and playwright-core (scripts/test sets all up).
 
@@ -146,6 +147,10 @@ test("a file that is not a GGUF model shows an error in words; the page stays us
   assert.match(msg, /GGUF/, msg);
   assert.equal(await error.getAttribute("role"), "alert");
   await waitState("ready");
+  await page.emulateMedia({ colorScheme: "dark" });
+  await page.waitForTimeout(300); // let the buttons' colour transitions finish
+  await page.screenshot({ path: path.join(SHOTS, "chat-error-dark.png") });
+  await page.emulateMedia({ colorScheme: "light" });
   // The demo model is still loaded and answers.
   const { text } = await chat("Still there?");
   assert.ok(text.trim().length > 0);
