@@ -73,8 +73,14 @@ export function logPage(page, tag = "page") {
   page.on("pageerror", (e) => console.log(`[${tag} pageerror] ${e.message}`));
 }
 
+/** The native CLI: the debug build `cargo test` made, else a release build, else build debug. */
 function cliBinary() {
   const target = process.env.CARGO_TARGET_DIR ? path.resolve(process.env.CARGO_TARGET_DIR) : path.join(root, "target");
+  for (const profile of ["debug", "release"]) {
+    const bin = path.join(target, profile, "hearth");
+    if (fs.existsSync(bin)) return bin;
+  }
+  execFileSync("cargo", ["build", "--quiet", "--bin", "hearth"], { cwd: root, stdio: "inherit" });
   return path.join(target, "debug", "hearth");
 }
 
@@ -89,7 +95,6 @@ export function fixtureDir(names = ["spm-q4_0", "bpe-q4_k_m"]) {
   if (missing.length) {
     fs.mkdirSync(dir, { recursive: true });
     const bin = cliBinary();
-    if (!fs.existsSync(bin)) execFileSync("cargo", ["build", "--quiet", "--bin", "hearth"], { cwd: root, stdio: "inherit" });
     for (const n of missing) execFileSync(bin, ["fixture", "--out", dir, "--only", n], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
   }
   return dir;
