@@ -283,7 +283,8 @@ class WorkerImpl {
         await t.call("load-cancel");
         throw abortError("loading");
       }
-      const loaded = await t.call("feed", { bytes: bytes.slice(off, Math.min(total, off + FEED_SLICE)) });
+      const slice = bytes.slice(off, Math.min(total, off + FEED_SLICE));
+      const loaded = await t.request("feed", { bytes: slice }, undefined, [slice.buffer])[1];
       progress({ phase: "load", loaded, total });
     }
     if (signal?.aborted) throw abortError("loading");

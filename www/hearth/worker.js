@@ -43,7 +43,7 @@ async function handle(msg) {
       host.beginLoad();
       return reply(rid, "result", { value: 0 });
     case "feed":
-      return reply(rid, "result", { value: host.feed(new Uint8Array(msg.bytes)) });
+      return reply(rid, "result", { value: host.feed(msg.bytes) });
     case "load-end":
       return reply(rid, "result", { value: host.finishLoad(msg.contextSize) });
     case "load-cancel":
