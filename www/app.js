@@ -5,7 +5,8 @@
 import { Hearth, HearthError } from "./pkg/hearth.js";
 
 const DEMO_URL = "models/demo.gguf";
-const DEMO_LABEL = "demo.gguf (bundled test model)";
+const DEMO_LABEL = "demo.gguf";
+const DEMO_NAME = "Demo model (random weights)";
 const SETTINGS_KEY = "hearth.settings.v1";
 const URL_KEY = "hearth.lastUrl";
 const SEEN_KEY = "hearth.seenIntro"; // the model panel (with the note on the demo model) starts open once
@@ -56,6 +57,7 @@ let genCtl = null; // AbortController of the reply in progress
 /** @type {{role: string, content: string}[]} */
 let history = [];
 let settings = readSettings();
+const coarse = window.matchMedia("(pointer: coarse)").matches;
 
 // ---- formatting -----------------------------------------------------------------------------
 
@@ -159,7 +161,7 @@ function saveSettingsFromForm() {
 
 function setState(state, statusText) {
   document.body.dataset.state = state;
-  if (statusText !== undefined) el.status.textContent = statusText;
+  if (statusText !== undefined && el.status.textContent !== statusText) el.status.textContent = statusText;
   const loading = state === "loading";
   const generating = state === "generating";
   const canChat = !!llm && !loading;
@@ -200,11 +202,12 @@ function showProgress(p, label) {
     el.progress.value = pct;
     el.progress.setAttribute("aria-valuetext", `${pct}%`);
     el.loadBytes.textContent = `${mb(p.loaded)} / ${mb(p.total)} · ${pct}%`;
-    setState("loading", `${verb} ${label}: ${pct}%`);
+    // The status line is a live region: announce in 10% steps, not on every chunk.
+    setState("loading", `${verb} ${label}: ${Math.floor(pct / 10) * 10}%`);
   } else {
     el.progress.removeAttribute("value"); // indeterminate
     el.loadBytes.textContent = mb(p.loaded);
-    setState("loading", `${verb} ${label}: ${mb(p.loaded)}`);
+    setState("loading", `${verb} ${label}: ${Math.floor(p.loaded / 1e7) * 10} MB`);
   }
 }
 
@@ -213,6 +216,7 @@ function showProgress(p, label) {
  * the page as it was.
  */
 async function loadModel(source, label, knownBytes = 0) {
+  const isDemo = source === DEMO_URL;
   loadCtl?.abort();
   genCtl?.abort();
   const ctl = new AbortController();
@@ -242,15 +246,20 @@ async function loadModel(source, label, knownBytes = 0) {
     const old = llm;
     llm = next;
     const info = { ...next.info };
-    if (!info.name || !String(info.name).trim()) info.name = label;
+    info.fileName = info.name;
+    if (isDemo) info.name = DEMO_NAME;
+    else if (!info.name || !String(info.name).trim()) info.name = label;
     model = { label, bytes, info };
     old?.unload().catch(() => {});
     el.modelSummary.textContent = `${info.name}${bytes ? ` · ${sizeLabel(bytes)}` : ""}`;
-    el.modelSummary.title = `${label} — ${info.nLayer} layers, ${info.nEmbd} wide, vocabulary ${info.nVocab}, context ${info.contextSize ?? settings.contextSize} of ${info.contextLength}`;
+    el.modelSummary.title = `${label}${info.fileName ? ` (${info.fileName})` : ""} — ${info.nLayer} layers, ${info.nEmbd} wide, vocabulary ${info.nVocab}, context ${info.contextSize ?? settings.contextSize} of ${info.contextLength}`;
     const secs = ((performance.now() - started) / 1000).toFixed(1);
-    addNotice(`Loaded ${info.name}${bytes ? ` (${sizeLabel(bytes)})` : ""} in ${secs} s.`);
+    addNotice(
+      `Loaded ${isDemo ? "the bundled demo model" : info.name}${bytes ? ` (${sizeLabel(bytes)})` : ""} in ${secs} s.` +
+        (isDemo ? " Its weights are random, so expect gibberish — load a real GGUF above for answers." : ""),
+    );
     setState("ready", readyText());
-    el.input.focus();
+    if (!coarse) el.input.focus(); // no surprise on-screen keyboard on phones
     try {
       localStorage.setItem(SEEN_KEY, "1");
     } catch {
