@@ -89,7 +89,10 @@ test("load by URL with progress, greedy tokens equal llama.cpp's, abort and go o
       }
       const afterBreak = await run();
       const tokens = await llm.tokenize(prompt);
-      return { events, info: llm.info, first, aborted, again, afterBreak, tokens };
+      // Streamed text is exactly the decode of the streamed ids (longer, sampled run).
+      const long = await run({ temperature: 0.9, seed: 3, maxTokens: 48 });
+      const decoded = await llm.decode(long.ids);
+      return { events, info: llm.info, first, aborted, again, afterBreak, tokens, long, decoded };
     },
     { prompt: CASE.prompt, want: WANT },
   );
@@ -118,6 +121,41 @@ test("load by URL with progress, greedy tokens equal llama.cpp's, abort and go o
   // And the engine goes on.
   assert.deepEqual(r.again.ids, WANT);
   assert.deepEqual(r.afterBreak.ids, WANT);
+  assert.equal(r.long.ids.length, 48);
+  assert.equal(r.long.text, r.decoded);
+});
+
+test("context limits: prompt overflow is a typed error, a full context ends with 'context'", async () => {
+  const r = await page.evaluate(
+    async ({ prompt }) => {
+      const m = await Hearth.load("/fixtures/spm-q4_0.gguf", { contextSize: 16 });
+      let overflow = null;
+      try {
+        for await (const c of m.generate(prompt + " " + prompt)) {
+        }
+      } catch (e) {
+        overflow = e.code;
+      }
+      let final = null;
+      for await (const c of m.generate(prompt, { maxTokens: 100, stopAtEos: false })) if (c.done) final = c;
+      await m.unload();
+      let unloaded = null;
+      try {
+        for await (const c of m.generate(prompt)) {
+        }
+      } catch (e) {
+        unloaded = e.code;
+      }
+      return { overflow, final, contextSize: m.info.contextSize, unloaded };
+    },
+    { prompt: CASE.prompt },
+  );
+  assert.equal(r.contextSize, 16);
+  assert.equal(r.overflow, "context_overflow");
+  assert.equal(r.final.finishReason, "context");
+  // Every position holds a token, and one more is sampled from the last (it never needs a slot).
+  assert.equal(r.final.usage.promptTokens + r.final.usage.completionTokens, 17);
+  assert.equal(r.unloaded, "invalid_argument");
 });
 
 test("a truncated file gives HearthError 'truncated'; the loaded model still works", async () => {
