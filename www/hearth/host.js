@@ -119,7 +119,23 @@ export class Host {
    */
   async load(source, { contextSize, onProgress, isAborted = () => false, fetchSignal } = {}) {
     this.beginLoad();
-    const progress = onProgress || (() => {});
+    // At most one progress report per MiB or 50 ms (a big model arrives in many small chunks);
+    // the first and the last are always reported.
+    const report = onProgress || (() => {});
+    let lastAt = -Infinity;
+    let lastLoaded = -1;
+    let lastKey = "";
+    const progress = (p, force = false) => {
+      const now = performance.now();
+      const key = `${p.phase} ${p.loaded} ${p.total}`;
+      if (key === lastKey) return;
+      if (force || p.loaded === 0 || p.loaded === p.total || p.loaded - lastLoaded >= 1 << 20 || now - lastAt >= 50) {
+        lastAt = now;
+        lastLoaded = p.loaded;
+        lastKey = key;
+        report(p);
+      }
+    };
     const check = () => {
       if (isAborted()) throw codeError("aborted", "loading was aborted");
     };
@@ -161,7 +177,7 @@ export class Host {
           reader.releaseLock?.();
         }
         if (!total || loaded > total) total = loaded;
-        progress({ phase: "download", loaded, total });
+        progress({ phase: "download", loaded, total }, true);
       } else if (typeof Blob !== "undefined" && source instanceof Blob) {
         const total = source.size;
         let loaded = 0;
