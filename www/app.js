@@ -169,7 +169,7 @@ function setState(state, statusText) {
   el.send.disabled = !canChat || generating;
   el.send.hidden = generating;
   el.stop.hidden = !generating;
-  el.input.placeholder = loading ? "Loading the model…" : llm ? `Message ${model?.info?.name || "the model"}…` : "Load a model to start chatting";
+  el.input.placeholder = loading ? "Loading the model…" : llm ? "Type a message…" : "Load a model to start chatting";
   for (const b of [el.loadDemo, el.urlLoad]) b.disabled = loading;
   el.fileInput.disabled = loading;
   if (document.activeElement === el.stop && !generating && canChat) el.input.focus();
@@ -381,7 +381,7 @@ async function send() {
       if (chunk.text) {
         const stick = nearBottom();
         reply += chunk.text;
-        body.textContent = reply;
+        body.textContent = reply.trimStart();
         if (stick) scrollToEnd(true);
       }
     }
@@ -397,6 +397,8 @@ async function send() {
     if (genCtl === ctl) genCtl = null;
   }
 
+  reply = reply.trim();
+  body.textContent = reply;
   if (!reply) {
     body.textContent = final?.finishReason === "abort" ? "(stopped before any text)" : "(no text)";
     body.classList.add("muted");

@@ -63,7 +63,9 @@ async function chat(text) {
   );
   const reply = replies().nth(before);
   const stats = page.locator("li.msg.assistant").nth(before).locator('[data-testid="stats"]');
-  return { text: await reply.textContent(), stats: await stats.textContent() };
+  // An empty reply shows a muted placeholder ("(no text)"); a real one does not.
+  const placeholder = await reply.evaluate((e) => e.classList.contains("muted"));
+  return { text: placeholder ? "" : await reply.textContent(), stats: await stats.textContent() };
 }
 
 test("the bundled demo model loads on start", async () => {
