@@ -4,6 +4,7 @@
 
 import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
+import { createHash } from "node:crypto";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -91,7 +92,15 @@ function cliBinary() {
  */
 export function fixtureDir(names = ["spm-q4_0", "bpe-q4_k_m"]) {
   const dir = path.join(root, "fixtures", "browser");
-  const missing = names.filter((n) => !fs.existsSync(path.join(dir, `${n}.gguf`)));
+  // Missing, or stale (the golden records the fixture's sha256): write it again.
+  const missing = names.filter((n) => {
+    const file = path.join(dir, `${n}.gguf`);
+    if (!fs.existsSync(file)) return true;
+    const golden = path.join(root, "tests", "golden", `model-${n}.json`);
+    if (!fs.existsSync(golden)) return false;
+    const want = JSON.parse(fs.readFileSync(golden, "utf8")).sha256;
+    return want && createHash("sha256").update(fs.readFileSync(file)).digest("hex") !== want;
+  });
   if (missing.length) {
     fs.mkdirSync(dir, { recursive: true });
     const bin = cliBinary();
