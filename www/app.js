@@ -269,6 +269,7 @@ async function loadModel(source, label, knownBytes = 0) {
     if (loadCtl !== ctl) return;
     const aborted = (e && e.code === "aborted") || ctl.signal.aborted;
     if (!aborted) showError(describeError(e, "load"));
+    if (!llm) el.modelSummary.textContent = "none loaded";
     setState(llm ? "ready" : "error", aborted ? (llm ? `Loading cancelled. ${readyText()}` : "Loading cancelled.") : llm ? `Could not load ${label}. Still using ${model.info.name}.` : `Could not load ${label}.`);
   } finally {
     if (loadCtl === ctl) {
