@@ -10,7 +10,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { startServer, launchBrowser, logPage, assertPkgBuilt, root } from "./harness.mjs";
+import { startServer, launchBrowser, logPage, assertPkgBuilt, fixtureDir, root } from "./harness.mjs";
 
 const SHOTS = path.join(root, "target", "screenshots");
 const LOAD_TIMEOUT = 60000;
@@ -21,7 +21,7 @@ const problems = []; // console errors, page errors, CSP violations
 
 before(async () => {
   // HEARTH_TEST_PKG_DIR: serve another build of the client at /pkg (development only).
-  const mounts = {};
+  const mounts = { "/fixtures": fixtureDir(["spm-q4_0"]) };
   if (process.env.HEARTH_TEST_PKG_DIR) mounts["/pkg"] = path.resolve(process.env.HEARTH_TEST_PKG_DIR);
   else assertPkgBuilt();
   server = await startServer({ mounts });
@@ -157,6 +157,51 @@ test("a file that is not a GGUF model shows an error in words; the page stays us
   const { text } = await chat("Still there?");
   assert.ok(text.trim().length > 0);
   assert.equal(await error.isVisible(), false, "sending clears the error");
+});
+
+test("a model loads by URL with download progress; a bad URL is an error in words", async () => {
+  const size = fs.statSync(path.join(fixtureDir(["spm-q4_0"]), "spm-q4_0.gguf")).size;
+  // Record what the progress bar shows while it streams in.
+  await page.evaluate(() => {
+    window.__progress = [];
+    const bar = document.querySelector('[data-testid="progress"]');
+    new MutationObserver(() => window.__progress.push(document.getElementById("load-bytes").textContent)).observe(
+      document.getElementById("load-status"),
+      { subtree: true, childList: true, characterData: true, attributes: true },
+    );
+    window.__bar = bar;
+  });
+  await page.locator('[data-testid="url-input"]').fill(server.url + "fixtures/spm-q4_0.gguf");
+  await page.locator('[data-testid="url-load"]').click();
+  await page.waitForFunction(() => /spm/.test(document.querySelector('[data-testid="model-name"]').textContent), null, { timeout: LOAD_TIMEOUT });
+  await waitState("ready");
+  const progress = await page.evaluate(() => window.__progress);
+  assert.ok(progress.some((t) => /MB \/ [\d.]+ MB · \d+%/.test(t)), `progress showed MB and percent: ${progress.slice(-5)}`);
+  const name = await page.locator('[data-testid="model-name"]').textContent();
+  assert.ok(name.includes((size / 1e6).toFixed(1)), `size shown: ${name} (${size} bytes)`);
+  assert.equal(await page.evaluate(() => localStorage.getItem("hearth.lastUrl")), server.url + "fixtures/spm-q4_0.gguf");
+  const { text } = await chat("Hi, other model");
+  assert.ok(text.trim().length > 0);
+
+  await page.locator('[data-testid="url-input"]').fill(server.url + "fixtures/missing.gguf");
+  await page.locator('[data-testid="url-load"]').click();
+  const error = page.locator('[data-testid="error"]');
+  await error.waitFor({ state: "visible", timeout: LOAD_TIMEOUT });
+  assert.match(await error.textContent(), /could not be downloaded.*404/s);
+  await waitState("ready");
+});
+
+test("a .gguf dropped on the page loads", async () => {
+  await page.evaluate(async () => {
+    const bytes = await (await fetch("models/demo.gguf")).arrayBuffer();
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], "dropped.gguf", { type: "application/octet-stream" }));
+    for (const type of ["dragenter", "dragover", "drop"]) document.body.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+  });
+  await page.waitForFunction(() => [...document.querySelectorAll("li.notice")].some((li) => li.textContent.includes("hearth-fixture")), null, { timeout: LOAD_TIMEOUT });
+  await waitState("ready");
+  assert.equal(await page.locator("#drop-overlay").isVisible(), false);
+  assert.equal(await page.locator('[data-testid="error"]').isVisible(), false);
 });
 
 test("New chat clears the conversation", async () => {
