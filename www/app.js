@@ -333,6 +333,7 @@ function addMessage(role, text) {
 }
 
 function statsLine(final, wallMs) {
+  if (final.failed) return "No reply: see the error message below.";
   const parts = [];
   const t = final.timing || {};
   const u = final.usage || {};
@@ -353,7 +354,7 @@ async function send() {
   el.input.value = "";
   autoGrow();
   history.push({ role: "user", content: text });
-  addMessage("user", text);
+  const asked = addMessage("user", text);
   const { li, body } = addMessage("assistant", "");
   body.classList.add("streaming");
   scrollToEnd(true);
@@ -391,7 +392,7 @@ async function send() {
       showError(describeError(e, "chat"));
       li.classList.add("failed");
     }
-    final = final || { finishReason: "abort", usage: {}, timing: {} };
+    final = final || { finishReason: "abort", usage: {}, timing: {}, failed: !(e && e.code === "aborted") };
   } finally {
     body.classList.remove("streaming");
     li.removeAttribute("aria-busy");
@@ -405,7 +406,12 @@ async function send() {
     body.classList.add("muted");
   }
   if (reply) history.push({ role: "assistant", content: reply });
-  else history.pop(); // keep user/assistant turns paired: drop the unanswered question
+  else {
+    // Keep user/assistant turns paired: the unanswered question leaves the conversation.
+    history.pop();
+    asked.li.classList.add("unanswered");
+    asked.li.title = "No reply: this message is not part of the conversation the model sees";
+  }
   const stats = document.createElement("p");
   stats.className = "stats";
   stats.dataset.testid = "stats";
