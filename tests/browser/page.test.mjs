@@ -121,12 +121,19 @@ test("Stop ends a reply and the page goes on", async () => {
   await page.locator('[data-testid="input"]').fill("Tell me a long story.");
   await page.locator('[data-testid="send"]').click();
   await page.waitForFunction(() => document.body.dataset.state !== "ready", null, { timeout: 5000 }).catch(() => {});
+  let stopped = false;
   if ((await state()) === "generating") {
     assert.equal(await page.locator('[data-testid="stop"]').isVisible(), true);
+    assert.equal(await page.locator('[data-testid="send"]').isVisible(), false);
+    // Let a few tokens stream, then stop (the page stays responsive while the worker decodes).
+    await page.waitForFunction((k) => (document.querySelectorAll('[data-testid="reply"]')[k]?.textContent || "").length > 0, n, { timeout: REPLY_TIMEOUT });
     await page.locator('[data-testid="stop"]').click();
+    stopped = true;
   }
   await waitState("ready", REPLY_TIMEOUT);
   await page.waitForFunction((k) => document.querySelectorAll("li.msg.assistant")[k]?.querySelector('[data-testid="stats"]'), n);
+  const stats = await page.locator("li.msg.assistant").nth(n).locator('[data-testid="stats"]').textContent();
+  if (stopped) assert.match(stats, /· stopped$/, stats);
   assert.equal(await page.locator('[data-testid="send"]').isVisible(), true);
   assert.equal(await page.locator('[data-testid="stop"]').isVisible(), false);
   // Settings persist in localStorage.
