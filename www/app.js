@@ -46,16 +46,19 @@ const el = {
   cancelLoad: $("cancel-load"),
   settings: $("settings"),
   resetSettings: $("reset-settings"),
+  applyContext: $("apply-context"),
   dropOverlay: $("drop-overlay"),
 };
 
 /** @type {Hearth | null} */
 let llm = null;
-let model = null; // {label, bytes, info}
+let model = null; // {label, bytes, info, source, contextSize}
 let loadCtl = null; // AbortController of the load in progress
 let genCtl = null; // AbortController of the reply in progress
 /** @type {{role: string, content: string}[]} */
 let history = [];
+let windowStart = 0; // history[windowStart..] is what the model sees (older turns fell out of the context)
+let trimmedNoticeShown = false;
 let settings = readSettings();
 const coarse = window.matchMedia("(pointer: coarse)").matches;
 
@@ -141,6 +144,11 @@ function fillSettingsForm() {
   f.contextSize.value = settings.contextSize;
 }
 
+/** Offer a reload when the context size differs from the one the current model was loaded with. */
+function updateApplyContext() {
+  el.applyContext.hidden = !model || model.contextSize === settings.contextSize;
+}
+
 function saveSettingsFromForm() {
   const f = el.settings.elements;
   settings = sanitize({
@@ -155,6 +163,7 @@ function saveSettingsFromForm() {
   } catch {
     /* private mode: settings last for this visit */
   }
+  updateApplyContext();
 }
 
 // ---- state ----------------------------------------------------------------------------------
@@ -249,7 +258,8 @@ async function loadModel(source, label, knownBytes = 0) {
     info.fileName = info.name;
     if (isDemo) info.name = DEMO_NAME;
     else if (!info.name || !String(info.name).trim()) info.name = label;
-    model = { label, bytes, info };
+    model = { label, bytes, info, source, contextSize: settings.contextSize };
+    updateApplyContext();
     old?.unload().catch(() => {});
     el.modelSummary.textContent = `${info.name}${bytes ? ` · ${sizeLabel(bytes)}` : ""}`;
     el.modelSummary.title = `${label}${info.fileName ? ` (${info.fileName})` : ""} — ${info.nLayer} layers, ${info.nEmbd} wide, vocabulary ${info.nVocab}, context ${info.contextSize ?? settings.contextSize} of ${info.contextLength}`;
@@ -302,11 +312,11 @@ function updateEmpty() {
   el.empty.hidden = el.messages.children.length > 0;
 }
 
-function addNotice(text) {
+function addNotice(text, before = null) {
   const li = document.createElement("li");
   li.className = "notice";
   li.textContent = text;
-  el.messages.append(li);
+  el.messages.insertBefore(li, before);
   updateEmpty();
   scrollToEnd();
 }
@@ -359,32 +369,50 @@ async function send() {
   body.classList.add("streaming");
   scrollToEnd(true);
 
-  const messages = [];
-  if (settings.systemPrompt.trim()) messages.push({ role: "system", content: settings.systemPrompt.trim() });
-  messages.push(...history);
-
   const ctl = new AbortController();
   genCtl = ctl;
   setState("generating", `${model.info.name} is writing…`);
   let reply = "";
   let final = null;
+  let gotChunk = false;
   const started = performance.now();
   try {
-    for await (const chunk of llm.chat(messages, {
-      maxTokens: settings.maxTokens,
-      temperature: settings.temperature,
-      topP: settings.topP,
-      signal: ctl.signal,
-    })) {
-      if (chunk.done) {
-        final = chunk;
+    // When the conversation outgrows the context, leave the oldest turns out (in user/assistant
+    // pairs) and try again, down to the newest message alone.
+    for (;;) {
+      const messages = [];
+      if (settings.systemPrompt.trim()) messages.push({ role: "system", content: settings.systemPrompt.trim() });
+      messages.push(...history.slice(windowStart));
+      try {
+        for await (const chunk of llm.chat(messages, {
+          maxTokens: settings.maxTokens,
+          temperature: settings.temperature,
+          topP: settings.topP,
+          signal: ctl.signal,
+        })) {
+          gotChunk = true;
+          if (chunk.done) {
+            final = chunk;
+            break;
+          }
+          if (chunk.text) {
+            const stick = nearBottom();
+            reply += chunk.text;
+            body.textContent = reply.trimStart();
+            if (stick) scrollToEnd(true);
+          }
+        }
         break;
-      }
-      if (chunk.text) {
-        const stick = nearBottom();
-        reply += chunk.text;
-        body.textContent = reply.trimStart();
-        if (stick) scrollToEnd(true);
+      } catch (e) {
+        if (e && e.code === "context_overflow" && !gotChunk && windowStart + 2 < history.length) {
+          windowStart += 2;
+          if (!trimmedNoticeShown) {
+            trimmedNoticeShown = true;
+            addNotice("Older messages no longer fit in the context, so the model no longer sees them.", asked.li);
+          }
+          continue;
+        }
+        throw e;
       }
     }
   } catch (e) {
@@ -428,6 +456,8 @@ function stop() {
 function newChat() {
   genCtl?.abort();
   history = [];
+  windowStart = 0;
+  trimmedNoticeShown = false;
   el.messages.replaceChildren();
   updateEmpty();
   clearError();
@@ -509,6 +539,10 @@ el.resetSettings.addEventListener("click", () => {
     /* ignore */
   }
   fillSettingsForm();
+  updateApplyContext();
+});
+el.applyContext.addEventListener("click", () => {
+  if (model) loadModel(model.source, model.label, model.source instanceof Blob ? model.source.size : 0);
 });
 
 // Drag and drop a .gguf anywhere on the page.
