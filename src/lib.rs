@@ -11,6 +11,8 @@ pub mod model;
 pub mod sampler;
 pub mod stop;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use engine::{Engine, EngineLoader, GenerateOptions, Generation, Session, StopReason};
 pub use error::{HearthError, Result};

@@ -1,0 +1,337 @@
+//! The browser surface: a thin wasm-bindgen layer over `EngineLoader`, `Engine` and `Session`.
+//! The JS client (www/hearth/) drives it from a Worker; everything here is synchronous and does
+//! one bounded piece of work per call (a chunk of the file, one prompt prefill, one token), so
+//! the caller can yield, report progress and abort in between.
+//!
+//! Errors cross as JS `Error` objects with a `code` property (`HearthError::code()`). Nothing
+//! here panics on bad input; a panic would still reach the console readably (panic hook).
+
+use wasm_bindgen::prelude::*;
+
+use crate::backend::cpu::Cpu;
+use crate::engine::{Engine, EngineLoader, GenerateOptions, Session, StopReason};
+use crate::stop::StopStrings;
+use crate::error::HearthError;
+use crate::sampler::SamplerConfig;
+use crate::tokenizer::{StreamDecoder, Tokenizer};
+
+/// Context size used when neither the caller nor the model says otherwise, and the cap on the
+/// default (a model's training context can be 128k positions: too much KV cache for a tab).
+const DEFAULT_CONTEXT: usize = 2048;
+/// KV cache ceiling (f32 K and V for every layer): stays well inside wasm32's 4 GiB.
+const KV_LIMIT_BYTES: u64 = 1 << 30;
+
+#[wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+fn js_error(e: HearthError) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    let _ = js_sys::Reflect::set(&err, &"code".into(), &e.code().into());
+    err.into()
+}
+
+fn invalid(msg: impl Into<String>) -> JsValue {
+    js_error(HearthError::InvalidArgument(msg.into()))
+}
+
+fn set(obj: &js_sys::Object, key: &str, value: impl Into<JsValue>) {
+    let _ = js_sys::Reflect::set(obj, &key.into(), &value.into());
+}
+
+/// Feeds a GGUF file to the engine chunk by chunk; tensors are placed as their bytes arrive.
+#[wasm_bindgen]
+pub struct Loader {
+    inner: Option<EngineLoader<Cpu>>,
+}
+
+impl Default for Loader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[wasm_bindgen]
+impl Loader {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Loader {
+        Loader { inner: Some(EngineLoader::new(Cpu)) }
+    }
+
+    /// Feed the next chunk of the file. After an error the loader is spent (its memory freed).
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
+        let loader = self.inner.as_mut().ok_or_else(|| invalid("this loader has already finished or failed"))?;
+        if let Err(e) = loader.feed(chunk) {
+            self.inner = None;
+            return Err(js_error(e));
+        }
+        Ok(())
+    }
+
+    /// Bytes fed so far.
+    pub fn received(&self) -> f64 {
+        self.inner.as_ref().map_or(0.0, |l| l.received() as f64)
+    }
+
+    /// End of file: checks that everything arrived and builds the engine. Spends the loader.
+    pub fn finish(&mut self) -> Result<WasmEngine, JsValue> {
+        let loader = self.inner.take().ok_or_else(|| invalid("this loader has already finished or failed"))?;
+        let engine = loader.finish().map_err(js_error)?;
+        Ok(WasmEngine { run: None, session: None, reused: 0, engine: Box::new(engine) })
+    }
+}
+
+/// Generation options as the JS side passes them (all optional).
+#[derive(serde::Deserialize, Default, Debug)]
+#[serde(rename_all = "camelCase", default)]
+struct StartOptions {
+    max_tokens: Option<f64>,
+    temperature: Option<f64>,
+    top_k: Option<f64>,
+    top_p: Option<f64>,
+    min_p: Option<f64>,
+    typical_p: Option<f64>,
+    repeat_penalty: Option<f64>,
+    frequency_penalty: Option<f64>,
+    presence_penalty: Option<f64>,
+    repeat_last_n: Option<f64>,
+    seed: Option<f64>,
+    stop_at_eos: Option<bool>,
+    context_size: Option<f64>,
+    batch: Option<f64>,
+    stop: Option<Vec<String>>,
+}
+
+fn count(name: &str, v: Option<f64>, default: usize, min: usize) -> Result<usize, JsValue> {
+    match v {
+        None => Ok(default),
+        Some(x) if x.is_finite() && x.fract() == 0.0 && x >= min as f64 && x <= u32::MAX as f64 => Ok(x as usize),
+        Some(x) => Err(invalid(format!("{name} must be an integer >= {min}, got {x}"))),
+    }
+}
+
+fn real(name: &str, v: Option<f64>, default: f32, lo: f64, hi: f64) -> Result<f32, JsValue> {
+    match v {
+        None => Ok(default),
+        Some(x) if x.is_finite() && x >= lo && x <= hi => Ok(x as f32),
+        Some(x) => Err(invalid(format!("{name} must be a number in [{lo}, {hi}], got {x}"))),
+    }
+}
+
+/// A generation in progress: its streaming text decoder and stop strings.
+struct Run {
+    /// Borrows `WasmEngine::engine.tokenizer` (see the safety note in `WasmEngine::start`).
+    decoder: StreamDecoder<'static>,
+    stops: StopStrings,
+    stopped_by_string: bool,
+}
+
+/// A loaded model. Holds one session (KV cache) that successive generations reuse: a chat turn
+/// that extends the previous prompt and reply prefills only the new tokens. At most one
+/// generation runs at a time (`start` replaces it).
+#[wasm_bindgen(js_name = Engine)]
+pub struct WasmEngine {
+    // Field order matters: `run` borrows from `engine` and is dropped first.
+    run: Option<Run>,
+    session: Option<Session<Cpu>>,
+    /// Prompt tokens the last `start` found in the cache.
+    reused: u32,
+    engine: Box<Engine<Cpu>>,
+}
+
+#[wasm_bindgen(js_class = Engine)]
+impl WasmEngine {
+    /// {name, nVocab, nCtxTrain, nLayer, nEmbd, nHead, nHeadKv, bos, eos, eog: [..], addBos}
+    pub fn info(&self) -> JsValue {
+        let e = &self.engine;
+        let c = &e.model.config;
+        let t = &e.tokenizer;
+        let o = js_sys::Object::new();
+        let name = e.metadata.opt_str("general.name").ok().flatten().unwrap_or("").to_string();
+        set(&o, "name", name);
+        set(&o, "architecture", e.metadata.opt_str("general.architecture").ok().flatten().unwrap_or("").to_string());
+        set(&o, "nVocab", c.n_vocab as f64);
+        set(&o, "nCtxTrain", c.context_length as f64);
+        set(&o, "nLayer", c.n_layer as f64);
+        set(&o, "nEmbd", c.n_embd as f64);
+        set(&o, "nHead", c.n_head as f64);
+        set(&o, "nHeadKv", c.n_head_kv as f64);
+        set(&o, "bos", t.bos().map_or(JsValue::NULL, |v| (v as f64).into()));
+        set(&o, "eos", t.eos().map_or(JsValue::NULL, |v| (v as f64).into()));
+        set(&o, "addBos", t.add_bos());
+        let eog = js_sys::Array::new();
+        for id in t.eog_ids() {
+            eog.push(&(id as f64).into());
+        }
+        set(&o, "eog", eog);
+        o.into()
+    }
+
+    /// The id of the token whose vocabulary text is exactly `text`, if any (for chat templates).
+    #[wasm_bindgen(js_name = tokenId)]
+    pub fn token_id(&self, text: &str) -> Option<u32> {
+        let t = &self.engine.tokenizer;
+        let ids = t.encode(text, false, true);
+        match ids.as_slice() {
+            [id] if t.token_text(*id) == Some(text) => Some(*id),
+            _ => None,
+        }
+    }
+
+    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        self.engine.tokenizer.encode(text, add_special, parse_special)
+    }
+
+    /// Text of `ids` (control tokens not rendered, ids out of range ignored).
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.engine.tokenizer.decode(ids, false, false)
+    }
+
+    /// Start a generation (replacing any running one): `prompt` is text (tokenized with BOS as the
+    /// model asks, special-token text kept as text) or token ids (array or Uint32Array). Prefills
+    /// the prompt; returns the number of prompt tokens. Then call `step` until `done`.
+    pub fn start(&mut self, prompt: JsValue, options: JsValue) -> Result<u32, JsValue> {
+        self.run = None;
+        let opts: StartOptions = if options.is_undefined() || options.is_null() {
+            StartOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(|e| invalid(format!("bad generation options: {e}")))?
+        };
+        let n_vocab = self.engine.model.config.n_vocab;
+        let ids: Vec<u32> = if let Some(text) = prompt.as_string() {
+            self.engine.tokenize_prompt(&text)
+        } else if let Some(arr) = prompt.dyn_ref::<js_sys::Uint32Array>() {
+            arr.to_vec()
+        } else if js_sys::Array::is_array(&prompt) {
+            let arr: &js_sys::Array = prompt.unchecked_ref();
+            let mut v = Vec::with_capacity(arr.length() as usize);
+            for x in arr.iter() {
+                match x.as_f64() {
+                    Some(f) if f.fract() == 0.0 && f >= 0.0 && f <= u32::MAX as f64 => v.push(f as u32),
+                    _ => return Err(invalid("prompt token ids must be non-negative integers")),
+                }
+            }
+            v
+        } else {
+            return Err(invalid("the prompt must be a string or an array of token ids"));
+        };
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= n_vocab) {
+            return Err(invalid(format!("token id {bad} is out of range (the vocabulary has {n_vocab} tokens)")));
+        }
+        let d = SamplerConfig::default();
+        let sampler = SamplerConfig {
+            temperature: real("temperature", opts.temperature, d.temperature, 0.0, 1e6)?,
+            top_k: count("topK", opts.top_k, d.top_k, 0)?,
+            top_p: real("topP", opts.top_p, d.top_p, 0.0, 1.0)?,
+            min_p: real("minP", opts.min_p, d.min_p, 0.0, 1.0)?,
+            typical_p: real("typicalP", opts.typical_p, d.typical_p, 0.0, 1.0)?,
+            repeat_penalty: real("repeatPenalty", opts.repeat_penalty, d.repeat_penalty, 1e-6, 1e6)?,
+            frequency_penalty: real("frequencyPenalty", opts.frequency_penalty, d.frequency_penalty, -2.0, 2.0)?,
+            presence_penalty: real("presencePenalty", opts.presence_penalty, d.presence_penalty, -2.0, 2.0)?,
+            logit_bias: Vec::new(),
+            repeat_last_n: count("repeatLastN", opts.repeat_last_n, d.repeat_last_n, 0)?,
+            seed: match opts.seed {
+                None => d.seed,
+                Some(s) if s.is_finite() && s.fract() == 0.0 && s >= 0.0 && s <= 9007199254740991.0 => s as u64,
+                Some(s) => return Err(invalid(format!("seed must be a non-negative integer, got {s}"))),
+            },
+        };
+        let gd = GenerateOptions::default();
+        let gopts = GenerateOptions {
+            max_tokens: count("maxTokens", opts.max_tokens, gd.max_tokens, 0)?,
+            sampler,
+            stop_at_eos: opts.stop_at_eos.unwrap_or(gd.stop_at_eos),
+            batch: count("batch", opts.batch, gd.batch, 1)?,
+            stop: opts.stop.unwrap_or_default(),
+        };
+        let c = &self.engine.model.config;
+        let default_ctx = if c.context_length > 0 { c.context_length.min(DEFAULT_CONTEXT) } else { DEFAULT_CONTEXT };
+        let n_ctx = count("contextSize", opts.context_size, default_ctx, 1)?;
+        let kv_bytes = 2 * 4 * (c.n_layer as u64) * (n_ctx as u64) * (c.kv_dim() as u64);
+        if kv_bytes > KV_LIMIT_BYTES {
+            return Err(js_error(HearthError::ModelTooBig { needed: kv_bytes, limit: KV_LIMIT_BYTES }));
+        }
+        // Keep the session (and its cache) unless the context size changed.
+        if self.session.as_ref().is_some_and(|s| s.context_size() != n_ctx) {
+            self.session = None;
+        }
+        let session = match self.session.take() {
+            Some(s) => s,
+            None => self.engine.new_session(n_ctx).map_err(js_error)?,
+        };
+        let session = self.session.insert(session);
+        let reused = session.start(&self.engine, &ids, &gopts).map_err(js_error)?;
+        // SAFETY: the tokenizer lives inside `self.engine`, a Box that is never replaced, moved out
+        // of or mutably borrowed while `self.run` exists (no method takes `&mut self.engine`), and
+        // `run` is declared before `engine`, so it is dropped first. The 'static lifetime never
+        // escapes `Run`.
+        let tok: &'static Tokenizer = unsafe { &*(&self.engine.tokenizer as *const Tokenizer) };
+        self.run = Some(Run { decoder: StreamDecoder::new(tok), stops: StopStrings::new(&gopts.stop), stopped_by_string: false });
+        self.reused = reused as u32;
+        Ok(ids.len() as u32)
+    }
+
+    /// One token: {id, text, done: false}; at the end {id: null, text (any held-back text),
+    /// done: true, finishReason: "length"|"eos"|"context"|"stop"|"abort", completionTokens}.
+    /// Text that could begin a stop string is held back until it is known not to be one.
+    pub fn step(&mut self) -> Result<JsValue, JsValue> {
+        let (Some(run), Some(session)) = (self.run.as_mut(), self.session.as_mut()) else {
+            return Err(invalid("no generation is running (call start first)"));
+        };
+        let o = js_sys::Object::new();
+        let next = match session.next(&self.engine) {
+            Ok(n) => n,
+            Err(e) => {
+                self.run = None;
+                return Err(js_error(e));
+            }
+        };
+        if let Some(id) = next {
+            let (text, hit) = run.stops.push(&run.decoder.push(id));
+            if hit {
+                run.stopped_by_string = true;
+                session.cancel();
+            }
+            set(&o, "id", id as f64);
+            set(&o, "text", text);
+            set(&o, "done", false);
+            return Ok(o.into());
+        }
+        let mut run = self.run.take().expect("checked above");
+        let reason = match session.stop_reason().unwrap_or(StopReason::Cancelled) {
+            _ if run.stopped_by_string => "stop",
+            StopReason::Length => "length",
+            StopReason::Eos => "eos",
+            StopReason::Context => "context",
+            StopReason::StopString => "stop",
+            StopReason::Cancelled => "abort",
+        };
+        let rest = if run.stopped_by_string { String::new() } else { run.stops.push(&run.decoder.finish()).0 + &run.stops.finish() };
+        set(&o, "id", JsValue::NULL);
+        set(&o, "completionTokens", session.generated().len() as f64);
+        set(&o, "text", rest);
+        set(&o, "done", true);
+        set(&o, "finishReason", reason);
+        Ok(o.into())
+    }
+
+    /// Stop the running generation: the next `step` returns done with finishReason "abort".
+    pub fn cancel(&mut self) {
+        if let (Some(_), Some(session)) = (self.run.as_ref(), self.session.as_mut()) {
+            session.cancel();
+        }
+    }
+
+    /// Prompt tokens the last `start` reused from the KV cache (not prefilled again).
+    #[wasm_bindgen(getter, js_name = reusedTokens)]
+    pub fn reused_tokens(&self) -> u32 {
+        self.reused
+    }
+
+    /// Whether a generation is running.
+    #[wasm_bindgen(getter)]
+    pub fn running(&self) -> bool {
+        self.run.is_some()
+    }
+}

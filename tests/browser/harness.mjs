@@ -1,0 +1,116 @@
+// Helpers for the browser tests (api.test.mjs, page.test.mjs): a server for www/ + pkg/ on a
+// random port, headless Chromium through playwright-core (never downloads a browser), and the
+// test fixtures written by the native `hearth` CLI.
+
+import { spawn, execFileSync } from "node:child_process";
+import fs from "node:fs";
+import { createHash } from "node:crypto";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+/**
+ * Start scripts/serve.mjs on a free port. `mounts`: {"/fixtures": "/abs/dir", ...}.
+ * Returns {url (with trailing slash), close()}.
+ */
+export async function startServer({ mounts = {} } = {}) {
+  const args = [path.join(root, "scripts/serve.mjs"), "--port", "0"];
+  for (const [prefix, dir] of Object.entries(mounts)) args.push("--mount", `${prefix}=${dir}`);
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  child.stderr.on("data", (d) => (err += d));
+  const url = await new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`serve.mjs did not start: ${out}${err}`)), 15000);
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/running at (http:\/\/\S+\/)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve.mjs exited (${code}): ${out}${err}`));
+    });
+  });
+  return {
+    url,
+    close: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
+  };
+}
+
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-quic",
+  "--enable-unsafe-webgpu",
+];
+
+/** Headless Chromium (the system one: /usr/bin/chromium, or $CHROMIUM). */
+export async function launchBrowser() {
+  const { chromium } = await import("playwright-core");
+  const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+  if (!fs.existsSync(executablePath)) throw new Error(`no Chromium at ${executablePath} (scripts/test installs it; or set CHROMIUM)`);
+  return chromium.launch({ executablePath, args: CHROMIUM_ARGS });
+}
+
+/** Pipe the page's console and errors to the test output (prefixed), for debugging failures. */
+export function logPage(page, tag = "page") {
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning" || process.env.HEARTH_TEST_VERBOSE) console.log(`[${tag} ${m.type()}] ${m.text()}`);
+  });
+  page.on("pageerror", (e) => console.log(`[${tag} pageerror] ${e.message}`));
+}
+
+/** The native CLI: the debug build `cargo test` made, else a release build, else build debug. */
+function cliBinary() {
+  const target = process.env.CARGO_TARGET_DIR ? path.resolve(process.env.CARGO_TARGET_DIR) : path.join(root, "target");
+  for (const profile of ["debug", "release"]) {
+    const bin = path.join(target, profile, "hearth");
+    if (fs.existsSync(bin)) return bin;
+  }
+  execFileSync("cargo", ["build", "--quiet", "--bin", "hearth"], { cwd: root, stdio: "inherit" });
+  return path.join(target, "debug", "hearth");
+}
+
+/**
+ * A directory with the test fixtures (spm-q4_0, bpe-q4_k_m, ... as GGUF files), written once by the
+ * native CLI and cached in fixtures/browser/. Uses the debug `hearth` binary that `cargo test`
+ * already built (builds it if missing) so CI compiles nothing twice.
+ */
+export function fixtureDir(names = ["spm-q4_0", "bpe-q4_k_m"]) {
+  const dir = path.join(root, "fixtures", "browser");
+  // Missing, or stale (the golden records the fixture's sha256): write it again.
+  const missing = names.filter((n) => {
+    const file = path.join(dir, `${n}.gguf`);
+    if (!fs.existsSync(file)) return true;
+    const golden = path.join(root, "tests", "golden", `model-${n}.json`);
+    if (!fs.existsSync(golden)) return false;
+    const want = JSON.parse(fs.readFileSync(golden, "utf8")).sha256;
+    return want && createHash("sha256").update(fs.readFileSync(file)).digest("hex") !== want;
+  });
+  if (missing.length) {
+    fs.mkdirSync(dir, { recursive: true });
+    const bin = cliBinary();
+    for (const n of missing) execFileSync(bin, ["fixture", "--out", dir, "--only", n], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+  }
+  return dir;
+}
+
+/** The pkg/ build must exist (scripts/build-wasm). */
+export function assertPkgBuilt() {
+  const f = path.join(root, "pkg", "hearth_wasm_bg.wasm");
+  if (!fs.existsSync(f) || !fs.existsSync(path.join(root, "pkg", "hearth.js"))) throw new Error("pkg/ is not built: run scripts/build-wasm");
+}

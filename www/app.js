@@ -1,0 +1,591 @@
+// Hearth's chat page: pick a GGUF model (bundled demo, URL, local file or drag-and-drop), load it
+// into the engine (a Web Worker inside the client library) and chat with streamed replies.
+// Plain DOM, no framework; everything runs locally.
+
+import { Hearth, HearthError } from "./pkg/hearth.js";
+
+const DEMO_URL = "models/demo.gguf";
+const DEMO_LABEL = "demo.gguf";
+const DEMO_NAME = "Demo model (random weights)";
+const SETTINGS_KEY = "hearth.settings.v1";
+const URL_KEY = "hearth.lastUrl";
+const SEEN_KEY = "hearth.seenIntro"; // the model panel (with the note on the demo model) starts open once
+const DEFAULTS = Object.freeze({
+  systemPrompt: "You are a helpful assistant.",
+  temperature: 0.7,
+  topP: 0.9,
+  maxTokens: 256,
+  contextSize: 2048,
+});
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  input: $("input"),
+  send: $("send"),
+  stop: $("stop"),
+  status: $("status"),
+  composer: $("composer"),
+  messages: $("messages"),
+  chat: $("chat"),
+  empty: $("empty"),
+  error: $("error"),
+  errorText: $("error-text"),
+  dismissError: $("dismiss-error"),
+  newChat: $("new-chat"),
+  loadDemo: $("load-demo"),
+  urlForm: $("url-form"),
+  urlInput: $("url-input"),
+  urlLoad: $("url-load"),
+  fileInput: $("file-input"),
+  modelPanel: $("model-panel"),
+  modelSummary: $("model-summary"),
+  loadStatus: $("load-status"),
+  loadLabel: $("load-label"),
+  loadBytes: $("load-bytes"),
+  progress: $("progress"),
+  cancelLoad: $("cancel-load"),
+  settings: $("settings"),
+  resetSettings: $("reset-settings"),
+  applyContext: $("apply-context"),
+  dropOverlay: $("drop-overlay"),
+};
+
+/** @type {Hearth | null} */
+let llm = null;
+let model = null; // {label, bytes, info, source, contextSize}
+let loadCtl = null; // AbortController of the load in progress
+let genCtl = null; // AbortController of the reply in progress
+/** @type {{role: string, content: string}[]} */
+let history = [];
+let windowStart = 0; // history[windowStart..] is what the model sees (older turns fell out of the context)
+let trimmedNoticeShown = false;
+let settings = readSettings();
+const coarse = window.matchMedia("(pointer: coarse)").matches;
+
+// ---- formatting -----------------------------------------------------------------------------
+
+function mb(bytes) {
+  if (!Number.isFinite(bytes) || bytes <= 0) return "0 MB";
+  const v = bytes / 1e6;
+  return `${v < 10 ? v.toFixed(1) : v < 1000 ? v.toFixed(0) : v.toLocaleString("en-US", { maximumFractionDigits: 0 })} MB`;
+}
+
+function sizeLabel(bytes) {
+  if (!bytes) return "";
+  return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : mb(bytes);
+}
+
+function fileNameOf(url) {
+  try {
+    const u = new URL(url, location.href);
+    const last = decodeURIComponent(u.pathname.split("/").filter(Boolean).pop() || u.hostname);
+    return last || url;
+  } catch {
+    return url;
+  }
+}
+
+/** An error in words, with the engine's code in brackets. */
+function describeError(e, context = "load") {
+  const code = e instanceof HearthError || (e && typeof e.code === "string") ? e.code : "error";
+  const detail = e && e.message ? String(e.message) : String(e);
+  const words = {
+    bad_magic: "This file is not a GGUF model",
+    truncated: "The model file is incomplete — the download may have been cut short",
+    unsupported_tensor_type: "This model uses a tensor type Hearth cannot run yet (try a Q4_K_M, Q4_0, Q8_0 or F16 GGUF)",
+    unsupported_architecture: "This model's architecture is not supported (Hearth runs Llama-family GGUF models)",
+    unsupported_version: "This GGUF version is not supported",
+    corrupt: "The model file is damaged or not a valid GGUF model",
+    network: "The model could not be downloaded — check the URL, your connection, and that the server allows cross-origin requests (CORS)",
+    context_overflow: "The conversation no longer fits in the model's context. Start a new chat, or raise the context size in Settings and reload the model",
+    out_of_memory: "The browser ran out of memory for this model. Try a smaller model or a smaller context size",
+    worker: context === "load" ? "The engine could not load this model" : "The engine stopped unexpectedly",
+    invalid_argument: "Hearth could not use that input",
+  }[code];
+  const head = words || (context === "load" ? "The model could not be loaded" : "The reply failed");
+  const tail = detail && detail !== code && !head.includes(detail) ? `: ${detail}` : "";
+  return `${head} (${code})${tail}.`.replace(/\.\.$/, ".");
+}
+
+// ---- settings -------------------------------------------------------------------------------
+
+function readSettings() {
+  let saved = {};
+  try {
+    saved = JSON.parse(localStorage.getItem(SETTINGS_KEY) || "{}") || {};
+  } catch {
+    saved = {};
+  }
+  return sanitize({ ...DEFAULTS, ...saved });
+}
+
+function sanitize(s) {
+  const num = (v, lo, hi, dflt, int = false) => {
+    let n = Number(v);
+    if (v === "" || v === null || !Number.isFinite(n)) return dflt;
+    if (int) n = Math.round(n);
+    return Math.min(hi, Math.max(lo, n));
+  };
+  return {
+    systemPrompt: typeof s.systemPrompt === "string" ? s.systemPrompt : DEFAULTS.systemPrompt,
+    temperature: num(s.temperature, 0, 2, DEFAULTS.temperature),
+    topP: num(s.topP, 0, 1, DEFAULTS.topP),
+    maxTokens: num(s.maxTokens, 1, 8192, DEFAULTS.maxTokens, true),
+    contextSize: num(s.contextSize, 128, 32768, DEFAULTS.contextSize, true),
+  };
+}
+
+function fillSettingsForm() {
+  const f = el.settings.elements;
+  f.systemPrompt.value = settings.systemPrompt;
+  f.temperature.value = settings.temperature;
+  f.topP.value = settings.topP;
+  f.maxTokens.value = settings.maxTokens;
+  f.contextSize.value = settings.contextSize;
+}
+
+/** Offer a reload when the context size differs from the one the current model was loaded with. */
+function updateApplyContext() {
+  el.applyContext.hidden = !model || model.contextSize === settings.contextSize;
+}
+
+function saveSettingsFromForm() {
+  const f = el.settings.elements;
+  settings = sanitize({
+    systemPrompt: f.systemPrompt.value,
+    temperature: f.temperature.value,
+    topP: f.topP.value,
+    maxTokens: f.maxTokens.value,
+    contextSize: f.contextSize.value,
+  });
+  try {
+    localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings));
+  } catch {
+    /* private mode: settings last for this visit */
+  }
+  updateApplyContext();
+}
+
+// ---- state ----------------------------------------------------------------------------------
+
+function setState(state, statusText) {
+  document.body.dataset.state = state;
+  if (statusText !== undefined && el.status.textContent !== statusText) el.status.textContent = statusText;
+  const loading = state === "loading";
+  const generating = state === "generating";
+  const canChat = !!llm && !loading;
+  el.input.disabled = !canChat;
+  el.send.disabled = !canChat || generating;
+  el.send.hidden = generating;
+  el.stop.hidden = !generating;
+  el.input.placeholder = loading ? "Loading the model…" : llm ? "Type a message…" : "Load a model to start chatting";
+  for (const b of [el.loadDemo, el.urlLoad]) b.disabled = loading;
+  el.fileInput.disabled = loading;
+  if (document.activeElement === el.stop && !generating && canChat) el.input.focus();
+}
+
+function readyText() {
+  if (!model) return "No model loaded.";
+  return `Ready · ${model.info.name}${model.bytes ? ` · ${sizeLabel(model.bytes)}` : ""}`;
+}
+
+function showError(text) {
+  el.errorText.textContent = text;
+  el.error.hidden = false;
+}
+
+function clearError() {
+  el.error.hidden = true;
+  el.errorText.textContent = "";
+}
+
+// ---- loading --------------------------------------------------------------------------------
+
+function showProgress(p, label) {
+  el.loadStatus.hidden = false;
+  const verb = p.phase === "download" ? "Downloading" : "Loading";
+  el.loadLabel.textContent = `${verb} ${label}`;
+  if (p.total > 0) {
+    const pct = Math.min(100, Math.floor((p.loaded / p.total) * 100));
+    el.progress.max = 100;
+    el.progress.value = pct;
+    el.progress.setAttribute("aria-valuetext", `${pct}%`);
+    el.loadBytes.textContent = `${mb(p.loaded)} / ${mb(p.total)} · ${pct}%`;
+    // The status line is a live region: announce in 10% steps, not on every chunk.
+    setState("loading", `${verb} ${label}: ${Math.floor(pct / 10) * 10}%`);
+  } else {
+    el.progress.removeAttribute("value"); // indeterminate
+    el.loadBytes.textContent = mb(p.loaded);
+    setState("loading", `${verb} ${label}: ${Math.floor(p.loaded / 1e7) * 10} MB`);
+  }
+}
+
+/**
+ * Load a model; the current one stays usable until the new one is in, so a failed load leaves
+ * the page as it was.
+ */
+async function loadModel(source, label, knownBytes = 0) {
+  const isDemo = source === DEMO_URL;
+  loadCtl?.abort();
+  genCtl?.abort();
+  const ctl = new AbortController();
+  loadCtl = ctl;
+  clearError();
+  let bytes = knownBytes;
+  el.progress.value = 0;
+  el.loadBytes.textContent = knownBytes ? `0 MB / ${mb(knownBytes)} · 0%` : "";
+  el.loadLabel.textContent = `Loading ${label}`;
+  el.loadStatus.hidden = false;
+  setState("loading", `Loading ${label}…`);
+  const started = performance.now();
+  try {
+    const next = await Hearth.load(source, {
+      contextSize: settings.contextSize,
+      signal: ctl.signal,
+      onProgress: (p) => {
+        if (loadCtl !== ctl) return;
+        if (p.total > 0) bytes = p.total;
+        showProgress(p, label);
+      },
+    });
+    if (loadCtl !== ctl) {
+      next.unload();
+      return;
+    }
+    const old = llm;
+    llm = next;
+    const info = { ...next.info };
+    info.fileName = info.name;
+    if (isDemo) info.name = DEMO_NAME;
+    else if (!info.name || !String(info.name).trim()) info.name = label;
+    model = { label, bytes, info, source, contextSize: settings.contextSize };
+    updateApplyContext();
+    old?.unload().catch(() => {});
+    el.modelSummary.textContent = `${info.name}${bytes ? ` · ${sizeLabel(bytes)}` : ""}`;
+    el.modelSummary.title = `${label}${info.fileName ? ` (${info.fileName})` : ""} — ${info.nLayer} layers, ${info.nEmbd} wide, vocabulary ${info.nVocab}, context ${info.contextSize ?? settings.contextSize} of ${info.contextLength}`;
+    const secs = ((performance.now() - started) / 1000).toFixed(1);
+    addNotice(
+      `Loaded ${isDemo ? "the bundled demo model" : info.name}${bytes ? ` (${sizeLabel(bytes)})` : ""} in ${secs} s.` +
+        (isDemo ? " Its weights are random, so expect gibberish — load a real GGUF above for answers." : ""),
+    );
+    setState("ready", readyText());
+    if (!coarse) el.input.focus(); // no surprise on-screen keyboard on phones
+    try {
+      localStorage.setItem(SEEN_KEY, "1");
+    } catch {
+      /* ignore */
+    }
+  } catch (e) {
+    if (loadCtl !== ctl) return;
+    const aborted = (e && e.code === "aborted") || ctl.signal.aborted;
+    if (!aborted) showError(describeError(e, "load"));
+    if (!llm) el.modelSummary.textContent = "none loaded";
+    setState(llm ? "ready" : "error", aborted ? (llm ? `Loading cancelled. ${readyText()}` : "Loading cancelled.") : llm ? `Could not load ${label}. Still using ${model.info.name}.` : `Could not load ${label}.`);
+  } finally {
+    if (loadCtl === ctl) {
+      loadCtl = null;
+      el.loadStatus.hidden = true;
+    }
+  }
+}
+
+function loadFile(file) {
+  if (!file) return;
+  loadModel(file, file.name, file.size);
+}
+
+// ---- messages -------------------------------------------------------------------------------
+
+function nearBottom() {
+  const s = document.scrollingElement;
+  return s.scrollHeight - s.scrollTop - s.clientHeight < 120;
+}
+
+function scrollToEnd(force = false) {
+  if (force || nearBottom()) {
+    const s = document.scrollingElement;
+    s.scrollTop = s.scrollHeight;
+  }
+}
+
+function updateEmpty() {
+  el.empty.hidden = el.messages.children.length > 0;
+}
+
+function addNotice(text, before = null) {
+  const li = document.createElement("li");
+  li.className = "notice";
+  li.textContent = text;
+  el.messages.insertBefore(li, before);
+  updateEmpty();
+  scrollToEnd();
+}
+
+function addMessage(role, text) {
+  const li = document.createElement("li");
+  li.className = `msg ${role}`;
+  const who = document.createElement("p");
+  who.className = "who";
+  who.textContent = role === "user" ? "You" : model?.info?.name || "Assistant";
+  const body = document.createElement("div");
+  body.className = "text";
+  body.textContent = text;
+  li.append(who, body);
+  if (role === "assistant") {
+    body.dataset.testid = "reply";
+    li.setAttribute("aria-busy", "true");
+  } else {
+    body.dataset.testid = "user-message";
+  }
+  el.messages.append(li);
+  updateEmpty();
+  return { li, body };
+}
+
+function statsLine(final, wallMs) {
+  if (final.failed) return "No reply: see the error message below.";
+  const parts = [];
+  const t = final.timing || {};
+  const u = final.usage || {};
+  if (Number.isFinite(t.tokensPerSecond) && t.tokensPerSecond > 0) parts.push(`${t.tokensPerSecond.toFixed(1)} tokens/s`);
+  else parts.push(`${(u.completionTokens || 0) > 0 ? ((u.completionTokens / Math.max(1, wallMs)) * 1000).toFixed(1) : "0.0"} tokens/s`);
+  if (Number.isFinite(t.ttftMs)) parts.push(`first token ${Math.round(t.ttftMs)} ms`);
+  if (Number.isFinite(u.completionTokens)) parts.push(`${u.completionTokens} tokens`);
+  if (Number.isFinite(u.promptTokens)) parts.push(`prompt ${u.promptTokens}`);
+  const why = { length: "stopped at max tokens", context: "context full", abort: "stopped", eos: "" }[final.finishReason];
+  if (why) parts.push(why);
+  return parts.join(" · ");
+}
+
+async function send() {
+  const text = el.input.value.trim();
+  if (!text || !llm || genCtl || loadCtl) return;
+  clearError();
+  el.input.value = "";
+  autoGrow();
+  history.push({ role: "user", content: text });
+  const asked = addMessage("user", text);
+  const { li, body } = addMessage("assistant", "");
+  body.classList.add("streaming");
+  scrollToEnd(true);
+
+  const ctl = new AbortController();
+  genCtl = ctl;
+  setState("generating", `${model.info.name} is writing…`);
+  let reply = "";
+  let final = null;
+  let gotChunk = false;
+  const started = performance.now();
+  try {
+    // When the conversation outgrows the context, leave the oldest turns out (in user/assistant
+    // pairs) and try again, down to the newest message alone.
+    for (;;) {
+      const messages = [];
+      if (settings.systemPrompt.trim()) messages.push({ role: "system", content: settings.systemPrompt.trim() });
+      messages.push(...history.slice(windowStart));
+      try {
+        for await (const chunk of llm.chat(messages, {
+          maxTokens: settings.maxTokens,
+          temperature: settings.temperature,
+          topP: settings.topP,
+          signal: ctl.signal,
+        })) {
+          gotChunk = true;
+          if (chunk.done) {
+            final = chunk;
+            break;
+          }
+          if (chunk.text) {
+            const stick = nearBottom();
+            reply += chunk.text;
+            body.textContent = reply.trimStart();
+            if (stick) scrollToEnd(true);
+          }
+        }
+        break;
+      } catch (e) {
+        if (e && e.code === "context_overflow" && !gotChunk && windowStart + 2 < history.length) {
+          windowStart += 2;
+          if (!trimmedNoticeShown) {
+            trimmedNoticeShown = true;
+            addNotice("Older messages no longer fit in the context, so the model no longer sees them.", asked.li);
+          }
+          continue;
+        }
+        throw e;
+      }
+    }
+  } catch (e) {
+    if (!(e && e.code === "aborted")) {
+      showError(describeError(e, "chat"));
+      li.classList.add("failed");
+    }
+    final = final || { finishReason: "abort", usage: {}, timing: {}, failed: !(e && e.code === "aborted") };
+  } finally {
+    body.classList.remove("streaming");
+    li.removeAttribute("aria-busy");
+    if (genCtl === ctl) genCtl = null;
+  }
+
+  reply = reply.trim();
+  body.textContent = reply;
+  if (!reply) {
+    body.textContent = final?.finishReason === "abort" ? "(stopped before any text)" : "(no text)";
+    body.classList.add("muted");
+  }
+  if (reply) history.push({ role: "assistant", content: reply });
+  else {
+    // Keep user/assistant turns paired: the unanswered question leaves the conversation.
+    history.pop();
+    asked.li.classList.add("unanswered");
+    asked.li.title = "No reply: this message is not part of the conversation the model sees";
+  }
+  const stats = document.createElement("p");
+  stats.className = "stats";
+  stats.dataset.testid = "stats";
+  stats.textContent = statsLine(final || {}, performance.now() - started);
+  li.append(stats);
+  scrollToEnd();
+  if (!loadCtl) setState(llm ? "ready" : "error", readyText());
+}
+
+function stop() {
+  genCtl?.abort();
+}
+
+function newChat() {
+  genCtl?.abort();
+  history = [];
+  windowStart = 0;
+  trimmedNoticeShown = false;
+  el.messages.replaceChildren();
+  updateEmpty();
+  clearError();
+  if (!loadCtl && llm) setState("ready", readyText());
+  el.input.focus();
+}
+
+function autoGrow() {
+  el.input.style.height = "auto";
+  el.input.style.height = `${Math.min(el.input.scrollHeight, Math.round(window.innerHeight * 0.4))}px`;
+}
+
+// ---- wiring ---------------------------------------------------------------------------------
+
+el.composer.addEventListener("submit", (e) => {
+  e.preventDefault();
+  send();
+});
+el.input.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+    e.preventDefault();
+    send();
+  }
+});
+el.input.addEventListener("input", autoGrow);
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && genCtl) {
+    e.preventDefault();
+    stop();
+  }
+});
+el.stop.addEventListener("click", stop);
+el.newChat.addEventListener("click", newChat);
+el.dismissError.addEventListener("click", () => {
+  clearError();
+  el.input.focus();
+});
+el.cancelLoad.addEventListener("click", () => loadCtl?.abort());
+
+el.loadDemo.addEventListener("click", () => loadModel(DEMO_URL, DEMO_LABEL));
+el.urlForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const url = el.urlInput.value.trim();
+  if (!url) {
+    showError("Enter the URL of a .gguf file first.");
+    el.urlInput.focus();
+    return;
+  }
+  try {
+    new URL(url, location.href);
+  } catch {
+    showError(`That does not look like a URL: ${url}`);
+    return;
+  }
+  try {
+    localStorage.setItem(URL_KEY, url);
+  } catch {
+    /* ignore */
+  }
+  loadModel(url, fileNameOf(url));
+});
+el.fileInput.addEventListener("change", () => {
+  const file = el.fileInput.files && el.fileInput.files[0];
+  loadFile(file);
+  el.fileInput.value = ""; // choosing the same file again still loads it
+});
+
+el.settings.addEventListener("input", saveSettingsFromForm);
+el.settings.addEventListener("change", () => {
+  saveSettingsFromForm();
+  fillSettingsForm(); // show the clamped values
+});
+el.settings.addEventListener("submit", (e) => e.preventDefault());
+el.resetSettings.addEventListener("click", () => {
+  settings = { ...DEFAULTS };
+  try {
+    localStorage.removeItem(SETTINGS_KEY);
+  } catch {
+    /* ignore */
+  }
+  fillSettingsForm();
+  updateApplyContext();
+});
+el.applyContext.addEventListener("click", () => {
+  if (model) loadModel(model.source, model.label, model.source instanceof Blob ? model.source.size : 0);
+});
+
+// Drag and drop a .gguf anywhere on the page.
+let dragDepth = 0;
+const hasFiles = (e) => e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files");
+document.addEventListener("dragenter", (e) => {
+  if (!hasFiles(e)) return;
+  e.preventDefault();
+  dragDepth++;
+  el.dropOverlay.hidden = false;
+});
+document.addEventListener("dragover", (e) => {
+  if (!hasFiles(e)) return;
+  e.preventDefault();
+  e.dataTransfer.dropEffect = "copy";
+});
+document.addEventListener("dragleave", (e) => {
+  if (!hasFiles(e)) return;
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (dragDepth === 0) el.dropOverlay.hidden = true;
+});
+document.addEventListener("drop", (e) => {
+  if (!hasFiles(e)) return;
+  e.preventDefault();
+  dragDepth = 0;
+  el.dropOverlay.hidden = true;
+  const file = e.dataTransfer.files && e.dataTransfer.files[0];
+  if (file) loadFile(file);
+});
+
+// ---- start ----------------------------------------------------------------------------------
+
+try {
+  el.urlInput.value = localStorage.getItem(URL_KEY) || "";
+} catch {
+  /* ignore */
+}
+fillSettingsForm();
+updateEmpty();
+try {
+  if (localStorage.getItem(SEEN_KEY)) el.modelPanel.open = false;
+} catch {
+  /* ignore */
+}
+window.hearthPage = { get llm() { return llm; }, get history() { return history; }, loadModel };
+loadModel(DEMO_URL, DEMO_LABEL);

@@ -1,0 +1,366 @@
+// Hearth: Llama-family GGUF models in the browser. The public client API.
+//
+//   import { Hearth, HearthError } from "./pkg/hearth.js";
+//   const llm = await Hearth.load(url, { onProgress, signal });
+//   for await (const chunk of llm.generate("Once upon a time", { maxTokens: 64 })) out += chunk.text;
+//   await llm.unload();
+//
+// By default the engine runs in a dedicated module Worker (worker.js), so the page's thread never
+// runs a long task; `worker: false` runs it in the current thread (e.g. inside your own worker).
+
+const FEED_SLICE = 4 << 20;
+
+export class HearthError extends Error {
+  /**
+   * @param {string} code stable machine-readable code: the engine's (e.g. "truncated",
+   *   "bad_magic", "context_overflow") or "aborted", "network", "worker"
+   * @param {string} message
+   */
+  constructor(code, message) {
+    super(message);
+    this.name = "HearthError";
+    this.code = code;
+  }
+}
+
+function asHearthError(e, fallback = "worker") {
+  if (e instanceof HearthError) return e;
+  if (e && typeof e === "object") {
+    if (e.name === "AbortError") return new HearthError("aborted", "aborted");
+    return new HearthError(typeof e.code === "string" ? e.code : fallback, String(e.message || e));
+  }
+  return new HearthError(fallback, String(e));
+}
+
+function abortError(what) {
+  return new HearthError("aborted", `${what} was aborted`);
+}
+
+/** An async queue: push() from callbacks, consumed by an async generator. */
+class Channel {
+  constructor() {
+    this.items = [];
+    this.waiting = null;
+    this.closed = false;
+    this.error = null;
+  }
+  push(x) {
+    this.items.push(x);
+    this.wake();
+  }
+  close(error = null) {
+    this.closed = true;
+    this.error = error;
+    this.wake();
+  }
+  wake() {
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = null;
+      w();
+    }
+  }
+  async *drain() {
+    for (;;) {
+      if (this.items.length) {
+        yield this.items.shift();
+        continue;
+      }
+      if (this.closed) {
+        if (this.error) throw this.error;
+        return;
+      }
+      await new Promise((r) => (this.waiting = r));
+    }
+  }
+}
+
+/** Runs the Host in a Worker; requests/replies keyed by rid. */
+class WorkerTransport {
+  constructor() {
+    this.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "hearth" });
+    this.next = 1;
+    this.pending = new Map();
+    this.dead = null;
+    this.worker.onmessage = (ev) => {
+      const m = ev.data;
+      const p = this.pending.get(m.rid);
+      if (!p) return;
+      if (m.kind === "event") p.onEvent?.(m.value);
+      else {
+        this.pending.delete(m.rid);
+        if (m.kind === "result") p.resolve(m.value);
+        else p.reject(new HearthError(m.error.code, m.error.message));
+      }
+    };
+    const fail = (msg) => {
+      this.dead = new HearthError("worker", msg);
+      for (const p of this.pending.values()) p.reject(this.dead);
+      this.pending.clear();
+    };
+    this.worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      fail(`the Hearth worker failed: ${ev.message || "could not load worker.js (check the server's MIME types and CSP)"}`);
+    };
+    this.worker.onmessageerror = () => fail("a message from the Hearth worker could not be read");
+  }
+  /** Send a request; returns [rid, promise]. */
+  request(op, args = {}, onEvent, transfer = []) {
+    const rid = this.next++;
+    const promise = new Promise((resolve, reject) => {
+      if (this.dead) return reject(this.dead);
+      this.pending.set(rid, { resolve, reject, onEvent });
+      this.worker.postMessage({ rid, op, ...args }, transfer);
+    });
+    return [rid, promise];
+  }
+  call(op, args, onEvent) {
+    return this.request(op, args, onEvent)[1];
+  }
+  abort(target) {
+    if (!this.dead) this.worker.postMessage({ rid: 0, op: "abort", target });
+  }
+  terminate() {
+    this.worker.terminate();
+    this.dead = new HearthError("worker", "the model was unloaded");
+    for (const p of this.pending.values()) p.reject(this.dead);
+    this.pending.clear();
+  }
+}
+
+function resolveUrl(source) {
+  const base = typeof location !== "undefined" ? location.href : undefined;
+  return new URL(String(source), base).href;
+}
+
+function isUrl(source) {
+  return typeof source === "string" || source instanceof URL;
+}
+
+function bytesOf(source) {
+  if (source instanceof Uint8Array) return source;
+  if (source instanceof ArrayBuffer) return new Uint8Array(source);
+  if (ArrayBuffer.isView(source)) return new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+  return null;
+}
+
+function generationOptions(o = {}) {
+  const out = {};
+  for (const k of ["maxTokens", "temperature", "topK", "topP", "minP", "typicalP", "repeatPenalty", "frequencyPenalty", "presencePenalty", "repeatLastN", "seed", "stop", "stopAtEos"]) {
+    if (o[k] !== undefined && o[k] !== null) out[k] = o[k];
+  }
+  return out;
+}
+
+export class Hearth {
+  /** @private use Hearth.load */
+  constructor(impl, info) {
+    this._impl = impl;
+    this.info = info;
+    this._queue = Promise.resolve();
+    this._closed = false;
+  }
+
+  /**
+   * Load a GGUF model.
+   * @param {string|URL|File|Blob|ArrayBuffer|Uint8Array} source
+   * @param {{contextSize?: number, onProgress?: (p: {phase: "download"|"load", loaded: number, total: number}) => void, signal?: AbortSignal, worker?: boolean}} [options]
+   */
+  static async load(source, options = {}) {
+    const { contextSize, onProgress, signal, worker = true } = options;
+    if (signal?.aborted) throw abortError("loading");
+    const useWorker = worker && typeof Worker !== "undefined";
+    const impl = useWorker ? new WorkerImpl() : new LocalImpl();
+    try {
+      const info = await impl.load(source, { contextSize, onProgress, signal });
+      return new Hearth(impl, info);
+    } catch (e) {
+      impl.close();
+      throw asHearthError(e);
+    }
+  }
+
+  /**
+   * Stream a completion of `prompt` (text, or token ids). Yields {text, tokenIds, done: false}
+   * chunks, then one {done: true, finishReason, usage, timing}.
+   */
+  generate(prompt, options = {}) {
+    return this._run({ prompt: Array.isArray(prompt) || prompt instanceof Uint32Array ? Array.from(prompt) : String(prompt) }, options);
+  }
+
+  /** Like generate, for [{role, content}] rendered with the model's built-in chat template. */
+  chat(messages, options = {}) {
+    const msgs = Array.isArray(messages) ? messages.map((m) => ({ role: String(m?.role), content: String(m?.content ?? "") })) : messages;
+    return this._run({ messages: msgs }, options);
+  }
+
+  async tokenize(text, { addSpecial = true, parseSpecial = false } = {}) {
+    return this._impl.tokenize(text, addSpecial, parseSpecial);
+  }
+
+  async decode(ids) {
+    return this._impl.decode(Array.from(ids));
+  }
+
+  /** Free the model (terminates its worker). */
+  async unload() {
+    if (this._closed) return;
+    this._closed = true;
+    await this._impl.unload();
+  }
+
+  async *_run(req, options) {
+    if (this._closed) throw new HearthError("invalid_argument", "the model has been unloaded");
+    const { signal } = options;
+    req.options = generationOptions(options);
+    // One generation at a time: wait for the previous one.
+    let release;
+    const prev = this._queue;
+    this._queue = new Promise((r) => (release = r));
+    try {
+      await prev;
+      if (signal?.aborted) {
+        yield { text: "", tokenIds: [], done: true, finishReason: "abort", usage: { promptTokens: 0, completionTokens: 0 }, timing: { promptMs: 0, decodeMs: 0, ttftMs: 0, tokensPerSecond: 0 } };
+        return;
+      }
+      const ch = new Channel();
+      const job = this._impl.generate(req, (c) => ch.push(c));
+      const onAbort = () => job.abort();
+      signal?.addEventListener("abort", onAbort);
+      job.done.then(
+        (final) => {
+          ch.push(final);
+          ch.close();
+        },
+        (e) => ch.close(asHearthError(e)),
+      );
+      let finished = false;
+      try {
+        for await (const c of ch.drain()) {
+          if (c.done) finished = true;
+          yield c;
+        }
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+        if (!finished) {
+          // The consumer stopped early (break / return): stop the engine too.
+          job.abort();
+          await job.done.catch(() => {});
+        }
+      }
+    } finally {
+      release();
+    }
+  }
+}
+
+class WorkerImpl {
+  constructor() {
+    this.t = new WorkerTransport();
+  }
+  async load(source, { contextSize, onProgress, signal }) {
+    const t = this.t;
+    const progress = (p) => onProgress?.(p);
+    const bytes = isUrl(source) ? null : bytesOf(source);
+    if (isUrl(source) || (typeof Blob !== "undefined" && source instanceof Blob)) {
+      const [rid, done] = t.request("load", { source: isUrl(source) ? resolveUrl(source) : source, contextSize }, progress);
+      const onAbort = () => t.abort(rid);
+      signal?.addEventListener("abort", onAbort);
+      try {
+        return await raceAbort(done, signal, "loading");
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+      }
+    }
+    if (!bytes) throw new HearthError("invalid_argument", "source must be a URL, File, Blob, ArrayBuffer or Uint8Array");
+    // Bytes we hold: hand them over slice by slice (each slice is copied once into the worker and
+    // fed at once), so there is never a second full copy of the file in flight.
+    await t.call("load-begin");
+    const total = bytes.byteLength;
+    progress({ phase: "load", loaded: 0, total });
+    for (let off = 0; off < total; off += FEED_SLICE) {
+      if (signal?.aborted) {
+        await t.call("load-cancel");
+        throw abortError("loading");
+      }
+      const slice = bytes.slice(off, Math.min(total, off + FEED_SLICE));
+      const loaded = await t.request("feed", { bytes: slice }, undefined, [slice.buffer])[1];
+      progress({ phase: "load", loaded, total });
+    }
+    if (signal?.aborted) throw abortError("loading");
+    return t.call("load-end", { contextSize });
+  }
+  generate(req, onChunk) {
+    const [rid, done] = this.t.request("generate", { req }, onChunk);
+    return { done, abort: () => this.t.abort(rid) };
+  }
+  tokenize(text, addSpecial, parseSpecial) {
+    return this.t.call("tokenize", { text: String(text), addSpecial, parseSpecial });
+  }
+  decode(ids) {
+    return this.t.call("decode", { ids });
+  }
+  async unload() {
+    this.t.terminate();
+  }
+  close() {
+    this.t.terminate();
+  }
+}
+
+class LocalImpl {
+  async load(source, { contextSize, onProgress, signal }) {
+    const { Host, initWasm } = await import("./host.js");
+    await initWasm();
+    this.host = new Host();
+    try {
+      return await this.host.load(isUrl(source) ? resolveUrl(source) : source, {
+        contextSize,
+        onProgress,
+        fetchSignal: signal,
+        isAborted: () => !!signal?.aborted,
+      });
+    } catch (e) {
+      throw asHearthError(e);
+    }
+  }
+  generate(req, onChunk) {
+    let aborted = false;
+    const done = this.host.generate(req, { onChunk, isAborted: () => aborted }).catch((e) => {
+      throw asHearthError(e);
+    });
+    return { done, abort: () => (aborted = true) };
+  }
+  async tokenize(text, addSpecial, parseSpecial) {
+    return wrap(() => this.host.tokenize(text, addSpecial, parseSpecial));
+  }
+  async decode(ids) {
+    return wrap(() => this.host.decode(ids));
+  }
+  async unload() {
+    this.host?.unload();
+  }
+  close() {
+    this.host?.unload();
+  }
+}
+
+function wrap(f) {
+  try {
+    return f();
+  } catch (e) {
+    throw asHearthError(e);
+  }
+}
+
+function raceAbort(promise, signal, what) {
+  if (!signal) return promise;
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(abortError(what));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+export default Hearth;

@@ -1,0 +1,358 @@
+// The engine host: owns one wasm Engine and runs loads and generations against it. It runs inside
+// the dedicated Worker (worker.js) by default, or in the caller's thread with `worker: false`.
+// Everything here is plain data in, plain data out, so worker.js only has to relay messages.
+
+import init, { Loader } from "./hearth_wasm.js";
+
+let ready = null;
+/** Instantiate the wasm module once per realm. */
+export function initWasm() {
+  if (!ready) {
+    ready = init({ module_or_path: new URL("./hearth_wasm_bg.wasm", import.meta.url) }).catch((e) => {
+      ready = null;
+      throw codeError("worker", `could not start the wasm engine: ${e && e.message ? e.message : e}`);
+    });
+  }
+  return ready;
+}
+
+export function codeError(code, message) {
+  const e = new Error(message);
+  e.code = code;
+  return e;
+}
+
+/** Turn anything thrown (wasm Error with .code, DOMException, TypeError) into {code, message}. */
+export function toPlainError(e, fallback = "worker") {
+  if (e && typeof e === "object") {
+    if (e.name === "AbortError") return { code: "aborted", message: "aborted" };
+    return { code: typeof e.code === "string" ? e.code : fallback, message: String(e.message || e) };
+  }
+  return { code: fallback, message: String(e) };
+}
+
+const DEFAULT_CONTEXT = 2048;
+/** Slice size when feeding bytes we already hold (keeps each wasm call short). */
+export const FEED_SLICE = 4 << 20;
+
+/** Let queued messages (abort) run: a MessageChannel hop, not clamped like nested setTimeout. */
+export function yieldToEventLoop() {
+  return new Promise((resolve) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => {
+      ch.port1.close();
+      resolve();
+    };
+    ch.port2.postMessage(null);
+  });
+}
+
+export class Host {
+  constructor() {
+    this.engine = null;
+    this.loader = null;
+    this.contextSize = DEFAULT_CONTEXT;
+    this.info = null;
+  }
+
+  // ---- loading -------------------------------------------------------------------------------
+
+  beginLoad() {
+    if (this.loader) this.loader.free();
+    this.loader = new Loader();
+  }
+
+  /** Feed one chunk; returns bytes received so far. */
+  feed(bytes) {
+    if (!this.loader) throw codeError("invalid_argument", "no load in progress");
+    try {
+      this.loader.feed(bytes);
+    } catch (e) {
+      this.loader = null; // spent by the error (its memory is freed on the Rust side)
+      throw e;
+    }
+    return this.loader.received();
+  }
+
+  abortLoad() {
+    if (this.loader) {
+      try {
+        this.loader.free();
+      } catch {}
+      this.loader = null;
+    }
+  }
+
+  finishLoad(contextSize) {
+    if (!this.loader) throw codeError("invalid_argument", "no load in progress");
+    const loader = this.loader;
+    this.loader = null;
+    const engine = loader.finish();
+    if (this.engine) this.engine.free();
+    this.engine = engine;
+    const raw = engine.info();
+    const train = raw.nCtxTrain || 0;
+    let ctx = contextSize == null ? Math.min(train || DEFAULT_CONTEXT, DEFAULT_CONTEXT) : contextSize;
+    if (!Number.isInteger(ctx) || ctx < 1) throw codeError("invalid_argument", `contextSize must be a positive integer, got ${contextSize}`);
+    this.contextSize = ctx;
+    this.info = {
+      name: raw.name,
+      architecture: raw.architecture,
+      nVocab: raw.nVocab,
+      contextLength: train,
+      contextSize: ctx,
+      nLayer: raw.nLayer,
+      nEmbd: raw.nEmbd,
+      nHead: raw.nHead,
+      nHeadKv: raw.nHeadKv,
+      bos: raw.bos,
+      eos: raw.eos,
+      chatTemplate: this.chatTemplate(),
+    };
+    return this.info;
+  }
+
+  /**
+   * Stream `source` (URL string | URL | Blob | File | ArrayBuffer | Uint8Array) into a fresh
+   * loader and build the engine. `isAborted()` is polled between chunks; `fetchSignal` aborts the
+   * download itself.
+   */
+  async load(source, { contextSize, onProgress, isAborted = () => false, fetchSignal } = {}) {
+    this.beginLoad();
+    // At most one progress report per MiB or 50 ms (a big model arrives in many small chunks);
+    // the first and the last are always reported.
+    const report = onProgress || (() => {});
+    let lastAt = -Infinity;
+    let lastLoaded = -1;
+    let lastKey = "";
+    const progress = (p, force = false) => {
+      const now = performance.now();
+      const key = `${p.phase} ${p.loaded} ${p.total}`;
+      if (key === lastKey) return;
+      if (force || p.loaded === 0 || p.loaded === p.total || p.loaded - lastLoaded >= 1 << 20 || now - lastAt >= 50) {
+        lastAt = now;
+        lastLoaded = p.loaded;
+        lastKey = key;
+        report(p);
+      }
+    };
+    const check = () => {
+      if (isAborted()) throw codeError("aborted", "loading was aborted");
+    };
+    try {
+      if (typeof source === "string" || source instanceof URL) {
+        let resp;
+        try {
+          resp = await fetch(source, { signal: fetchSignal });
+        } catch (e) {
+          check();
+          if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
+          throw codeError("network", `could not fetch ${source}: ${e && e.message ? e.message : e}`);
+        }
+        if (!resp.ok) throw codeError("network", `could not fetch ${source}: HTTP ${resp.status} ${resp.statusText}`);
+        const len = Number(resp.headers.get("content-length"));
+        const encoded = resp.headers.get("content-encoding");
+        let total = Number.isFinite(len) && len > 0 && !encoded ? len : 0;
+        let loaded = 0;
+        progress({ phase: "download", loaded, total });
+        const reader = resp.body.getReader();
+        try {
+          for (;;) {
+            let r;
+            try {
+              r = await reader.read();
+            } catch (e) {
+              check();
+              if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
+              throw codeError("network", `download of ${source} failed: ${e && e.message ? e.message : e}`);
+            }
+            check();
+            if (r.done) break;
+            // Each network chunk goes straight into the loader: no second copy of the file.
+            loaded = this.feed(r.value);
+            if (loaded > total && total) total = loaded;
+            progress({ phase: "download", loaded, total });
+          }
+        } finally {
+          reader.releaseLock?.();
+        }
+        if (!total || loaded > total) total = loaded;
+        progress({ phase: "download", loaded, total }, true);
+      } else if (typeof Blob !== "undefined" && source instanceof Blob) {
+        const total = source.size;
+        let loaded = 0;
+        progress({ phase: "load", loaded, total });
+        const reader = source.stream().getReader();
+        for (;;) {
+          const r = await reader.read();
+          check();
+          if (r.done) break;
+          loaded = this.feed(r.value);
+          progress({ phase: "load", loaded, total });
+        }
+      } else {
+        const bytes = toBytes(source);
+        const total = bytes.byteLength;
+        progress({ phase: "load", loaded: 0, total });
+        for (let off = 0; off < total || off === 0; off += FEED_SLICE) {
+          const loaded = this.feed(bytes.subarray(off, Math.min(total, off + FEED_SLICE)));
+          progress({ phase: "load", loaded, total });
+          if (total === 0) break;
+          await yieldToEventLoop();
+          check();
+        }
+      }
+      const info = this.finishLoad(contextSize);
+      return info;
+    } catch (e) {
+      this.abortLoad();
+      throw e;
+    }
+  }
+
+  // ---- generation ----------------------------------------------------------------------------
+
+  /** Which built-in chat template the vocabulary calls for. */
+  chatTemplate() {
+    const e = this.engine;
+    if (e.tokenId("<|start_header_id|>") !== undefined) return "llama3";
+    if (e.tokenId("<|im_start|>") !== undefined) return "chatml";
+    return "llama2";
+  }
+
+  /** Render [{role, content}] with the built-in template; the text ends where the reply starts. */
+  renderChat(messages) {
+    if (!Array.isArray(messages) || messages.length === 0) throw codeError("invalid_argument", "messages must be a non-empty array of {role, content}");
+    for (const m of messages) {
+      if (!m || typeof m.role !== "string" || typeof m.content !== "string") throw codeError("invalid_argument", "each message must be {role: string, content: string}");
+    }
+    const tpl = this.info?.chatTemplate || this.chatTemplate();
+    if (tpl === "llama3") {
+      let s = "";
+      for (const m of messages) s += `<|start_header_id|>${m.role}<|end_header_id|>\n\n${m.content.trim()}<|eot_id|>`;
+      return s + "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    }
+    if (tpl === "chatml") {
+      let s = "";
+      for (const m of messages) s += `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`;
+      return s + "<|im_start|>assistant\n";
+    }
+    // Llama 2: [INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] ...
+    let system = "";
+    let s = "";
+    let first = true;
+    for (const m of messages) {
+      if (m.role === "system") {
+        system += (system ? "\n" : "") + m.content.trim();
+      } else if (m.role === "assistant") {
+        s += ` ${m.content.trim()} </s>`;
+      } else {
+        const sys = system ? `<<SYS>>\n${system}\n<</SYS>>\n\n` : "";
+        system = "";
+        s += `${first ? "" : "<s>"}[INST] ${sys}${m.content.trim()} [/INST]`;
+        first = false;
+      }
+    }
+    return s;
+  }
+
+  /** Prompt token ids for a request {prompt} or {messages}. */
+  promptIds(req) {
+    const e = this.engine;
+    if (req.messages) {
+      // BOS comes from add_special as the model asks; template markers are parsed as specials.
+      return e.tokenize(this.renderChat(req.messages), true, true);
+    }
+    const p = req.prompt;
+    if (typeof p === "string") return e.tokenize(p, true, false);
+    if (Array.isArray(p) || p instanceof Uint32Array) return p;
+    throw codeError("invalid_argument", "the prompt must be a string or an array of token ids");
+  }
+
+  /**
+   * Run one generation. `onChunk(chunk)` gets each {text, tokenIds, done: false}; returns the final
+   * chunk. `isAborted()` is checked after every token, with an event-loop hop in between so that
+   * an abort message can arrive.
+   */
+  async generate(req, { onChunk, isAborted = () => false } = {}) {
+    const e = this.engine;
+    if (!e) throw codeError("invalid_argument", "no model is loaded");
+    const o = req.options || {};
+    const t0 = performance.now();
+    const ids = this.promptIds(req);
+    const opts = {
+      maxTokens: o.maxTokens,
+      temperature: o.temperature,
+      topK: o.topK,
+      topP: o.topP,
+      minP: o.minP,
+      typicalP: o.typicalP,
+      repeatPenalty: o.repeatPenalty,
+      frequencyPenalty: o.frequencyPenalty,
+      presencePenalty: o.presencePenalty,
+      repeatLastN: o.repeatLastN,
+      seed: o.seed,
+      stop: typeof o.stop === "string" ? [o.stop] : o.stop,
+      stopAtEos: o.stopAtEos ?? (req.messages ? true : undefined),
+      contextSize: this.contextSize,
+    };
+    for (const k of Object.keys(opts)) if (opts[k] === undefined || opts[k] === null) delete opts[k];
+    const promptTokens = e.start(ids instanceof Uint32Array ? ids : Uint32Array.from(ids), opts);
+    const t1 = performance.now();
+    let ttft = null;
+    let last;
+    for (;;) {
+      if (isAborted()) e.cancel();
+      const s = e.step();
+      if (s.done) {
+        last = s;
+        break;
+      }
+      if (ttft === null) ttft = performance.now() - t0;
+      onChunk({ text: s.text, tokenIds: [s.id], done: false });
+      await yieldToEventLoop();
+    }
+    if (last.text) onChunk({ text: last.text, tokenIds: [], done: false });
+    const t2 = performance.now();
+    const decodeMs = t2 - t1;
+    const n = last.completionTokens;
+    return {
+      text: "",
+      tokenIds: [],
+      done: true,
+      finishReason: last.finishReason,
+      usage: { promptTokens, completionTokens: n, cachedTokens: e.reusedTokens },
+      timing: {
+        promptMs: t1 - t0,
+        decodeMs,
+        ttftMs: ttft === null ? t2 - t0 : ttft,
+        tokensPerSecond: n > 0 && decodeMs > 0 ? (n * 1000) / decodeMs : 0,
+      },
+    };
+  }
+
+  tokenize(text, addSpecial = true, parseSpecial = false) {
+    if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
+    return Array.from(this.engine.tokenize(String(text), !!addSpecial, !!parseSpecial));
+  }
+
+  decode(ids) {
+    if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
+    return this.engine.decode(Uint32Array.from(ids));
+  }
+
+  unload() {
+    this.abortLoad();
+    if (this.engine) {
+      this.engine.free();
+      this.engine = null;
+    }
+  }
+}
+
+export function toBytes(source) {
+  if (source instanceof Uint8Array) return source;
+  if (source instanceof ArrayBuffer) return new Uint8Array(source);
+  if (ArrayBuffer.isView(source)) return new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+  throw codeError("invalid_argument", "source must be a URL, File, Blob, ArrayBuffer or Uint8Array");
+}
