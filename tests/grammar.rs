@@ -525,3 +525,33 @@ fn mask_timing_on_a_128k_vocabulary() {
         assert!(allowed > 0);
     }
 }
+
+#[test]
+fn the_mask_allows_exactly_the_tokens_that_accept_takes() {
+    let pieces = synthetic_pieces(8_000);
+    let eog = (pieces.len() - 1) as u32;
+    let ix = TokenIndex::from_pieces(pieces, vec![eog]);
+    let schema = tree_schema();
+    for (mut c, prefix) in [
+        (Constraint::json_object(), &b""[..]),
+        (Constraint::json_object(), b"{\"a\":[1,"),
+        (Constraint::json_object(), b"{\"a\":\"x\xe4\xb8"),
+        (Constraint::json_object(), b"{\"a\":-0.5e"),
+        (Constraint::json_object(), b"{\"a\":{}"),
+        (Constraint::json_schema(&schema).unwrap(), b"{\"root\":{\"kind\":\"node\",\"children\":[{"),
+        (Constraint::json_schema(&schema).unwrap(), b"{\"version\":1"),
+        (Constraint::json_schema(&person_schema()).unwrap(), b"{\"role\":\"ad"),
+    ] {
+        c.accept_bytes(prefix).unwrap();
+        let allowed = c.allowed(&ix);
+        let mut n = 0;
+        for id in 0..ix.vocab_size() as u32 {
+            let Some(p) = ix.piece(id) else { continue };
+            let ok = c.clone().accept_bytes(p).is_ok();
+            assert_eq!(allowed[id as usize], ok, "after {:?}: token {:?}", String::from_utf8_lossy(prefix), String::from_utf8_lossy(p));
+            n += ok as usize;
+        }
+        assert!(n > 0);
+        assert_eq!(allowed[eog as usize], c.is_complete());
+    }
+}

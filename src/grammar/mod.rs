@@ -345,6 +345,13 @@ impl Constraint {
         for (i, &b) in bytes.iter().enumerate() {
             self.grammar.step(&cur, b, &mut next);
             if next.is_empty() {
+                if b != b'{' && b != b'[' {
+                    return Err(HearthError::InvalidArgument(format!(
+                        "byte {:?} at offset {i} of {:?} is not valid JSON for the constraint here",
+                        b as char,
+                        String::from_utf8_lossy(bytes)
+                    )));
+                }
                 let mut deep = self.grammar.clone();
                 deep.max_depth = usize::MAX;
                 let mut n2 = Vec::new();
