@@ -7,6 +7,7 @@ pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fixture;
 pub mod gguf;
+pub mod grammar;
 pub mod model;
 pub mod sampler;
 pub mod stop;
