@@ -16,6 +16,51 @@ struct Cli {
     command: Command,
 }
 
+/// Sampling flags of `generate`.
+#[derive(clap::Args)]
+struct SamplingArgs {
+    /// 0 means greedy.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    typical_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    frequency_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    presence_penalty: f32,
+    /// Tokens the penalties look back over.
+    #[arg(long, default_value_t = 64)]
+    repeat_last_n: usize,
+    #[arg(long, default_value_t = 0x5eed)]
+    seed: u64,
+}
+
+impl From<SamplingArgs> for SamplerConfig {
+    fn from(a: SamplingArgs) -> Self {
+        SamplerConfig {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            min_p: a.min_p,
+            typical_p: a.typical_p,
+            repeat_penalty: a.repeat_penalty,
+            frequency_penalty: a.frequency_penalty,
+            presence_penalty: a.presence_penalty,
+            repeat_last_n: a.repeat_last_n,
+            seed: a.seed,
+            logit_bias: Vec::new(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Tokenize text (no BOS, special-token text treated as plain text).
@@ -35,28 +80,8 @@ enum Command {
         prompt: String,
         #[arg(long, default_value_t = 128)]
         max_tokens: usize,
-        /// 0 means greedy.
-        #[arg(long, default_value_t = 0.8)]
-        temperature: f32,
-        #[arg(long, default_value_t = 40)]
-        top_k: usize,
-        #[arg(long, default_value_t = 0.95)]
-        top_p: f32,
-        #[arg(long, default_value_t = 0.05)]
-        min_p: f32,
-        #[arg(long, default_value_t = 1.0)]
-        typical_p: f32,
-        #[arg(long, default_value_t = 1.0)]
-        repeat_penalty: f32,
-        #[arg(long, default_value_t = 0.0)]
-        frequency_penalty: f32,
-        #[arg(long, default_value_t = 0.0)]
-        presence_penalty: f32,
-        /// Tokens the penalties look back over.
-        #[arg(long, default_value_t = 64)]
-        repeat_last_n: usize,
-        #[arg(long, default_value_t = 0x5eed)]
-        seed: u64,
+        #[command(flatten)]
+        sampling: SamplingArgs,
         /// Stop when this text is generated (not printed); repeatable.
         #[arg(long)]
         stop: Vec<String>,
@@ -180,43 +205,13 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Generate {
-            model,
-            prompt,
-            max_tokens,
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            typical_p,
-            repeat_penalty,
-            frequency_penalty,
-            presence_penalty,
-            repeat_last_n,
-            seed,
-            stop,
-            ctx_size,
-            stop_at_eos,
-            json,
-        } => {
+        Command::Generate { model, prompt, max_tokens, sampling, stop, ctx_size, stop_at_eos, json } => {
             let engine = load(&model)?;
             let prompt_tokens = engine.tokenize_prompt(&prompt);
             let n_ctx = ctx_size.unwrap_or(engine.model.config.context_length.min(4096));
             let opts = GenerateOptions {
                 max_tokens,
-                sampler: SamplerConfig {
-                    temperature,
-                    top_k,
-                    top_p,
-                    min_p,
-                    typical_p,
-                    repeat_penalty,
-                    frequency_penalty,
-                    presence_penalty,
-                    repeat_last_n,
-                    seed,
-                    ..SamplerConfig::default()
-                },
+                sampler: sampling.into(),
                 stop_at_eos,
                 stop,
                 ..GenerateOptions::default()
