@@ -156,29 +156,23 @@ impl<B: Backend> Engine<B> {
         mut on_token: impl FnMut(TokenEvent) -> bool,
     ) -> Result<Generation> {
         let mut gen = self.start(prompt_tokens, n_ctx, opts)?;
-        let mut decoder = StreamDecoder::new(&self.tokenizer);
-        let mut stops = StopStrings::new(&opts.stop);
+        let mut out = TextOutput::new(&self.tokenizer, &opts.stop);
         let mut text = String::new();
-        let mut stopped_by_string = false;
         while let Some(id) = gen.next(self)? {
-            let (piece, hit) = stops.push(&decoder.push(id));
+            let piece = out.push(id);
             text.push_str(&piece);
-            if hit {
-                stopped_by_string = true;
-                gen.cancel();
-            }
-            if !on_token(TokenEvent { id: Some(id), text: &piece }) {
+            let go_on = on_token(TokenEvent { id: Some(id), text: &piece });
+            if out.stopped() || !go_on {
                 gen.cancel();
             }
         }
-        if !stopped_by_string {
-            let rest = stops.push(&decoder.finish()).0 + &stops.finish();
-            if !rest.is_empty() {
-                text.push_str(&rest);
-                on_token(TokenEvent { id: None, text: &rest });
-            }
+        let stopped = out.stopped();
+        let rest = out.finish();
+        if !rest.is_empty() {
+            text.push_str(&rest);
+            on_token(TokenEvent { id: None, text: &rest });
         }
-        let stop = if stopped_by_string { StopReason::StopString } else { gen.stop_reason().unwrap_or(StopReason::Cancelled) };
+        let stop = if stopped { StopReason::StopString } else { gen.stop_reason().unwrap_or(StopReason::Cancelled) };
         Ok(Generation { prompt_tokens: prompt_tokens.to_vec(), tokens: gen.generated().to_vec(), text, stop })
     }
 
@@ -186,6 +180,40 @@ impl<B: Backend> Engine<B> {
     pub fn prompt_logits(&self, tokens: &[u32]) -> Result<Vec<f32>> {
         let mut seq = self.new_sequence(tokens.len().max(1))?;
         self.model.forward(&mut seq, tokens, Logits::All)
+    }
+}
+
+/// Generated ids to the text a user sees: UTF-8-safe decoding, then stop strings (text that may
+/// begin one is held back; the stop text itself is never returned).
+pub struct TextOutput<'a> {
+    decoder: StreamDecoder<'a>,
+    stops: StopStrings,
+    stopped: bool,
+}
+
+impl<'a> TextOutput<'a> {
+    pub fn new(tokenizer: &'a Tokenizer, stop: &[String]) -> Self {
+        Self { decoder: StreamDecoder::new(tokenizer), stops: StopStrings::new(stop), stopped: false }
+    }
+
+    /// The text `id` completes. Once a stop string is hit, `stopped()` is true and the
+    /// generation should end.
+    pub fn push(&mut self, id: u32) -> String {
+        let (text, hit) = self.stops.push(&self.decoder.push(id));
+        self.stopped |= hit;
+        text
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// What was held back, once the generation has ended (nothing after a stop string).
+    pub fn finish(mut self) -> String {
+        if self.stopped {
+            return String::new();
+        }
+        self.stops.push(&self.decoder.finish()).0 + &self.stops.finish()
     }
 }
 

@@ -9,11 +9,10 @@
 use wasm_bindgen::prelude::*;
 
 use crate::backend::cpu::Cpu;
-use crate::engine::{Engine, EngineLoader, GenerateOptions, Session, StopReason};
-use crate::stop::StopStrings;
+use crate::engine::{Engine, EngineLoader, GenerateOptions, Session, StopReason, TextOutput};
 use crate::error::HearthError;
 use crate::sampler::SamplerConfig;
-use crate::tokenizer::{StreamDecoder, Tokenizer};
+use crate::tokenizer::Tokenizer;
 
 /// Context size used when neither the caller nor the model says otherwise, and the cap on the
 /// default (a model's training context can be 128k positions: too much KV cache for a tab).
@@ -119,12 +118,10 @@ fn real(name: &str, v: Option<f64>, default: f32, lo: f64, hi: f64) -> Result<f3
     }
 }
 
-/// A generation in progress: its streaming text decoder and stop strings.
+/// A generation in progress: its text output (decoder and stop strings).
 struct Run {
     /// Borrows `WasmEngine::engine.tokenizer` (see the safety note in `WasmEngine::start`).
-    decoder: StreamDecoder<'static>,
-    stops: StopStrings,
-    stopped_by_string: bool,
+    out: TextOutput<'static>,
 }
 
 /// A loaded model. Holds one session (KV cache) that successive generations reuse: a chat turn
@@ -198,7 +195,7 @@ impl WasmEngine {
         } else {
             serde_wasm_bindgen::from_value(options).map_err(|e| invalid(format!("bad generation options: {e}")))?
         };
-        let n_vocab = self.engine.model.config.n_vocab;
+        // Ids are checked against the vocabulary by `Session::start`.
         let ids: Vec<u32> = if let Some(text) = prompt.as_string() {
             self.engine.tokenize_prompt(&text)
         } else if let Some(arr) = prompt.dyn_ref::<js_sys::Uint32Array>() {
@@ -216,9 +213,6 @@ impl WasmEngine {
         } else {
             return Err(invalid("the prompt must be a string or an array of token ids"));
         };
-        if let Some(bad) = ids.iter().find(|&&id| id as usize >= n_vocab) {
-            return Err(invalid(format!("token id {bad} is out of range (the vocabulary has {n_vocab} tokens)")));
-        }
         let d = SamplerConfig::default();
         let sampler = SamplerConfig {
             temperature: real("temperature", opts.temperature, d.temperature, 0.0, 1e6)?,
@@ -267,7 +261,7 @@ impl WasmEngine {
         // `run` is declared before `engine`, so it is dropped first. The 'static lifetime never
         // escapes `Run`.
         let tok: &'static Tokenizer = unsafe { &*(&self.engine.tokenizer as *const Tokenizer) };
-        self.run = Some(Run { decoder: StreamDecoder::new(tok), stops: StopStrings::new(&gopts.stop), stopped_by_string: false });
+        self.run = Some(Run { out: TextOutput::new(tok, &gopts.stop) });
         self.reused = reused as u32;
         Ok(ids.len() as u32)
     }
@@ -288,9 +282,8 @@ impl WasmEngine {
             }
         };
         if let Some(id) = next {
-            let (text, hit) = run.stops.push(&run.decoder.push(id));
-            if hit {
-                run.stopped_by_string = true;
+            let text = run.out.push(id);
+            if run.out.stopped() {
                 session.cancel();
             }
             set(&o, "id", id as f64);
@@ -298,16 +291,16 @@ impl WasmEngine {
             set(&o, "done", false);
             return Ok(o.into());
         }
-        let mut run = self.run.take().expect("checked above");
+        let run = self.run.take().expect("checked above");
         let reason = match session.stop_reason().unwrap_or(StopReason::Cancelled) {
-            _ if run.stopped_by_string => "stop",
+            _ if run.out.stopped() => "stop",
             StopReason::Length => "length",
             StopReason::Eos => "eos",
             StopReason::Context => "context",
             StopReason::StopString => "stop",
             StopReason::Cancelled => "abort",
         };
-        let rest = if run.stopped_by_string { String::new() } else { run.stops.push(&run.decoder.finish()).0 + &run.stops.finish() };
+        let rest = run.out.finish();
         set(&o, "id", JsValue::NULL);
         set(&o, "completionTokens", session.generated().len() as f64);
         set(&o, "text", rest);
