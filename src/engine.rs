@@ -4,50 +4,97 @@
 use crate::backend::Backend;
 use crate::error::{HearthError, Result};
 use crate::gguf::{GgufStream, Metadata};
+use crate::grammar::{Constraint, TokenIndex};
 use crate::model::{Llama, Logits, ModelLoader, Sequence};
-use crate::sampler::{Sampler, SamplerConfig};
+use crate::sampler::{self, Sampler, SamplerConfig};
 use crate::stop::StopStrings;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
+use std::sync::{Arc, OnceLock};
 
 pub struct Engine<B: Backend> {
     pub model: Llama<B>,
     pub tokenizer: Tokenizer,
+    /// The metadata of the file (of its first shard, for a split model).
     pub metadata: Metadata,
+    /// The vocabulary indexed for constrained output, built on first use.
+    token_index: OnceLock<Arc<TokenIndex>>,
 }
 
-/// Feed the GGUF's bytes in chunks of any size; tensors are placed as they complete.
+/// Feed the GGUF's bytes in chunks of any size; tensors are placed as they complete. A split
+/// model (`name-00001-of-00003.gguf`, ...) is fed shard after shard, with `next_shard` between.
 pub struct EngineLoader<B: Backend> {
     stream: GgufStream,
     model: ModelLoader<B>,
+    /// The first shard's metadata, once that shard has ended.
+    metadata: Option<Metadata>,
+    /// Bytes of the shards before the current one.
+    done: u64,
 }
 
 impl<B: Backend> EngineLoader<B> {
     pub fn new(backend: B) -> Self {
-        Self { stream: GgufStream::new(), model: ModelLoader::new(backend) }
+        Self { stream: GgufStream::new(), model: ModelLoader::new(backend), metadata: None, done: 0 }
     }
 
     pub fn feed(&mut self, chunk: &[u8]) -> Result<()> {
         self.stream.feed(chunk, &mut self.model)
     }
 
-    /// Bytes fed so far, for progress reports.
+    /// Bytes fed so far (all shards), for progress reports.
     pub fn received(&self) -> u64 {
-        self.stream.received()
+        self.done + self.stream.received()
     }
 
-    pub fn finish(self) -> Result<Engine<B>> {
+    /// How many files the model is split into (1 for a whole file), once the first header is read.
+    pub fn shards(&self) -> Option<u32> {
+        self.model.split_count()
+    }
+
+    /// The current shard has ended: check it arrived whole, then take the next shard's bytes.
+    pub fn next_shard(&mut self) -> Result<()> {
         let header = self.stream.finish()?;
-        let tokenizer = Tokenizer::from_metadata(&header.metadata)?;
-        let metadata = header.metadata.clone();
+        let count = self.model.split_count().unwrap_or(1);
+        let seen = self.model.shards_seen();
+        if seen >= count {
+            return Err(HearthError::InvalidArgument(format!("the model has {count} shard(s); there is no shard {}", seen + 1)));
+        }
+        if self.metadata.is_none() {
+            self.metadata = Some(header.metadata.clone());
+        }
+        self.done += self.stream.received();
+        self.stream = GgufStream::new();
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<Engine<B>> {
+        let header = self.stream.finish()?;
+        let metadata = self.metadata.take().unwrap_or_else(|| header.metadata.clone());
         let model = self.model.finish()?;
+        let tokenizer = Tokenizer::from_metadata(&metadata)?;
         if tokenizer.vocab_size() != model.config.n_vocab {
             return Err(HearthError::BadMetadata {
                 key: "tokenizer.ggml.tokens".into(),
                 why: format!("{} tokens but the embedding table has {} rows", tokenizer.vocab_size(), model.config.n_vocab),
             });
         }
-        Ok(Engine { model, tokenizer, metadata })
+        Ok(Engine { model, tokenizer, metadata, token_index: OnceLock::new() })
     }
+}
+
+/// The file name of shard `i` (0-based) of a split model, from the name (or URL) of its first
+/// shard: `llama.cpp`'s `name-00001-of-00003.gguf` naming. None when `first` is not so named.
+pub fn shard_name(first: &str, i: u32, count: u32) -> Option<String> {
+    // A URL may carry a query or fragment after the file name.
+    let end = first.find(['?', '#']).unwrap_or(first.len());
+    let (path, rest) = first.split_at(end);
+    let stem = path.strip_suffix(".gguf")?;
+    let (head, tail) = stem.rsplit_once("-of-")?;
+    let (prefix, no) = head.rsplit_once('-')?;
+    let digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(no) || !digits(tail) || no != "00001" || tail.parse::<u32>().ok()? != count || i >= count {
+        return None;
+    }
+    Some(format!("{prefix}-{:05}-of-{count:05}.gguf{rest}", i + 1))
 }
 
 #[derive(Clone, Debug)]
@@ -60,12 +107,34 @@ pub struct GenerateOptions {
     pub batch: usize,
     /// Text that ends the generation (not emitted), also when it spans tokens.
     pub stop: Vec<String>,
+    /// Only text this allows (JSON mode, a JSON schema); it must close within `max_tokens`, and
+    /// an end-of-generation token then always ends the generation.
+    pub constraint: Option<Constraint>,
+    /// Report log-probabilities: the chosen token's and this many most likely alternatives.
+    pub logprobs: Option<usize>,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_tokens: 128, sampler: SamplerConfig::default(), stop_at_eos: true, batch: 64, stop: Vec::new() }
+        Self {
+            max_tokens: 128,
+            sampler: SamplerConfig::default(),
+            stop_at_eos: true,
+            batch: 64,
+            stop: Vec::new(),
+            constraint: None,
+            logprobs: None,
+        }
     }
+}
+
+/// Log-probabilities of one generated token under the distribution it was drawn from (after any
+/// constraint's mask, before penalties and temperature).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprobs {
+    pub logprob: f32,
+    /// The most likely tokens, best first.
+    pub top: Vec<(u32, f32)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +168,11 @@ pub struct TokenEvent<'a> {
 }
 
 impl<B: Backend> Engine<B> {
+    /// The vocabulary indexed for constrained output (built once, on first use).
+    pub fn token_index(&self) -> Arc<TokenIndex> {
+        self.token_index.get_or_init(|| Arc::new(TokenIndex::new(&self.tokenizer))).clone()
+    }
+
     /// Tokenize a prompt: BOS as the model's metadata asks, special-token text kept as text.
     pub fn tokenize_prompt(&self, prompt: &str) -> Vec<u32> {
         self.tokenizer.encode(prompt, true, false)
@@ -136,6 +210,9 @@ impl<B: Backend> Engine<B> {
             max_tokens: 0,
             stop_at_eos: true,
             stop: Some(StopReason::Length),
+            constraint: None,
+            logprobs: None,
+            last_logprobs: None,
         })
     }
 
@@ -233,6 +310,10 @@ pub struct Session<B: Backend> {
     max_tokens: usize,
     stop_at_eos: bool,
     stop: Option<StopReason>,
+    /// The constraint and the vocabulary index it masks with.
+    constraint: Option<(Constraint, Arc<TokenIndex>)>,
+    logprobs: Option<usize>,
+    last_logprobs: Option<TokenLogprobs>,
 }
 
 impl<B: Backend> Session<B> {
@@ -260,6 +341,13 @@ impl<B: Backend> Session<B> {
         self.n_prompt = prompt.len();
         self.max_tokens = opts.max_tokens;
         self.stop_at_eos = opts.stop_at_eos;
+        self.constraint = opts.constraint.clone().map(|mut c| {
+            c.reset();
+            c.set_token_budget(Some(opts.max_tokens));
+            (c, engine.token_index())
+        });
+        self.logprobs = opts.logprobs;
+        self.last_logprobs = None;
         self.stop = None;
         Ok(reuse)
     }
@@ -270,7 +358,9 @@ impl<B: Backend> Session<B> {
             return Ok(None);
         }
         if self.generated().len() >= self.max_tokens {
-            self.stop = Some(StopReason::Length);
+            // A constrained value that closed on the last allowed token is whole, not cut off.
+            let whole = self.constraint.as_ref().is_some_and(|(c, _)| c.is_complete());
+            self.stop = Some(if whole { StopReason::Eos } else { StopReason::Length });
             return Ok(None);
         }
         // The previous token is in `tokens` but not yet in the cache: run it first. Done lazily
@@ -283,13 +373,46 @@ impl<B: Backend> Session<B> {
             let last = self.tokens[self.tokens.len() - 1];
             self.logits = engine.model.forward(&mut self.seq, &[last], Logits::Last)?;
         }
-        let id = self.sampler.sample(&self.logits, &self.tokens);
-        if self.stop_at_eos && engine.tokenizer.is_eog(id) {
+        let masked;
+        let logits = match &self.constraint {
+            Some((c, ix)) => {
+                let mut l = self.logits.clone();
+                c.mask_with(ix, &mut l);
+                masked = l;
+                &masked
+            }
+            None => &self.logits,
+        };
+        let id = self.sampler.sample(logits, &self.tokens);
+        self.last_logprobs = self.logprobs.map(|n| {
+            let (logprob, top) = sampler::logprobs(logits, id, n);
+            TokenLogprobs { logprob, top }
+        });
+        let eog = engine.tokenizer.is_eog(id);
+        if let Some((c, ix)) = &mut self.constraint {
+            // The mask allowed it, so the constraint takes it; an end token ends the value.
+            c.accept_with(ix, id)?;
+            if eog {
+                self.stop = Some(StopReason::Eos);
+                return Ok(None);
+            }
+        }
+        if self.stop_at_eos && eog {
             self.stop = Some(StopReason::Eos);
             return Ok(None);
         }
         self.tokens.push(id);
         Ok(Some(id))
+    }
+
+    /// Log-probabilities of the token `next` last returned (when the options asked for them).
+    pub fn last_logprobs(&self) -> Option<&TokenLogprobs> {
+        self.last_logprobs.as_ref()
+    }
+
+    /// Whether the constrained output is a complete value (true without a constraint).
+    pub fn constraint_complete(&self) -> bool {
+        self.constraint.as_ref().is_none_or(|(c, _)| c.is_complete())
     }
 
     pub fn cancel(&mut self) {

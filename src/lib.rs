@@ -15,5 +15,5 @@ pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
-pub use engine::{Engine, EngineLoader, GenerateOptions, Generation, Session, StopReason};
+pub use engine::{shard_name, Engine, EngineLoader, GenerateOptions, Generation, Session, StopReason, TokenLogprobs};
 pub use error::{HearthError, Result};

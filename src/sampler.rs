@@ -122,7 +122,12 @@ impl Sampler {
         if c.temperature <= 0.0 {
             return argmax(&logits);
         }
-        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        // Masked tokens (-inf, e.g. by a grammar) are never candidates.
+        let mut cand: Vec<(u32, f32)> =
+            logits.iter().enumerate().filter(|(_, &l)| l > f32::NEG_INFINITY).map(|(i, &l)| (i as u32, l)).collect();
+        if cand.is_empty() {
+            return argmax(&logits);
+        }
         cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if c.top_k > 0 {
             cand.truncate(c.top_k);

@@ -177,3 +177,25 @@ fn errors_are_one_line_with_a_code() {
     let out = hearth(&["tokenize", "--model", path_str(&half.0), "--text", "Hi", "--json"]);
     json_ok(&out);
 }
+
+#[test]
+fn split_writes_shards_that_generate_loads_from_the_first() {
+    let (file, _) = fixture("split");
+    let prefix = std::env::temp_dir().join(format!("hearth-cli-test-{}-shards", std::process::id()));
+    let out = hearth(&["split", "--model", path_str(&file.0), "--shards", "3", "--out", path_str(&prefix)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let names: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
+    let _cleanup: Vec<TempFile> = names.iter().map(|n| TempFile(PathBuf::from(n))).collect();
+    assert_eq!(names.len(), 3);
+    assert!(names[0].ends_with("-shards-00001-of-00003.gguf"), "{names:?}");
+    let args = |model: &str| {
+        let a = ["generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "6", "--temperature", "0", "--json"];
+        json_ok(&hearth(&a))["tokens"].clone()
+    };
+    assert_eq!(args(&names[0]), args(path_str(&file.0)), "the split model generates what the whole file does");
+    // Without its last shard the model does not load, and says which shard is missing.
+    std::fs::remove_file(&names[2]).unwrap();
+    let out = hearth(&["generate", "--model", &names[0], "--prompt", "x", "--max-tokens", "1", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.starts_with("hearth: error [io]:") && stderr.contains("00003-of-00003"), "{stderr}");
+}

@@ -127,3 +127,92 @@ fn a_full_context_errors_or_shifts_out_old_turns_and_keeps_the_cache_valid() {
     // Nothing fits when the last message alone is too long.
     assert_eq!(build_prompt(&tmpl, &e.tokenizer, &msgs, today, 20, 32, ContextPolicy::Shift).unwrap_err().code(), "context_overflow");
 }
+
+fn sampled(n: usize, seed: u64) -> GenerateOptions {
+    let sampler = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, seed, ..Default::default() };
+    GenerateOptions { max_tokens: n, sampler, stop_at_eos: true, batch: 16, ..Default::default() }
+}
+
+fn text_of(e: &hearth::Engine<hearth::backend::cpu::Cpu>, ids: &[u32]) -> String {
+    e.tokenizer.decode(ids, false, false)
+}
+
+#[test]
+fn a_response_format_constraint_makes_the_session_emit_json_and_end_it() {
+    use hearth::grammar::Constraint;
+    use hearth::StopReason;
+    let e = common::load(&common::fixture_bytes("bpe-q4_k_m.gguf"), 1 << 20);
+    let prompt = e.tokenize_prompt("Reply in JSON:");
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 8}, "age": {"type": "integer"}, "ok": {"type": "boolean"}},
+        "required": ["name", "age", "ok"]
+    });
+    let mut s = e.new_session(1024).unwrap();
+    for seed in 0..6 {
+        for (c, schema) in [(Constraint::json_object(), None), (Constraint::json_schema(&schema).unwrap(), Some(&schema))] {
+            let opts = GenerateOptions { constraint: Some(c), ..sampled(60, seed) };
+            s.start(&e, &prompt, &opts).unwrap();
+            let ids = run(&mut s, &e);
+            let text = text_of(&e, &ids);
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|err| panic!("seed {seed}: {text:?} is not JSON: {err}"));
+            assert!(v.is_object(), "{text}");
+            assert_eq!(s.stop_reason(), Some(StopReason::Eos), "a complete value ends with an end token: {text}");
+            assert!(s.constraint_complete());
+            if let Some(schema) = schema {
+                let obj = v.as_object().unwrap();
+                assert_eq!(obj.len(), 3, "{text}");
+                assert!(obj["name"].as_str().is_some_and(|n| n.chars().count() <= 8) && obj["age"].is_i64() && obj["ok"].is_boolean(), "{text} vs {schema}");
+            }
+        }
+    }
+    // A small budget still closes the value; then an unconstrained start is free text again.
+    let opts = GenerateOptions { constraint: Some(Constraint::json_object()), ..sampled(12, 3) };
+    s.start(&e, &prompt, &opts).unwrap();
+    let ids = run(&mut s, &e);
+    assert!(ids.len() <= 12);
+    serde_json::from_str::<serde_json::Value>(&text_of(&e, &ids)).unwrap();
+    s.start(&e, &prompt, &sampled(12, 3)).unwrap();
+    assert!(serde_json::from_str::<serde_json::Value>(&text_of(&e, &run(&mut s, &e))).is_err());
+}
+
+#[test]
+fn logprobs_logit_bias_and_seeds() {
+    let e = common::load(&common::fixture_bytes("spm-q8_0.gguf"), 1 << 20);
+    let prompt = e.tokenize_prompt("Once upon a time");
+    let mut s = e.new_session(256).unwrap();
+
+    // Greedy with logprobs: the chosen token is the most likely, probabilities are normalized.
+    let opts = GenerateOptions { logprobs: Some(5), ..greedy(4) };
+    s.start(&e, &prompt, &opts).unwrap();
+    let mut n = 0;
+    while let Some(id) = s.next(&e).unwrap() {
+        let lp = s.last_logprobs().expect("asked for logprobs");
+        assert_eq!(lp.top.len(), 5);
+        assert_eq!(lp.top[0], (id, lp.logprob));
+        assert!(lp.top.windows(2).all(|w| w[0].1 >= w[1].1) && lp.logprob <= 0.0);
+        let mass: f32 = lp.top.iter().map(|&(_, l)| l.exp()).sum();
+        assert!(mass > 0.0 && mass <= 1.0 + 1e-5);
+        n += 1;
+    }
+    assert_eq!(n, 4);
+    s.start(&e, &prompt, &greedy(1)).unwrap();
+    s.next(&e).unwrap();
+    assert!(s.last_logprobs().is_none(), "not asked for");
+
+    // A logit bias of +100 on one token makes greedy pick it every time.
+    let target = e.tokenizer.encode(" hearth", false, false)[0];
+    let mut biased = greedy(3);
+    biased.sampler.logit_bias = vec![(target, 100.0)];
+    s.start(&e, &prompt, &biased).unwrap();
+    assert_eq!(run(&mut s, &e), vec![target; 3]);
+
+    // Same seed, same tokens (also across sessions); another seed, other tokens.
+    let mut a = e.new_session(256).unwrap();
+    a.start(&e, &prompt, &sampled(16, 42)).unwrap();
+    let first = run(&mut a, &e);
+    s.start(&e, &prompt, &sampled(16, 42)).unwrap();
+    assert_eq!(run(&mut s, &e), first);
+    s.start(&e, &prompt, &sampled(16, 43)).unwrap();
+    assert_ne!(run(&mut s, &e), first);
+}

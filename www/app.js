@@ -57,8 +57,7 @@ let loadCtl = null; // AbortController of the load in progress
 let genCtl = null; // AbortController of the reply in progress
 /** @type {{role: string, content: string}[]} */
 let history = [];
-let windowStart = 0; // history[windowStart..] is what the model sees (older turns fell out of the context)
-let trimmedNoticeShown = false;
+let shownDropped = 0; // how many old messages the last notice said the model no longer sees
 let settings = readSettings();
 const coarse = window.matchMedia("(pointer: coarse)").matches;
 
@@ -342,17 +341,21 @@ function addMessage(role, text) {
   return { li, body };
 }
 
-function statsLine(final, wallMs) {
-  if (final.failed) return "No reply: see the error message below.";
+/** "12.3 tokens/s · first token 85 ms · 64 tokens · prompt 210" from a finished completion. */
+function statsLine(done) {
+  if (done.failed) return "No reply: see the error message below.";
   const parts = [];
-  const t = final.timing || {};
-  const u = final.usage || {};
-  if (Number.isFinite(t.tokensPerSecond) && t.tokensPerSecond > 0) parts.push(`${t.tokensPerSecond.toFixed(1)} tokens/s`);
-  else parts.push(`${(u.completionTokens || 0) > 0 ? ((u.completionTokens / Math.max(1, wallMs)) * 1000).toFixed(1) : "0.0"} tokens/s`);
-  if (Number.isFinite(t.ttftMs)) parts.push(`first token ${Math.round(t.ttftMs)} ms`);
-  if (Number.isFinite(u.completionTokens)) parts.push(`${u.completionTokens} tokens`);
-  if (Number.isFinite(u.promptTokens)) parts.push(`prompt ${u.promptTokens}`);
-  const why = { length: "stopped at max tokens", context: "context full", abort: "stopped", eos: "" }[final.finishReason];
+  const t = done.timing || {};
+  const u = done.usage || {};
+  if (Number.isFinite(t.tokens_per_second)) parts.push(`${t.tokens_per_second.toFixed(1)} tokens/s`);
+  if (Number.isFinite(t.ttft_ms)) parts.push(`first token ${Math.round(t.ttft_ms)} ms`);
+  if (Number.isFinite(u.completion_tokens)) parts.push(`${u.completion_tokens} tokens`);
+  // A stopped reply has no usage report: count what streamed.
+  else if (done.pieces > 0) parts.push(`${done.pieces} tokens`);
+  if (Number.isFinite(u.prompt_tokens)) parts.push(`prompt ${u.prompt_tokens}`);
+  const cached = u.prompt_tokens_details?.cached_tokens;
+  if (cached > 0) parts.push(`${cached} cached`);
+  const why = { length: "stopped at max tokens", abort: "stopped" }[done.finishReason];
   if (why) parts.push(why);
   return parts.join(" · ");
 }
@@ -373,54 +376,52 @@ async function send() {
   genCtl = ctl;
   setState("generating", `${model.info.name} is writing…`);
   let reply = "";
-  let final = null;
-  let gotChunk = false;
-  const started = performance.now();
+  const done = { finishReason: null, usage: null, timing: null, failed: false, pieces: 0 };
   try {
-    // When the conversation outgrows the context, leave the oldest turns out (in user/assistant
-    // pairs) and try again, down to the newest message alone.
-    for (;;) {
-      const messages = [];
-      if (settings.systemPrompt.trim()) messages.push({ role: "system", content: settings.systemPrompt.trim() });
-      messages.push(...history.slice(windowStart));
-      try {
-        for await (const chunk of llm.chat(messages, {
-          maxTokens: settings.maxTokens,
-          temperature: settings.temperature,
-          topP: settings.topP,
-          signal: ctl.signal,
-        })) {
-          gotChunk = true;
-          if (chunk.done) {
-            final = chunk;
-            break;
-          }
-          if (chunk.text) {
-            const stick = nearBottom();
-            reply += chunk.text;
-            body.textContent = reply.trimStart();
-            if (stick) scrollToEnd(true);
-          }
+    const messages = [];
+    if (settings.systemPrompt.trim()) messages.push({ role: "system", content: settings.systemPrompt.trim() });
+    messages.push(...history);
+    // OpenAI's request shape; when the conversation outgrows the context the engine leaves out
+    // the oldest turns after the system prompt ("shift") and says how many.
+    const stream = await llm.chat.completions.create({
+      messages,
+      stream: true,
+      stream_options: { include_usage: true },
+      max_tokens: settings.maxTokens,
+      temperature: settings.temperature,
+      top_p: settings.topP,
+      context_policy: "shift",
+      signal: ctl.signal,
+    });
+    for await (const chunk of stream) {
+      if (chunk.usage) done.usage = chunk.usage;
+      const choice = chunk.choices[0];
+      if (!choice) continue;
+      if (choice.finish_reason) {
+        done.finishReason = choice.finish_reason;
+        done.timing = chunk.hearth?.timing;
+        const dropped = chunk.hearth?.dropped_messages || 0;
+        if (dropped > shownDropped) {
+          shownDropped = dropped;
+          addNotice(`Older messages no longer fit in the context, so the model no longer sees the first ${dropped}.`, asked.li);
         }
-        break;
-      } catch (e) {
-        if (e && e.code === "context_overflow" && !gotChunk && windowStart + 2 < history.length) {
-          windowStart += 2;
-          if (!trimmedNoticeShown) {
-            trimmedNoticeShown = true;
-            addNotice("Older messages no longer fit in the context, so the model no longer sees them.", asked.li);
-          }
-          continue;
-        }
-        throw e;
+      }
+      const piece = choice.delta?.content;
+      if (piece) {
+        done.pieces++;
+        const stick = nearBottom();
+        reply += piece;
+        body.textContent = reply.trimStart();
+        if (stick) scrollToEnd(true);
       }
     }
   } catch (e) {
+    done.finishReason = "abort";
     if (!(e && e.code === "aborted")) {
       showError(describeError(e, "chat"));
       li.classList.add("failed");
+      done.failed = true;
     }
-    final = final || { finishReason: "abort", usage: {}, timing: {}, failed: !(e && e.code === "aborted") };
   } finally {
     body.classList.remove("streaming");
     li.removeAttribute("aria-busy");
@@ -430,7 +431,7 @@ async function send() {
   reply = reply.trim();
   body.textContent = reply;
   if (!reply) {
-    body.textContent = final?.finishReason === "abort" ? "(stopped before any text)" : "(no text)";
+    body.textContent = done.finishReason === "abort" ? "(stopped before any text)" : "(no text)";
     body.classList.add("muted");
   }
   if (reply) history.push({ role: "assistant", content: reply });
@@ -443,7 +444,7 @@ async function send() {
   const stats = document.createElement("p");
   stats.className = "stats";
   stats.dataset.testid = "stats";
-  stats.textContent = statsLine(final || {}, performance.now() - started);
+  stats.textContent = statsLine(done);
   li.append(stats);
   scrollToEnd();
   if (!loadCtl) setState(llm ? "ready" : "error", readyText());
@@ -456,8 +457,7 @@ function stop() {
 function newChat() {
   genCtl?.abort();
   history = [];
-  windowStart = 0;
-  trimmedNoticeShown = false;
+  shownDropped = 0;
   el.messages.replaceChildren();
   updateEmpty();
   clearError();

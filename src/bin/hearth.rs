@@ -115,6 +115,17 @@ enum Command {
         #[arg(long, default_value_t = 4096)]
         ctx_size: usize,
     },
+    /// Split a GGUF file into shards named like llama.cpp's gguf-split output
+    /// (OUT-00001-of-0000N.gguf, ...); load a split model by its first shard.
+    Split {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        shards: usize,
+        /// Path prefix of the shards.
+        #[arg(long)]
+        out: String,
+    },
     /// Write the test fixtures (small random-weight Llama GGUFs) into a directory.
     Fixture {
         #[arg(long)]
@@ -125,6 +136,12 @@ enum Command {
         /// Write the benchmark models (Llama-3.2-1B's shape, hundreds of MB each) instead.
         #[arg(long)]
         bench: bool,
+        /// Give the models this chat template (tokenizer.chat_template), read from a file.
+        #[arg(long)]
+        chat_template: Option<PathBuf>,
+        /// Give the models this general.name.
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -142,16 +159,31 @@ fn read_header(path: &Path) -> Result<hearth::gguf::Header> {
     }
 }
 
+/// Load a model file; for a split model, the first shard's path (the others are found beside it).
 fn load(path: &Path) -> Result<Engine<Cpu>> {
-    let mut f = std::fs::File::open(path).map_err(|e| HearthError::Io(format!("{}: {e}", path.display())))?;
     let mut loader = EngineLoader::new(Cpu);
     let mut chunk = vec![0u8; 4 << 20];
-    loop {
-        let n = f.read(&mut chunk)?;
-        if n == 0 {
-            break;
+    let mut feed = |loader: &mut EngineLoader<Cpu>, path: &Path| -> Result<()> {
+        let mut f = std::fs::File::open(path).map_err(|e| HearthError::Io(format!("{}: {e}", path.display())))?;
+        loop {
+            let n = f.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(());
+            }
+            loader.feed(&chunk[..n])?;
         }
-        loader.feed(&chunk[..n])?;
+    };
+    feed(&mut loader, path)?;
+    let count = loader.shards().unwrap_or(1);
+    for i in 1..count {
+        let first = path.to_string_lossy();
+        let next = hearth::shard_name(&first, i, count).ok_or_else(|| {
+            HearthError::InvalidArgument(format!(
+                "{first} is shard 1 of a model split into {count} files, but is not named like name-00001-of-{count:05}.gguf, so the other shards cannot be found"
+            ))
+        })?;
+        loader.next_shard()?;
+        feed(&mut loader, Path::new(&next))?;
     }
     loader.finish()
 }
@@ -253,8 +285,28 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::BenchChat { model, history, ctx_size } => bench_chat(&load(&model)?, &history, ctx_size)?,
-        Command::Fixture { out, only, bench } => {
+        Command::Split { model, shards, out } => {
+            let bytes = std::fs::read(&model).map_err(|e| HearthError::Io(format!("{}: {e}", model.display())))?;
+            for (i, shard) in hearth::gguf::split_file(&bytes, shards)?.iter().enumerate() {
+                let path = format!("{out}-{:05}-of-{shards:05}.gguf", i + 1);
+                std::fs::write(&path, shard).map_err(|e| HearthError::Io(format!("{path}: {e}")))?;
+                println!("{path}");
+            }
+        }
+        Command::Fixture { out, only, bench, chat_template, name } => {
+            let mut set = Vec::new();
+            if let Some(path) = chat_template {
+                let text = std::fs::read_to_string(&path).map_err(|e| HearthError::Io(format!("{}: {e}", path.display())))?;
+                set.push(("tokenizer.chat_template", hearth::gguf::Value::String(text)));
+            }
+            if let Some(name) = name {
+                set.push(("general.name", hearth::gguf::Value::String(name)));
+            }
             for p in hearth::fixture::write_all(&out, only.as_deref(), bench)? {
+                if !set.is_empty() {
+                    let bytes = std::fs::read(&p)?;
+                    std::fs::write(&p, hearth::gguf::with_metadata(&bytes, &set)?)?;
+                }
                 println!("{}", p.display());
             }
         }

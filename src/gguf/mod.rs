@@ -8,7 +8,7 @@ mod writer;
 
 pub use stream::{GgufStream, TensorSink};
 pub use types::TensorType;
-pub use writer::GgufWriter;
+pub use writer::{split_file, with_metadata, GgufWriter};
 
 use crate::error::{HearthError, Result};
 use std::collections::BTreeMap;

@@ -88,3 +88,71 @@ fn write_value(out: &mut Vec<u8>, v: &Value) {
         }
     }
 }
+
+/// Split a whole GGUF file into `shards` files the way llama.cpp's `gguf-split` does: every shard
+/// carries `split.no`, `split.count` and `split.tensors.count`; the first also all the metadata;
+/// the tensors, in file order, are spread so that the shards hold about the same bytes.
+pub fn split_file(file: &[u8], shards: usize) -> crate::error::Result<Vec<Vec<u8>>> {
+    use crate::error::HearthError;
+    let header = super::parse_file(file)?;
+    if shards == 0 || shards > header.tensors.len().max(1) || shards > 9999 {
+        return Err(HearthError::InvalidArgument(format!(
+            "cannot split {} tensors into {shards} shards",
+            header.tensors.len()
+        )));
+    }
+    let total: u64 = header.tensors.iter().map(|t| t.size).sum();
+    let mut out = Vec::with_capacity(shards);
+    let mut next = 0;
+    let mut written = 0u64;
+    for no in 0..shards {
+        let mut w = GgufWriter::new();
+        if no == 0 {
+            copy_metadata(&mut w, &header);
+        }
+        w.meta("split.no", Value::U16(no as u16));
+        w.meta("split.count", Value::U16(shards as u16));
+        w.meta("split.tensors.count", Value::I32(header.tensors.len() as i32));
+        // Fill this shard up to its share of the bytes, leaving a tensor for each later shard.
+        let share = total * (no as u64 + 1) / shards as u64;
+        while next < header.tensors.len() && header.tensors.len() - next > shards - no - 1 {
+            let t = &header.tensors[next];
+            if written >= share && no + 1 < shards && !w.tensors.is_empty() {
+                break;
+            }
+            copy_tensor(&mut w, &header, t, file);
+            written += t.size;
+            next += 1;
+        }
+        out.push(w.to_bytes());
+    }
+    Ok(out)
+}
+
+/// The file with metadata `set` added or replaced (tensors and other metadata as they were).
+pub fn with_metadata(file: &[u8], set: &[(&str, Value)]) -> crate::error::Result<Vec<u8>> {
+    let header = super::parse_file(file)?;
+    let mut w = GgufWriter::new();
+    copy_metadata(&mut w, &header);
+    for (k, v) in set {
+        w.meta(k, v.clone());
+    }
+    for t in &header.tensors {
+        copy_tensor(&mut w, &header, t, file);
+    }
+    Ok(w.to_bytes())
+}
+
+/// All metadata but the alignment: the writer always uses the default one.
+fn copy_metadata(w: &mut GgufWriter, header: &super::Header) {
+    for (k, v) in &header.metadata.0 {
+        if k != "general.alignment" {
+            w.meta(k, v.clone());
+        }
+    }
+}
+
+fn copy_tensor(w: &mut GgufWriter, header: &super::Header, t: &super::TensorInfo, file: &[u8]) {
+    let start = (header.data_offset + t.offset) as usize;
+    w.tensor(&t.name, t.dims.clone(), t.ty, file[start..start + t.size as usize].to_vec());
+}

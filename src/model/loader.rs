@@ -12,11 +12,37 @@ pub struct ModelLoader<B: Backend> {
     config: Option<LlamaConfig>,
     expected: HashMap<String, Vec<u64>>,
     weights: HashMap<String, B::Weight>,
+    /// `split.count` of the first header (1 for a whole file).
+    split_count: Option<u32>,
+    /// Headers read so far (one per shard).
+    shards_seen: u32,
+    /// Tensors announced by all headers so far, for `split.tensors.count`.
+    tensors_seen: u64,
+    split_tensors: Option<u64>,
 }
 
 impl<B: Backend> ModelLoader<B> {
     pub fn new(backend: B) -> Self {
-        Self { backend: Some(backend), config: None, expected: HashMap::new(), weights: HashMap::new() }
+        Self {
+            backend: Some(backend),
+            config: None,
+            expected: HashMap::new(),
+            weights: HashMap::new(),
+            split_count: None,
+            shards_seen: 0,
+            tensors_seen: 0,
+            split_tensors: None,
+        }
+    }
+
+    /// How many files the model is split into, once the first header has been read.
+    pub fn split_count(&self) -> Option<u32> {
+        self.split_count
+    }
+
+    /// Shard headers read so far.
+    pub fn shards_seen(&self) -> u32 {
+        self.shards_seen
     }
 
     fn take(&mut self, name: &str) -> Result<B::Weight> {
@@ -31,6 +57,20 @@ impl<B: Backend> ModelLoader<B> {
     /// All tensors have arrived: assemble the model.
     pub fn finish(mut self) -> Result<Llama<B>> {
         let config = self.config.clone().ok_or_else(|| HearthError::Corrupt("no GGUF header was read".into()))?;
+        let count = self.split_count.unwrap_or(1);
+        if self.shards_seen < count {
+            return Err(HearthError::Truncated {
+                what: format!("shard {} of {count} of the split model", self.shards_seen + 1),
+                needed: count as u64,
+                available: self.shards_seen as u64,
+            });
+        }
+        if let Some(n) = self.split_tensors.filter(|&n| n != self.tensors_seen) {
+            return Err(HearthError::BadMetadata {
+                key: "split.tensors.count".into(),
+                why: format!("says {n} tensors but the shards hold {}", self.tensors_seen),
+            });
+        }
         let tok_embd = self.take("token_embd.weight")?;
         let output = self.weights.remove("output.weight");
         let output_norm = self.take_vec("output_norm.weight")?;
@@ -60,7 +100,28 @@ impl<B: Backend> ModelLoader<B> {
 
 impl<B: Backend> TensorSink for ModelLoader<B> {
     fn header(&mut self, header: &Header) -> Result<()> {
-        let c = LlamaConfig::from_metadata(&header.metadata)?;
+        let md = &header.metadata;
+        let no = md.opt_u64("split.no")?.unwrap_or(0);
+        let count = md.opt_u64("split.count")?.unwrap_or(1);
+        let bad = |key: &str, why: String| HearthError::BadMetadata { key: key.into(), why };
+        if no != self.shards_seen as u64 {
+            return Err(bad("split.no", format!("this file is shard {} but shard {} was expected", no + 1, self.shards_seen + 1)));
+        }
+        self.shards_seen += 1;
+        self.tensors_seen += header.tensors.len() as u64;
+        if let Some(first) = self.split_count {
+            // A later shard of a split model: its own tensors, nothing else.
+            if count != first as u64 {
+                return Err(bad("split.count", format!("{count} in shard {} but {first} in the first shard", no + 1)));
+            }
+            return self.check_types(header);
+        }
+        if count == 0 || count > 9999 {
+            return Err(bad("split.count", format!("{count} is not a valid number of shards")));
+        }
+        self.split_count = Some(count as u32);
+        self.split_tensors = md.opt_u64("split.tensors.count")?;
+        let c = LlamaConfig::from_metadata(md)?;
         let (e, v, q, kv, ff) = (c.n_embd as u64, c.n_vocab as u64, (c.n_head * c.head_dim) as u64, c.kv_dim() as u64, c.n_ff as u64);
         let mut x = HashMap::new();
         x.insert("token_embd.weight".to_string(), vec![e, v]);
@@ -82,36 +143,49 @@ impl<B: Backend> TensorSink for ModelLoader<B> {
                 x.insert(format!("blk.{i}.{s}.weight"), d);
             }
         }
-        // Fail before any weight is read: unsupported types and missing tensors, named.
-        for t in &header.tensors {
-            if x.contains_key(&t.name) && !t.ty.is_supported() {
-                return Err(HearthError::UnsupportedTensorType { name: t.name.clone(), ty: t.ty.name() });
+        // Fail before any weight is read: missing tensors named (for a whole file; a split
+        // model's are spread over its shards and checked at the end), unsupported types.
+        if count == 1 {
+            for name in x.keys() {
+                let optional = name == "output.weight" || name == "rope_freqs.weight";
+                if !optional && header.tensor(name).is_none() {
+                    return Err(HearthError::MissingTensor(name.clone()));
+                }
             }
-        }
-        for name in x.keys() {
-            let optional = name == "output.weight" || name == "rope_freqs.weight";
-            if !optional && header.tensor(name).is_none() {
-                return Err(HearthError::MissingTensor(name.clone()));
-            }
-        }
-        if let Some(t) = header.tensors.iter().find(|t| t.name.ends_with(".bias")) {
-            return Err(HearthError::BadMetadata { key: t.name.clone(), why: "bias tensors are not supported".into() });
         }
         self.expected = x;
         self.config = Some(c);
-        Ok(())
+        self.check_types(header)
     }
 
     fn tensor(&mut self, info: &TensorInfo, data: &[u8]) -> Result<()> {
         let Some(dims) = self.expected.get(&info.name) else {
             return Ok(()); // not used by the llama graph
         };
+        if self.weights.contains_key(&info.name) {
+            return Err(HearthError::Corrupt(format!("tensor '{}' appears twice", info.name)));
+        }
         if *dims != info.dims {
             let rev = |d: &[u64]| d.iter().rev().map(|&x| x as usize).collect();
             return Err(HearthError::ShapeMismatch { name: info.name.clone(), expected: rev(dims), actual: rev(&info.dims) });
         }
         let w = self.backend.as_ref().unwrap().upload(info, data)?;
         self.weights.insert(info.name.clone(), w);
+        Ok(())
+    }
+}
+
+impl<B: Backend> ModelLoader<B> {
+    /// The tensors of one header that the graph uses must have supported types; no biases.
+    fn check_types(&self, header: &Header) -> Result<()> {
+        for t in &header.tensors {
+            if self.expected.contains_key(&t.name) && !t.ty.is_supported() {
+                return Err(HearthError::UnsupportedTensorType { name: t.name.clone(), ty: t.ty.name() });
+            }
+        }
+        if let Some(t) = header.tensors.iter().find(|t| t.name.ends_with(".bias")) {
+            return Err(HearthError::BadMetadata { key: t.name.clone(), why: "bias tensors are not supported".into() });
+        }
         Ok(())
     }
 }

@@ -9,10 +9,13 @@
 use wasm_bindgen::prelude::*;
 
 use crate::backend::cpu::Cpu;
+use crate::chat::{build_prompt, ChatMessage, ChatTemplate, ContextPolicy, Date};
 use crate::engine::{Engine, EngineLoader, GenerateOptions, Session, StopReason, TextOutput};
 use crate::error::HearthError;
+use crate::grammar::Constraint;
 use crate::sampler::SamplerConfig;
 use crate::tokenizer::Tokenizer;
+use std::collections::HashMap;
 
 /// Context size used when neither the caller nor the model says otherwise, and the cap on the
 /// default (a model's training context can be 128k positions: too much KV cache for a tab).
@@ -68,16 +71,39 @@ impl Loader {
         Ok(())
     }
 
-    /// Bytes fed so far.
+    /// Bytes fed so far (all shards).
     pub fn received(&self) -> f64 {
         self.inner.as_ref().map_or(0.0, |l| l.received() as f64)
+    }
+
+    /// How many files the model is split into (1: a whole file), 0 until the first header is read.
+    pub fn shards(&self) -> u32 {
+        self.inner.as_ref().and_then(|l| l.shards()).unwrap_or(0)
+    }
+
+    /// The current shard has ended (checked whole); the next `feed` starts the next shard.
+    #[wasm_bindgen(js_name = nextShard)]
+    pub fn next_shard(&mut self) -> Result<(), JsValue> {
+        let loader = self.inner.as_mut().ok_or_else(|| invalid("this loader has already finished or failed"))?;
+        if let Err(e) = loader.next_shard() {
+            self.inner = None;
+            return Err(js_error(e));
+        }
+        Ok(())
+    }
+
+    /// The URL or file name of shard `i` (0-based) given the first's (`name-00001-of-0000N.gguf`).
+    #[wasm_bindgen(js_name = shardName)]
+    pub fn shard_name(first: &str, i: u32, count: u32) -> Option<String> {
+        crate::engine::shard_name(first, i, count)
     }
 
     /// End of file: checks that everything arrived and builds the engine. Spends the loader.
     pub fn finish(&mut self) -> Result<WasmEngine, JsValue> {
         let loader = self.inner.take().ok_or_else(|| invalid("this loader has already finished or failed"))?;
         let engine = loader.finish().map_err(js_error)?;
-        Ok(WasmEngine { run: None, session: None, reused: 0, engine: Box::new(engine) })
+        let template = ChatTemplate::for_model(&engine.metadata, &engine.tokenizer).map_err(js_error)?;
+        Ok(WasmEngine { run: None, session: None, reused: 0, template, engine: Box::new(engine) })
     }
 }
 
@@ -100,6 +126,51 @@ struct StartOptions {
     context_size: Option<f64>,
     batch: Option<f64>,
     stop: Option<Vec<String>>,
+    /// OpenAI's `response_format`: {type: "text" | "json_object" | "json_schema", json_schema: {schema}}.
+    response_format: Option<serde_json::Value>,
+    /// Report log-probabilities with this many alternatives per token.
+    logprobs: Option<f64>,
+    /// {token id: bias added to its logit}, as OpenAI's `logit_bias`.
+    logit_bias: Option<HashMap<String, f64>>,
+}
+
+/// The constraint a `response_format` asks for (None for plain text).
+fn constraint(format: &serde_json::Value) -> Result<Option<Constraint>, JsValue> {
+    let bad = |why: &str| invalid(format!("responseFormat {why}"));
+    match format.get("type").and_then(|t| t.as_str()) {
+        None | Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(Constraint::json_object())),
+        Some("json_schema") => {
+            let schema = format
+                .get("json_schema")
+                .and_then(|j| j.get("schema"))
+                .ok_or_else(|| bad("of type json_schema needs json_schema.schema"))?;
+            Constraint::json_schema(schema).map(Some).map_err(js_error)
+        }
+        Some(t) => Err(bad(&format!("type must be \"text\", \"json_object\" or \"json_schema\", got {t:?}"))),
+    }
+}
+
+/// Options of `chatPrompt`.
+#[derive(serde::Deserialize, Default, Debug)]
+#[serde(rename_all = "camelCase", default)]
+struct ChatOptions {
+    context_size: Option<f64>,
+    /// Tokens to keep free for the reply.
+    reserve: Option<f64>,
+    /// "error" (default) or "shift": drop the oldest turns after the system prompt to fit.
+    context_policy: Option<String>,
+    /// Today as [year, month, day], for templates that print the date.
+    date: Option<(i32, u32, u32)>,
+}
+
+fn messages_from(messages: JsValue) -> Result<Vec<ChatMessage>, JsValue> {
+    serde_wasm_bindgen::from_value(messages).map_err(|e| invalid(format!("messages must be an array of {{role, content}} strings: {e}")))
+}
+
+fn date_from(date: Option<(i32, u32, u32)>) -> Date {
+    let (year, month, day) = date.unwrap_or((2026, 1, 1));
+    Date { year, month, day }
 }
 
 fn count(name: &str, v: Option<f64>, default: usize, min: usize) -> Result<usize, JsValue> {
@@ -134,6 +205,8 @@ pub struct WasmEngine {
     session: Option<Session<Cpu>>,
     /// Prompt tokens the last `start` found in the cache.
     reused: u32,
+    /// The model's chat template (or the built-in one its vocabulary calls for).
+    template: ChatTemplate,
     engine: Box<Engine<Cpu>>,
 }
 
@@ -165,15 +238,51 @@ impl WasmEngine {
         o.into()
     }
 
-    /// The id of the token whose vocabulary text is exactly `text`, if any (for chat templates).
-    #[wasm_bindgen(js_name = tokenId)]
-    pub fn token_id(&self, text: &str) -> Option<u32> {
-        let t = &self.engine.tokenizer;
-        let ids = t.encode(text, false, true);
-        match ids.as_slice() {
-            [id] if t.token_text(*id) == Some(text) => Some(*id),
-            _ => None,
+    /// {source, builtin: "llama2" | "llama3" | "chatml" | null (the model's own template)}
+    #[wasm_bindgen(js_name = chatTemplate)]
+    pub fn chat_template(&self) -> JsValue {
+        let o = js_sys::Object::new();
+        set(&o, "source", self.template.source.clone());
+        let builtin = self.template.builtin.map(|b| format!("{b:?}").to_lowercase());
+        set(&o, "builtin", builtin.map_or(JsValue::NULL, JsValue::from));
+        o.into()
+    }
+
+    /// Render `messages` ([{role, content}]) with the chat template and tokenize them so that the
+    /// prompt plus `reserve` tokens fit the context: {tokens: Uint32Array, dropped, text}.
+    #[wasm_bindgen(js_name = chatPrompt)]
+    pub fn chat_prompt(&self, messages: JsValue, options: JsValue) -> Result<JsValue, JsValue> {
+        let messages = messages_from(messages)?;
+        if messages.is_empty() {
+            return Err(invalid("messages must not be empty"));
         }
+        let o: ChatOptions = if options.is_undefined() || options.is_null() {
+            ChatOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(|e| invalid(format!("bad chat options: {e}")))?
+        };
+        let policy = match o.context_policy.as_deref() {
+            None | Some("error") => ContextPolicy::Error,
+            Some("shift") => ContextPolicy::Shift,
+            Some(p) => return Err(invalid(format!("contextPolicy must be \"error\" or \"shift\", got {p:?}"))),
+        };
+        let today = date_from(o.date);
+        let n_ctx = count("contextSize", o.context_size, self.default_context(), 1)?;
+        let reserve = count("reserve", o.reserve, 0, 0)?;
+        let p = build_prompt(&self.template, &self.engine.tokenizer, &messages, today, n_ctx, reserve, policy).map_err(js_error)?;
+        let r = js_sys::Object::new();
+        set(&r, "tokens", js_sys::Uint32Array::from(p.tokens.as_slice()));
+        set(&r, "dropped", p.dropped as f64);
+        Ok(r.into())
+    }
+
+    /// The chat template's text for `messages`; `addGenerationPrompt` opens the assistant's turn.
+    /// `date` is [year, month, day] for templates that print it.
+    #[wasm_bindgen(js_name = renderChat)]
+    pub fn render_chat(&self, messages: JsValue, add_generation_prompt: bool, date: Option<Vec<u32>>) -> Result<String, JsValue> {
+        let messages = messages_from(messages)?;
+        let date = date.filter(|d| d.len() == 3).map(|d| (d[0] as i32, d[1], d[2]));
+        self.template.render(&messages, add_generation_prompt, date_from(date)).map_err(js_error)
     }
 
     pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
@@ -223,7 +332,21 @@ impl WasmEngine {
             repeat_penalty: real("repeatPenalty", opts.repeat_penalty, d.repeat_penalty, 1e-6, 1e6)?,
             frequency_penalty: real("frequencyPenalty", opts.frequency_penalty, d.frequency_penalty, -2.0, 2.0)?,
             presence_penalty: real("presencePenalty", opts.presence_penalty, d.presence_penalty, -2.0, 2.0)?,
-            logit_bias: Vec::new(),
+            logit_bias: match &opts.logit_bias {
+                None => Vec::new(),
+                Some(map) => {
+                    let n_vocab = self.engine.model.config.n_vocab;
+                    let mut v = Vec::with_capacity(map.len());
+                    for (k, &b) in map {
+                        match k.parse::<u32>() {
+                            Ok(id) if (id as usize) < n_vocab && b.is_finite() && (-100.0..=100.0).contains(&b) => v.push((id, b as f32)),
+                            _ => return Err(invalid(format!("logitBias maps token ids below {n_vocab} to numbers in [-100, 100]; got {k:?}: {b}"))),
+                        }
+                    }
+                    v.sort_by_key(|&(id, _)| id);
+                    v
+                }
+            },
             repeat_last_n: count("repeatLastN", opts.repeat_last_n, d.repeat_last_n, 0)?,
             seed: match opts.seed {
                 None => d.seed,
@@ -238,10 +361,17 @@ impl WasmEngine {
             stop_at_eos: opts.stop_at_eos.unwrap_or(gd.stop_at_eos),
             batch: count("batch", opts.batch, gd.batch, 1)?,
             stop: opts.stop.unwrap_or_default(),
+            constraint: match &opts.response_format {
+                Some(f) => constraint(f)?,
+                None => None,
+            },
+            logprobs: match opts.logprobs {
+                None => None,
+                Some(n) => Some(count("logprobs", Some(n), 0, 0)?.min(20)),
+            },
         };
         let c = &self.engine.model.config;
-        let default_ctx = if c.context_length > 0 { c.context_length.min(DEFAULT_CONTEXT) } else { DEFAULT_CONTEXT };
-        let n_ctx = count("contextSize", opts.context_size, default_ctx, 1)?;
+        let n_ctx = count("contextSize", opts.context_size, self.default_context(), 1)?;
         let kv_bytes = 2 * 4 * (c.n_layer as u64) * (n_ctx as u64) * (c.kv_dim() as u64);
         if kv_bytes > KV_LIMIT_BYTES {
             return Err(js_error(HearthError::ModelTooBig { needed: kv_bytes, limit: KV_LIMIT_BYTES }));
@@ -289,6 +419,22 @@ impl WasmEngine {
             set(&o, "id", id as f64);
             set(&o, "text", text);
             set(&o, "done", false);
+            if let Some(lp) = session.last_logprobs() {
+                let tok = &self.engine.tokenizer;
+                let entry = |id: u32, logprob: f32| {
+                    let e = js_sys::Object::new();
+                    set(&e, "id", id as f64);
+                    set(&e, "logprob", logprob as f64);
+                    set(&e, "bytes", js_sys::Uint8Array::from(tok.token_to_piece(id, false).as_slice()));
+                    e
+                };
+                set(&o, "logprob", entry(id, lp.logprob));
+                let top = js_sys::Array::new();
+                for &(t, l) in &lp.top {
+                    top.push(&entry(t, l));
+                }
+                set(&o, "topLogprobs", top);
+            }
             return Ok(o.into());
         }
         let run = self.run.take().expect("checked above");
@@ -326,5 +472,15 @@ impl WasmEngine {
     #[wasm_bindgen(getter)]
     pub fn running(&self) -> bool {
         self.run.is_some()
+    }
+}
+
+impl WasmEngine {
+    /// The context size used when the caller names none: the model's, capped at 2048.
+    fn default_context(&self) -> usize {
+        match self.engine.model.config.context_length {
+            0 => DEFAULT_CONTEXT,
+            c => c.min(DEFAULT_CONTEXT),
+        }
     }
 }

@@ -75,7 +75,7 @@ export function logPage(page, tag = "page") {
 }
 
 /** The native CLI: the debug build `cargo test` made, else a release build, else build debug. */
-function cliBinary() {
+export function cliBinary() {
   const target = process.env.CARGO_TARGET_DIR ? path.resolve(process.env.CARGO_TARGET_DIR) : path.join(root, "target");
   for (const profile of ["debug", "release"]) {
     const bin = path.join(target, profile, "hearth");

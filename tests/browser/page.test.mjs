@@ -221,7 +221,7 @@ test("a .gguf dropped on the page loads", async () => {
     dt.items.add(new File([bytes], "dropped.gguf", { type: "application/octet-stream" }));
     for (const type of ["dragenter", "dragover", "drop"]) document.body.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
   });
-  await page.waitForFunction(() => [...document.querySelectorAll("li.notice")].some((li) => li.textContent.includes("hearth-fixture")), null, { timeout: LOAD_TIMEOUT });
+  await page.waitForFunction(() => [...document.querySelectorAll("li.notice")].some((li) => li.textContent.includes("hearth-demo")), null, { timeout: LOAD_TIMEOUT });
   await waitState("ready");
   assert.equal(await page.locator("#drop-overlay").isVisible(), false);
   assert.equal(await page.locator('[data-testid="error"]').isVisible(), false);
@@ -233,6 +233,30 @@ test("New chat clears the conversation", async () => {
   assert.equal(await page.locator("#messages > li").count(), 0);
   assert.equal(await page.locator("#empty").isVisible(), true);
   assert.equal(await state(), "ready");
+});
+
+test("a conversation longer than the context goes on: the oldest turns are left out, with a notice", async () => {
+  await page.locator("#settings-panel > summary").click();
+  await page.locator("#max-tokens").fill("12");
+  await page.locator("#max-tokens").press("Tab");
+  await page.locator("#context-size").fill("256");
+  await page.locator("#context-size").press("Tab");
+  await page.locator("#apply-context").click();
+  await page.waitForFunction(() => document.getElementById("apply-context").hidden, null, { timeout: LOAD_TIMEOUT });
+  await waitState("ready");
+  await page.locator("#settings-panel > summary").click();
+  const long = "Tell me about the hearth that keeps the kitchen warm in winter. ";
+  for (let i = 0; i < 8; i++) {
+    const { stats } = await chat(`${i}: ${long.repeat(2)}`);
+    assert.match(stats, /tokens\/s/, `turn ${i} got a reply: ${stats}`);
+  }
+  const notice = page.locator("li.notice", { hasText: "no longer fit" });
+  assert.ok((await notice.count()) >= 1, "a notice says older messages fell out of the context");
+  assert.equal(await page.locator('[data-testid="error"]').isVisible(), false);
+  // Later turns reuse the cached system prompt and history instead of re-reading them.
+  const last = await page.locator('[data-testid="stats"]').last().textContent();
+  assert.match(last, /\d+ cached/, last);
+  await page.locator('[data-testid="new-chat"]').click();
 });
 
 test("narrow (375px) layout fits without sideways scrolling", async () => {

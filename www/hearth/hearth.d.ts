@@ -1,6 +1,7 @@
 // Types for Hearth's client API (hearth.js).
 
-export type ModelSource = string | URL | File | Blob | ArrayBuffer | Uint8Array;
+/** A split model (`name-00001-of-0000N.gguf`): the URL of its first shard, or all shards in order. */
+export type ModelSource = string | URL | File | Blob | ArrayBuffer | Uint8Array | Array<string | URL | File | Blob>;
 
 export interface LoadProgress {
   /** "download" while a URL streams in (bytes go straight into the engine); "load" for Blob/bytes. */
@@ -8,9 +9,14 @@ export interface LoadProgress {
   loaded: number;
   /** 0 when the server sent no Content-Length (until the end, when it equals `loaded`). */
   total: number;
+  /** For a split model: which shard is arriving (1-based), of how many. */
+  shard?: number;
+  shards?: number;
 }
 
 export interface LoadOptions {
+  /** "auto" (default) and "cpu" run the wasm SIMD128 engine; "webgpu" is not in this build yet (HearthError "backend_unavailable"). */
+  backend?: "auto" | "cpu" | "webgpu";
   /** KV cache positions per generation; default min(model context, 2048). */
   contextSize?: number;
   onProgress?: (p: LoadProgress) => void;
@@ -33,8 +39,9 @@ export interface ModelInfo {
   nHeadKv: number;
   bos: number | null;
   eos: number | null;
-  /** The built-in chat template `chat` uses, chosen from the vocabulary. */
-  chatTemplate: "llama3" | "chatml" | "llama2";
+  backend: "cpu";
+  /** "model": the GGUF's own tokenizer.chat_template; else the built-in one its vocabulary calls for. */
+  chatTemplate: "model" | "llama3" | "chatml" | "llama2";
 }
 
 export interface GenerateOptions {
@@ -57,6 +64,14 @@ export interface GenerateOptions {
   stop?: string | string[];
   /** Stop at an end-of-generation token (default true). */
   stopAtEos?: boolean;
+  /** Constrain the output: any JSON object, or JSON valid against a schema (OpenAI's shape). */
+  responseFormat?: { type: "text" } | { type: "json_object" } | { type: "json_schema"; json_schema: { name?: string; schema: object; strict?: boolean } };
+  /** Log-probabilities per token: true, or how many top alternatives (0..20). */
+  logprobs?: boolean | number;
+  /** {token id: bias in [-100, 100]} added to the logits. */
+  logitBias?: Record<string, number>;
+  /** chat(): when the conversation outgrows the context, "error" (default) or "shift" (leave out the oldest turns after the system prompt). */
+  contextPolicy?: "error" | "shift";
   signal?: AbortSignal;
 }
 
@@ -65,10 +80,20 @@ export interface ChatMessage {
   content: string;
 }
 
+export interface TokenLogprob {
+  token: string;
+  id: number;
+  logprob: number;
+  bytes: number[];
+  topLogprobs: { token: string; id: number; logprob: number; bytes: number[] }[];
+}
+
 export interface TokenChunk {
   text: string;
   tokenIds: number[];
   done: false;
+  /** With the logprobs option. */
+  logprobs?: TokenLogprob[];
 }
 
 export type FinishReason = "length" | "eos" | "context" | "stop" | "abort";
@@ -78,6 +103,8 @@ export interface FinalChunk {
   tokenIds: [];
   done: true;
   finishReason: FinishReason;
+  /** chat() with contextPolicy "shift": old messages left out to fit the context. */
+  droppedMessages: number;
   /** cachedTokens: prompt tokens reused from the previous generation's KV cache (not re-read). */
   usage: { promptTokens: number; completionTokens: number; cachedTokens: number };
   timing: { promptMs: number; decodeMs: number; ttftMs: number; tokensPerSecond: number };
@@ -91,11 +118,87 @@ export class HearthError extends Error {
   constructor(code: string, message: string);
 }
 
+/** OpenAI's chat-completions request (the fields Hearth supports; see openai.js). */
+export interface ChatCompletionRequest {
+  messages: { role: string; content: string | { type: "text"; text: string }[] }[];
+  model?: string;
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean };
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  stop?: string | string[];
+  seed?: number;
+  frequency_penalty?: number;
+  presence_penalty?: number;
+  logit_bias?: Record<string, number>;
+  logprobs?: boolean;
+  top_logprobs?: number;
+  response_format?: GenerateOptions["responseFormat"];
+  n?: 1;
+  signal?: AbortSignal;
+  top_k?: number;
+  min_p?: number;
+  typical_p?: number;
+  repetition_penalty?: number;
+  context_policy?: "error" | "shift";
+}
+
+export interface ChatCompletionLogprobs {
+  content: { token: string; logprob: number; bytes: number[]; top_logprobs: { token: string; logprob: number; bytes: number[] }[] }[];
+  refusal: null;
+}
+
+export interface CompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details: { cached_tokens: number };
+}
+
+/** Hearth's additions to a completion (ignored by OpenAI clients). */
+export interface HearthExtras {
+  /** Messages left out by context_policy "shift". */
+  dropped_messages: number;
+  timing: { prompt_ms: number; ttft_ms: number; decode_ms: number; tokens_per_second: number };
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: { index: 0; message: { role: "assistant"; content: string; refusal: null }; logprobs: ChatCompletionLogprobs | null; finish_reason: "stop" | "length" }[];
+  usage: CompletionUsage;
+  hearth: HearthExtras;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: "chat.completion.chunk";
+  created: number;
+  model: string;
+  choices: { index: 0; delta: { role?: "assistant"; content?: string }; logprobs: ChatCompletionLogprobs | null; finish_reason: "stop" | "length" | null }[];
+  /** Only on the last chunk, with stream_options.include_usage (its choices are empty). */
+  usage?: CompletionUsage;
+  /** On the chunk with the finish_reason. */
+  hearth?: HearthExtras;
+}
+
+export interface Completions {
+  create(request: ChatCompletionRequest & { stream?: false }, options?: { signal?: AbortSignal }): Promise<ChatCompletion>;
+  create(request: ChatCompletionRequest & { stream: true }, options?: { signal?: AbortSignal }): Promise<AsyncIterable<ChatCompletionChunk>>;
+}
+
 export class Hearth {
   static load(source: ModelSource, options?: LoadOptions): Promise<Hearth>;
   readonly info: ModelInfo;
   generate(prompt: string | number[] | Uint32Array, options?: GenerateOptions): AsyncGenerator<Chunk, void, unknown>;
-  chat(messages: ChatMessage[], options?: GenerateOptions): AsyncGenerator<Chunk, void, unknown>;
+  /** Stream a reply to [{role, content}] with the model's chat template; `chat.completions.create` speaks OpenAI's shapes. */
+  readonly chat: ((messages: ChatMessage[], options?: GenerateOptions) => AsyncGenerator<Chunk, void, unknown>) & { completions: Completions };
+  /** The prompt text the chat template makes of `messages`. */
+  applyChatTemplate(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean }): Promise<string>;
   tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;
   decode(ids: number[] | Uint32Array): Promise<string>;
   unload(): Promise<void>;

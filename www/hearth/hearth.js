@@ -8,7 +8,10 @@
 // By default the engine runs in a dedicated module Worker (worker.js), so the page's thread never
 // runs a long task; `worker: false` runs it in the current thread (e.g. inside your own worker).
 
+import { Completions } from "./openai.js";
+
 const FEED_SLICE = 4 << 20;
+const BACKENDS = ["auto", "cpu", "webgpu"];
 
 export class HearthError extends Error {
   /**
@@ -144,9 +147,27 @@ function bytesOf(source) {
   return null;
 }
 
+/** [{role, content}] with content as text: OpenAI's content parts [{type: "text", text}] are joined. */
+function normalizeMessages(messages) {
+  if (!Array.isArray(messages) || messages.length === 0) throw new HearthError("invalid_argument", "messages must be a non-empty array of {role, content}");
+  return messages.map((m, i) => {
+    if (!m || typeof m.role !== "string") throw new HearthError("invalid_argument", `message ${i} has no role`);
+    let content = m.content ?? "";
+    if (Array.isArray(content)) {
+      content = content
+        .map((p) => {
+          if (p?.type !== "text") throw new HearthError("invalid_argument", `message ${i}: only text content parts are supported, got ${p?.type}`);
+          return String(p.text ?? "");
+        })
+        .join("");
+    }
+    return { role: m.role, content: String(content) };
+  });
+}
+
 function generationOptions(o = {}) {
   const out = {};
-  for (const k of ["maxTokens", "temperature", "topK", "topP", "minP", "typicalP", "repeatPenalty", "frequencyPenalty", "presencePenalty", "repeatLastN", "seed", "stop", "stopAtEos"]) {
+  for (const k of ["maxTokens", "temperature", "topK", "topP", "minP", "typicalP", "repeatPenalty", "frequencyPenalty", "presencePenalty", "repeatLastN", "seed", "stop", "stopAtEos", "responseFormat", "logprobs", "logitBias", "contextPolicy"]) {
     if (o[k] !== undefined && o[k] !== null) out[k] = o[k];
   }
   return out;
@@ -159,16 +180,28 @@ export class Hearth {
     this.info = info;
     this._queue = Promise.resolve();
     this._closed = false;
+    /**
+     * `chat(messages, options)` streams like generate; `chat.completions.create(request)` takes
+     * and returns OpenAI's shapes (see openai.js).
+     */
+    const chat = (messages, options = {}) => this._chat(messages, options);
+    chat.completions = new Completions(this);
+    this.chat = chat;
   }
 
   /**
    * Load a GGUF model.
-   * @param {string|URL|File|Blob|ArrayBuffer|Uint8Array} source
-   * @param {{contextSize?: number, onProgress?: (p: {phase: "download"|"load", loaded: number, total: number}) => void, signal?: AbortSignal, worker?: boolean}} [options]
+   * @param {string|URL|File|Blob|ArrayBuffer|Uint8Array|Array<string|URL|File|Blob>} source
+   *   a split model: the URL of its first shard, or all its shards in order
+   * @param {{backend?: "auto"|"cpu"|"webgpu", contextSize?: number, onProgress?: (p: {phase: "download"|"load", loaded: number, total: number, shard?: number, shards?: number}) => void, signal?: AbortSignal, worker?: boolean}} [options]
    */
   static async load(source, options = {}) {
-    const { contextSize, onProgress, signal, worker = true } = options;
+    const { contextSize, onProgress, signal, worker = true, backend = "auto" } = options;
     if (signal?.aborted) throw abortError("loading");
+    if (!BACKENDS.includes(backend)) throw new HearthError("invalid_argument", `backend must be one of ${BACKENDS.join(", ")}; got ${backend}`);
+    if (backend === "webgpu") {
+      throw new HearthError("backend_unavailable", "this build of Hearth has no WebGPU backend yet: use backend \"cpu\" or \"auto\"");
+    }
     const useWorker = worker && typeof Worker !== "undefined";
     const impl = useWorker ? new WorkerImpl() : new LocalImpl();
     try {
@@ -188,10 +221,18 @@ export class Hearth {
     return this._run({ prompt: Array.isArray(prompt) || prompt instanceof Uint32Array ? Array.from(prompt) : String(prompt) }, options);
   }
 
-  /** Like generate, for [{role, content}] rendered with the model's built-in chat template. */
-  chat(messages, options = {}) {
-    const msgs = Array.isArray(messages) ? messages.map((m) => ({ role: String(m?.role), content: String(m?.content ?? "") })) : messages;
-    return this._run({ messages: msgs }, options);
+  /**
+   * Like generate, for [{role, content}] rendered with the model's chat template (its GGUF
+   * `tokenizer.chat_template`, else the built-in one its vocabulary calls for). The final chunk
+   * also says how many old messages `contextPolicy: "shift"` left out (`droppedMessages`).
+   */
+  _chat(messages, options) {
+    return this._run({ messages: normalizeMessages(messages) }, options);
+  }
+
+  /** The prompt text the chat template makes of `messages` (the assistant's turn opened). */
+  async applyChatTemplate(messages, { addGenerationPrompt = true } = {}) {
+    return this._impl.renderChat(normalizeMessages(messages), addGenerationPrompt);
   }
 
   async tokenize(text, { addSpecial = true, parseSpecial = false } = {}) {
@@ -262,8 +303,13 @@ class WorkerImpl {
     const t = this.t;
     const progress = (p) => onProgress?.(p);
     const bytes = isUrl(source) ? null : bytesOf(source);
-    if (isUrl(source) || (typeof Blob !== "undefined" && source instanceof Blob)) {
-      const [rid, done] = t.request("load", { source: isUrl(source) ? resolveUrl(source) : source, contextSize }, progress);
+    const isBlob = (x) => typeof Blob !== "undefined" && x instanceof Blob;
+    if (Array.isArray(source) && !source.every((x) => isUrl(x) || isBlob(x))) {
+      throw new HearthError("invalid_argument", "the shards of a split model must be given as URLs or Files");
+    }
+    if (isUrl(source) || isBlob(source) || Array.isArray(source)) {
+      const src = Array.isArray(source) ? source.map((x) => (isUrl(x) ? resolveUrl(x) : x)) : isUrl(source) ? resolveUrl(source) : source;
+      const [rid, done] = t.request("load", { source: src, contextSize }, progress);
       const onAbort = () => t.abort(rid);
       signal?.addEventListener("abort", onAbort);
       try {
@@ -300,6 +346,9 @@ class WorkerImpl {
   decode(ids) {
     return this.t.call("decode", { ids });
   }
+  renderChat(messages, addGenerationPrompt) {
+    return this.t.call("render", { messages, addGenerationPrompt });
+  }
   async unload() {
     this.t.terminate();
   }
@@ -314,7 +363,8 @@ class LocalImpl {
     await initWasm();
     this.host = new Host();
     try {
-      return await this.host.load(isUrl(source) ? resolveUrl(source) : source, {
+      const src = Array.isArray(source) ? source.map((x) => (isUrl(x) ? resolveUrl(x) : x)) : isUrl(source) ? resolveUrl(source) : source;
+      return await this.host.load(src, {
         contextSize,
         onProgress,
         fetchSignal: signal,
@@ -336,6 +386,9 @@ class LocalImpl {
   }
   async decode(ids) {
     return wrap(() => this.host.decode(ids));
+  }
+  async renderChat(messages, addGenerationPrompt) {
+    return wrap(() => this.host.renderChat(messages, addGenerationPrompt));
   }
   async unload() {
     this.host?.unload();

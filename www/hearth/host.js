@@ -107,15 +107,19 @@ export class Host {
       nHeadKv: raw.nHeadKv,
       bos: raw.bos,
       eos: raw.eos,
-      chatTemplate: this.chatTemplate(),
+      backend: "cpu",
+      // The built-in template the vocabulary called for, or "model" (the GGUF's own).
+      chatTemplate: engine.chatTemplate().builtin ?? "model",
     };
     return this.info;
   }
 
   /**
-   * Stream `source` (URL string | URL | Blob | File | ArrayBuffer | Uint8Array) into a fresh
-   * loader and build the engine. `isAborted()` is polled between chunks; `fetchSignal` aborts the
-   * download itself.
+   * Stream `source` into a fresh loader and build the engine. `source` is a URL (string or URL),
+   * a Blob/File, bytes (ArrayBuffer / typed array), or an array of those: the shards of a split
+   * model in order. A split model given by the URL of its first shard (`name-00001-of-0000N.gguf`)
+   * fetches the other shards itself. `isAborted()` is polled between chunks; `fetchSignal` aborts
+   * downloads.
    */
   async load(source, { contextSize, onProgress, isAborted = () => false, fetchSignal } = {}) {
     this.beginLoad();
@@ -127,7 +131,7 @@ export class Host {
     let lastKey = "";
     const progress = (p, force = false) => {
       const now = performance.now();
-      const key = `${p.phase} ${p.loaded} ${p.total}`;
+      const key = `${p.phase} ${p.loaded} ${p.total} ${p.shard}`;
       if (key === lastKey) return;
       if (force || p.loaded === 0 || p.loaded === p.total || p.loaded - lastLoaded >= 1 << 20 || now - lastAt >= 50) {
         lastAt = now;
@@ -140,132 +144,145 @@ export class Host {
       if (isAborted()) throw codeError("aborted", "loading was aborted");
     };
     try {
-      if (typeof source === "string" || source instanceof URL) {
-        let resp;
-        try {
-          resp = await fetch(source, { signal: fetchSignal });
-        } catch (e) {
-          check();
-          if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
-          throw codeError("network", `could not fetch ${source}: ${e && e.message ? e.message : e}`);
-        }
-        if (!resp.ok) throw codeError("network", `could not fetch ${source}: HTTP ${resp.status} ${resp.statusText}`);
-        const len = Number(resp.headers.get("content-length"));
-        const encoded = resp.headers.get("content-encoding");
-        let total = Number.isFinite(len) && len > 0 && !encoded ? len : 0;
-        let loaded = 0;
-        progress({ phase: "download", loaded, total });
-        const reader = resp.body.getReader();
-        try {
-          for (;;) {
-            let r;
-            try {
-              r = await reader.read();
-            } catch (e) {
-              check();
-              if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
-              throw codeError("network", `download of ${source} failed: ${e && e.message ? e.message : e}`);
+      const given = Array.isArray(source) ? source : [source];
+      if (given.length === 0) throw codeError("invalid_argument", "no model source given");
+      // Bytes of the shards already fed, and the sizes known so far (for progress totals).
+      let before = 0;
+      let shards = 1;
+      for (let i = 0; i < shards; i++) {
+        let src = given[i];
+        if (i > 0) {
+          this.loader.nextShard();
+          if (src === undefined) {
+            const first = given[0];
+            const name = typeof first === "string" || first instanceof URL ? Loader.shardName(String(first), i, shards) : undefined;
+            if (!name) {
+              throw codeError(
+                "truncated",
+                `this model is split into ${shards} files and only the first was given: load it by the URL of its first shard (name-00001-of-${String(shards).padStart(5, "0")}.gguf), or pass all ${shards} files in order`,
+              );
             }
-            check();
-            if (r.done) break;
-            // Each network chunk goes straight into the loader: no second copy of the file.
-            loaded = this.feed(r.value);
-            if (loaded > total && total) total = loaded;
-            progress({ phase: "download", loaded, total });
+            src = name;
           }
-        } finally {
-          reader.releaseLock?.();
         }
-        if (!total || loaded > total) total = loaded;
-        progress({ phase: "download", loaded, total }, true);
-      } else if (typeof Blob !== "undefined" && source instanceof Blob) {
-        const total = source.size;
-        let loaded = 0;
-        progress({ phase: "load", loaded, total });
-        const reader = source.stream().getReader();
-        for (;;) {
-          const r = await reader.read();
-          check();
-          if (r.done) break;
-          loaded = this.feed(r.value);
-          progress({ phase: "load", loaded, total });
-        }
-      } else {
-        const bytes = toBytes(source);
-        const total = bytes.byteLength;
-        progress({ phase: "load", loaded: 0, total });
-        for (let off = 0; off < total || off === 0; off += FEED_SLICE) {
-          const loaded = this.feed(bytes.subarray(off, Math.min(total, off + FEED_SLICE)));
-          progress({ phase: "load", loaded, total });
-          if (total === 0) break;
-          await yieldToEventLoop();
-          check();
+        const tag = shards > 1 ? { shard: i + 1, shards } : {};
+        before = await this.feedSource(src, (p, force) => progress({ ...p, loaded: before + p.loaded, total: p.total ? before + p.total : 0, ...tag }, force), check, fetchSignal);
+        if (i === 0) {
+          shards = this.loader.shards() || 1;
+          if (given.length > 1 && given.length !== shards) {
+            throw codeError("invalid_argument", `${given.length} files were given but the model is split into ${shards}`);
+          }
         }
       }
-      const info = this.finishLoad(contextSize);
-      return info;
+      return this.finishLoad(contextSize);
     } catch (e) {
       this.abortLoad();
       throw e;
     }
   }
 
+  /** Feed one file (URL, Blob or bytes) to the loader; returns the bytes received in all. */
+  async feedSource(source, progress, check, fetchSignal) {
+    if (typeof source === "string" || source instanceof URL) {
+      let resp;
+      try {
+        resp = await fetch(source, { signal: fetchSignal });
+      } catch (e) {
+        check();
+        if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
+        throw codeError("network", `could not fetch ${source}: ${e && e.message ? e.message : e}`);
+      }
+      if (!resp.ok) throw codeError("network", `could not fetch ${source}: HTTP ${resp.status} ${resp.statusText}`);
+      const len = Number(resp.headers.get("content-length"));
+      const encoded = resp.headers.get("content-encoding");
+      let total = Number.isFinite(len) && len > 0 && !encoded ? len : 0;
+      let loaded = 0;
+      progress({ phase: "download", loaded, total });
+      const start = this.loader.received();
+      const reader = resp.body.getReader();
+      try {
+        for (;;) {
+          let r;
+          try {
+            r = await reader.read();
+          } catch (e) {
+            check();
+            if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
+            throw codeError("network", `download of ${source} failed: ${e && e.message ? e.message : e}`);
+          }
+          check();
+          if (r.done) break;
+          // Each network chunk goes straight into the loader: no second copy of the file.
+          loaded = this.feed(r.value) - start;
+          if (loaded > total && total) total = loaded;
+          progress({ phase: "download", loaded, total });
+        }
+      } finally {
+        reader.releaseLock?.();
+      }
+      if (!total || loaded > total) total = loaded;
+      progress({ phase: "download", loaded, total }, true);
+      return start + loaded;
+    }
+    if (typeof Blob !== "undefined" && source instanceof Blob) {
+      const total = source.size;
+      const start = this.loader.received();
+      progress({ phase: "load", loaded: 0, total });
+      const reader = source.stream().getReader();
+      for (;;) {
+        const r = await reader.read();
+        check();
+        if (r.done) break;
+        progress({ phase: "load", loaded: this.feed(r.value) - start, total });
+      }
+      return this.loader.received();
+    }
+    const bytes = toBytes(source);
+    const total = bytes.byteLength;
+    const start = this.loader.received();
+    progress({ phase: "load", loaded: 0, total });
+    for (let off = 0; off < total || off === 0; off += FEED_SLICE) {
+      const loaded = this.feed(bytes.subarray(off, Math.min(total, off + FEED_SLICE))) - start;
+      progress({ phase: "load", loaded, total });
+      if (total === 0) break;
+      await yieldToEventLoop();
+      check();
+    }
+    return this.loader.received();
+  }
+
   // ---- generation ----------------------------------------------------------------------------
 
-  /** Which built-in chat template the vocabulary calls for. */
-  chatTemplate() {
-    const e = this.engine;
-    if (e.tokenId("<|start_header_id|>") !== undefined) return "llama3";
-    if (e.tokenId("<|im_start|>") !== undefined) return "chatml";
-    return "llama2";
+  /** Today as [year, month, day], for chat templates that print the date. */
+  static today() {
+    const d = new Date();
+    return [d.getFullYear(), d.getMonth() + 1, d.getDate()];
   }
 
-  /** Render [{role, content}] with the built-in template; the text ends where the reply starts. */
-  renderChat(messages) {
-    if (!Array.isArray(messages) || messages.length === 0) throw codeError("invalid_argument", "messages must be a non-empty array of {role, content}");
-    for (const m of messages) {
-      if (!m || typeof m.role !== "string" || typeof m.content !== "string") throw codeError("invalid_argument", "each message must be {role: string, content: string}");
-    }
-    const tpl = this.info?.chatTemplate || this.chatTemplate();
-    if (tpl === "llama3") {
-      let s = "";
-      for (const m of messages) s += `<|start_header_id|>${m.role}<|end_header_id|>\n\n${m.content.trim()}<|eot_id|>`;
-      return s + "<|start_header_id|>assistant<|end_header_id|>\n\n";
-    }
-    if (tpl === "chatml") {
-      let s = "";
-      for (const m of messages) s += `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`;
-      return s + "<|im_start|>assistant\n";
-    }
-    // Llama 2: [INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] ...
-    let system = "";
-    let s = "";
-    let first = true;
-    for (const m of messages) {
-      if (m.role === "system") {
-        system += (system ? "\n" : "") + m.content.trim();
-      } else if (m.role === "assistant") {
-        s += ` ${m.content.trim()} </s>`;
-      } else {
-        const sys = system ? `<<SYS>>\n${system}\n<</SYS>>\n\n` : "";
-        system = "";
-        s += `${first ? "" : "<s>"}[INST] ${sys}${m.content.trim()} [/INST]`;
-        first = false;
-      }
-    }
-    return s;
+  /** The chat template's text for [{role, content}] (the assistant's turn opened). */
+  renderChat(messages, addGenerationPrompt = true) {
+    if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
+    return this.engine.renderChat(messages, !!addGenerationPrompt, Host.today());
   }
 
-  /** Prompt token ids for a request {prompt} or {messages}. */
+  /**
+   * Prompt token ids for a request {prompt} or {messages}, and how many old messages a context
+   * shift left out. Chats are rendered with the model's own template (GGUF
+   * `tokenizer.chat_template`) or the built-in one its vocabulary calls for.
+   */
   promptIds(req) {
     const e = this.engine;
+    const o = req.options || {};
     if (req.messages) {
-      // BOS comes from add_special as the model asks; template markers are parsed as specials.
-      return e.tokenize(this.renderChat(req.messages), true, true);
+      // Keep room for the reply: all of maxTokens, up to half the context.
+      const maxTokens = Number.isInteger(o.maxTokens) ? o.maxTokens : 128;
+      const reserve = Math.min(maxTokens, Math.floor(this.contextSize / 2));
+      const p = e.chatPrompt(req.messages, { contextSize: this.contextSize, reserve, contextPolicy: o.contextPolicy, date: Host.today() });
+      return { ids: p.tokens, dropped: p.dropped };
     }
     const p = req.prompt;
-    if (typeof p === "string") return e.tokenize(p, true, false);
-    if (Array.isArray(p) || p instanceof Uint32Array) return p;
+    if (typeof p === "string") return { ids: e.tokenize(p, true, false), dropped: 0 };
+    if (Array.isArray(p) || p instanceof Uint32Array) return { ids: p, dropped: 0 };
     throw codeError("invalid_argument", "the prompt must be a string or an array of token ids");
   }
 
@@ -279,7 +296,7 @@ export class Host {
     if (!e) throw codeError("invalid_argument", "no model is loaded");
     const o = req.options || {};
     const t0 = performance.now();
-    const ids = this.promptIds(req);
+    const { ids, dropped } = this.promptIds(req);
     const opts = {
       maxTokens: o.maxTokens,
       temperature: o.temperature,
@@ -291,9 +308,13 @@ export class Host {
       frequencyPenalty: o.frequencyPenalty,
       presencePenalty: o.presencePenalty,
       repeatLastN: o.repeatLastN,
-      seed: o.seed,
+      // Without a seed every run draws anew (greedy runs do not draw at all).
+      seed: o.seed ?? Math.floor(Math.random() * 2 ** 32),
       stop: typeof o.stop === "string" ? [o.stop] : o.stop,
       stopAtEos: o.stopAtEos ?? (req.messages ? true : undefined),
+      responseFormat: o.responseFormat,
+      logprobs: o.logprobs === true ? 0 : o.logprobs === false ? undefined : o.logprobs,
+      logitBias: o.logitBias,
       contextSize: this.contextSize,
     };
     for (const k of Object.keys(opts)) if (opts[k] === undefined || opts[k] === null) delete opts[k];
@@ -309,7 +330,9 @@ export class Host {
         break;
       }
       if (ttft === null) ttft = performance.now() - t0;
-      onChunk({ text: s.text, tokenIds: [s.id], done: false });
+      const chunk = { text: s.text, tokenIds: [s.id], done: false };
+      if (s.logprob) chunk.logprobs = [logprobEntry(s.logprob, s.topLogprobs)];
+      onChunk(chunk);
       await yieldToEventLoop();
     }
     if (last.text) onChunk({ text: last.text, tokenIds: [], done: false });
@@ -321,6 +344,7 @@ export class Host {
       tokenIds: [],
       done: true,
       finishReason: last.finishReason,
+      droppedMessages: dropped,
       usage: { promptTokens, completionTokens: n, cachedTokens: e.reusedTokens },
       timing: {
         promptMs: t1 - t0,
@@ -348,6 +372,14 @@ export class Host {
       this.engine = null;
     }
   }
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: false });
+
+/** {token, id, logprob, bytes, topLogprobs} from the engine's {id, logprob, bytes} entries. */
+function logprobEntry(chosen, top = []) {
+  const one = (x) => ({ token: utf8.decode(x.bytes), id: x.id, logprob: x.logprob, bytes: Array.from(x.bytes) });
+  return { ...one(chosen), topLogprobs: top.map(one) };
 }
 
 export function toBytes(source) {

@@ -61,7 +61,7 @@ async function handle(msg) {
     case "decode":
       return reply(rid, "result", { value: host.decode(msg.ids) });
     case "render":
-      return reply(rid, "result", { value: host.renderChat(msg.messages) });
+      return reply(rid, "result", { value: host.renderChat(msg.messages, msg.addGenerationPrompt) });
     case "unload":
       host.unload();
       return reply(rid, "result", { value: true });

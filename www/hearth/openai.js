@@ -1,0 +1,170 @@
+// `llm.chat.completions.create(request)`: OpenAI's chat-completions request, response and stream
+// chunk shapes over Hearth's chat(), so code written for OpenAI (or WebLLM) runs unchanged:
+//
+//   const r = await llm.chat.completions.create({ messages, max_tokens: 64 });
+//   r.choices[0].message.content; r.usage.completion_tokens
+//   for await (const c of await llm.chat.completions.create({ messages, stream: true }))
+//     out += c.choices[0]?.delta.content ?? "";
+//
+// Supported: messages, stream, stream_options.include_usage, max_tokens / max_completion_tokens,
+// temperature, top_p, stop, seed, frequency_penalty, presence_penalty, logit_bias, logprobs,
+// top_logprobs, response_format ({type: "text" | "json_object" | "json_schema"}), n (1 only), and
+// Hearth's own top_k, min_p, typical_p, repetition_penalty, context_policy ("error" | "shift").
+// An AbortSignal goes in the request (`signal`) or in the second argument ({signal}), as the
+// OpenAI SDK takes it; an aborted request throws HearthError "aborted". The response and the
+// stream's finishing chunk add a `hearth` field: {dropped_messages (left out by context_policy
+// "shift"), timing: {prompt_ms, ttft_ms, decode_ms, tokens_per_second}}.
+
+import { HearthError } from "./hearth.js";
+
+/** Engine finish reasons to OpenAI's: an end token or a stop string is "stop"; a full context, like max tokens, is "length". */
+const FINISH = { eos: "stop", stop: "stop", length: "length", context: "length" };
+
+const KNOWN = new Set([
+  "messages", "model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
+  "seed", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "response_format", "n",
+  "signal", "user", "top_k", "min_p", "typical_p", "repetition_penalty", "context_policy",
+]);
+
+function bad(message) {
+  return new HearthError("invalid_argument", message);
+}
+
+/** The request's fields as chat() options (checked here so mistakes fail before any work). */
+function toOptions(req) {
+  for (const k of Object.keys(req)) if (!KNOWN.has(k)) throw bad(`unsupported request field "${k}"`);
+  if (req.n !== undefined && req.n !== 1) throw bad("n must be 1: one choice per request");
+  const stop = req.stop == null ? undefined : typeof req.stop === "string" ? [req.stop] : req.stop;
+  if (stop !== undefined && (!Array.isArray(stop) || !stop.every((s) => typeof s === "string") || stop.length > 4)) throw bad("stop must be a string or up to 4 strings");
+  let logprobs;
+  if (req.logprobs) {
+    const top = req.top_logprobs ?? 0;
+    if (!Number.isInteger(top) || top < 0 || top > 20) throw bad("top_logprobs must be an integer in [0, 20]");
+    logprobs = top;
+  } else if (req.top_logprobs != null) {
+    throw bad("top_logprobs needs logprobs: true");
+  }
+  let logitBias;
+  if (req.logit_bias != null) {
+    if (typeof req.logit_bias !== "object") throw bad("logit_bias must map token ids to numbers");
+    logitBias = Object.fromEntries(Object.entries(req.logit_bias).map(([k, v]) => [k, Number(v)]));
+  }
+  return {
+    maxTokens: req.max_completion_tokens ?? req.max_tokens ?? undefined,
+    temperature: req.temperature ?? undefined,
+    topP: req.top_p ?? undefined,
+    topK: req.top_k ?? undefined,
+    minP: req.min_p ?? undefined,
+    typicalP: req.typical_p ?? undefined,
+    repeatPenalty: req.repetition_penalty ?? undefined,
+    frequencyPenalty: req.frequency_penalty ?? undefined,
+    presencePenalty: req.presence_penalty ?? undefined,
+    seed: req.seed ?? undefined,
+    stop,
+    logprobs,
+    logitBias,
+    responseFormat: req.response_format ?? undefined,
+    contextPolicy: req.context_policy ?? undefined,
+  };
+}
+
+/** OpenAI's logprobs entry: {token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}. */
+function logprobContent(entries) {
+  return entries.map((e) => ({
+    token: e.token,
+    logprob: e.logprob,
+    bytes: e.bytes,
+    top_logprobs: e.topLogprobs.map((t) => ({ token: t.token, logprob: t.logprob, bytes: t.bytes })),
+  }));
+}
+
+function usageOf(final) {
+  const u = final.usage;
+  return {
+    prompt_tokens: u.promptTokens,
+    completion_tokens: u.completionTokens,
+    total_tokens: u.promptTokens + u.completionTokens,
+    prompt_tokens_details: { cached_tokens: u.cachedTokens ?? 0 },
+  };
+}
+
+function extrasOf(final) {
+  const t = final.timing;
+  return {
+    dropped_messages: final.droppedMessages ?? 0,
+    timing: { prompt_ms: t.promptMs, ttft_ms: t.ttftMs, decode_ms: t.decodeMs, tokens_per_second: t.tokensPerSecond },
+  };
+}
+
+function newId() {
+  const b = new Uint8Array(12);
+  crypto.getRandomValues(b);
+  return "chatcmpl-" + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+export class Completions {
+  constructor(llm) {
+    this._llm = llm;
+  }
+
+  /**
+   * A chat completion: resolves to a `chat.completion` object, or with `stream: true` to an async
+   * iterable of `chat.completion.chunk` objects.
+   */
+  async create(req, { signal: optSignal } = {}) {
+    if (!req || typeof req !== "object") throw bad("create() takes a request object");
+    const options = toOptions(req);
+    const signal = req.signal ?? optSignal;
+    const meta = { id: newId(), created: Math.floor(Date.now() / 1000), model: req.model ?? this._llm.info?.name ?? "hearth" };
+    const chunks = this._llm.chat(req.messages, { ...options, signal });
+    if (req.stream) return this._stream(chunks, meta, options.logprobs !== undefined, !!req.stream_options?.include_usage);
+    let content = "";
+    const lp = [];
+    let final = null;
+    for await (const c of chunks) {
+      if (c.done) final = c;
+      else {
+        content += c.text;
+        if (c.logprobs) lp.push(...c.logprobs);
+      }
+    }
+    if (final.finishReason === "abort") throw new HearthError("aborted", "the completion was aborted");
+    return {
+      ...meta,
+      object: "chat.completion",
+      choices: [
+        {
+          index: 0,
+          message: { role: "assistant", content, refusal: null },
+          logprobs: options.logprobs === undefined ? null : { content: logprobContent(lp), refusal: null },
+          finish_reason: FINISH[final.finishReason],
+        },
+      ],
+      usage: usageOf(final),
+      hearth: extrasOf(final),
+    };
+  }
+
+  async *_stream(chunks, meta, withLogprobs, includeUsage) {
+    const chunk = (choices, extra = {}) => ({ ...meta, object: "chat.completion.chunk", choices, ...extra });
+    yield chunk([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]);
+    for await (const c of chunks) {
+      if (!c.done) {
+        // Held-back bytes can make a token's text empty; a chunk still carries its logprobs.
+        if (!c.text && !c.logprobs) continue;
+        yield chunk([
+          {
+            index: 0,
+            delta: { content: c.text },
+            logprobs: withLogprobs && c.logprobs ? { content: logprobContent(c.logprobs), refusal: null } : null,
+            finish_reason: null,
+          },
+        ]);
+        continue;
+      }
+      if (c.finishReason === "abort") throw new HearthError("aborted", "the completion was aborted");
+      yield chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: FINISH[c.finishReason] }], { hearth: extrasOf(c) });
+      if (includeUsage) yield chunk([], { usage: usageOf(c) });
+    }
+  }
+}
