@@ -95,10 +95,15 @@ test("chat.completions.create returns OpenAI's shapes; the stream carries the sa
   assert.deepEqual(r.errors, ["invalid_argument", "invalid_argument", "invalid_argument", "invalid_argument"]);
 });
 
-test("logprobs: the greedy token is the most likely, with top alternatives", async () => {
-  const r = await page.evaluate(async (messages) => {
-    return bpe.chat.completions.create({ messages, max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 3 });
+test("logprobs: the greedy token is the most likely, with top alternatives; logit_bias forces a token", async () => {
+  const { r, biased, target } = await page.evaluate(async (messages) => {
+    const r = await bpe.chat.completions.create({ messages, max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 3 });
+    const [target] = await bpe.tokenize(" hearth", { addSpecial: false });
+    const biased = [];
+    for await (const c of bpe.generate("Once upon a time", { maxTokens: 4, temperature: 0, stopAtEos: false, logitBias: { [target]: 100 } })) if (!c.done) biased.push(...c.tokenIds);
+    return { r, biased, target };
   }, MESSAGES);
+  assert.deepEqual(biased, [target, target, target, target]);
   const lp = r.choices[0].logprobs.content;
   assert.equal(lp.length, r.usage.completion_tokens);
   for (const e of lp) {
