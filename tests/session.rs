@@ -216,3 +216,28 @@ fn logprobs_logit_bias_and_seeds() {
     s.start(&e, &prompt, &sampled(16, 43)).unwrap();
     assert_ne!(run(&mut s, &e), first);
 }
+
+#[test]
+fn every_end_of_turn_token_of_llama_3_ends_the_generation() {
+    use hearth::StopReason;
+    let e = common::load(&common::fixture_bytes("bpe-q4_k_m.gguf"), 1 << 20);
+    let prompt = e.tokenize_prompt("Hi");
+    let mut s = e.new_session(128).unwrap();
+    for text in ["<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"] {
+        let ids = e.tokenizer.encode(text, false, true);
+        assert_eq!(ids.len(), 1, "{text} is one special token");
+        let id = ids[0];
+        assert!(e.tokenizer.eog_ids().contains(&id), "{text} is an end-of-generation token");
+        // Force it as the first token: the generation ends at once, emitting nothing.
+        let mut opts = sampled(8, 1);
+        opts.sampler.logit_bias = vec![(id, 100.0)];
+        s.start(&e, &prompt, &opts).unwrap();
+        assert_eq!(run(&mut s, &e), Vec::<u32>::new(), "{text}");
+        assert_eq!(s.stop_reason(), Some(StopReason::Eos), "{text}");
+        // Unless asked not to stop at end tokens.
+        opts.stop_at_eos = false;
+        s.start(&e, &prompt, &opts).unwrap();
+        assert_eq!(run(&mut s, &e), vec![id; 8]);
+        assert_eq!(s.stop_reason(), Some(StopReason::Length));
+    }
+}
