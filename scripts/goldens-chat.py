@@ -2,7 +2,8 @@
 """Golden chat-template renderings, for tests/chat_template.rs.
 
 Renders each template (Hearth's built-in fallbacks in src/chat/templates and the official templates in
-tests/golden/templates, copied from llama.cpp's models/templates) with jinja2 configured exactly as
+tests/golden/templates, copied from llama.cpp's models/templates; llama-2-chat.jinja is the
+template of meta-llama/Llama-2-7b-chat-hf's tokenizer_config.json) with jinja2 configured exactly as
 Hugging Face transformers renders chat templates (sandboxed, trim_blocks, lstrip_blocks, loopcontrols,
 raise_exception, strftime_now, tojson with ensure_ascii=False), on a set of conversations, and writes
 tests/golden/chat-templates.json. strftime_now is pinned to 2026-11-26 so the output is reproducible.
@@ -25,6 +26,8 @@ TEMPLATES = [
     ("src/chat/templates/llama2.jinja", "<s>", "</s>"),
     ("src/chat/templates/llama3.jinja", "<|begin_of_text|>", "<|eot_id|>"),
     ("src/chat/templates/chatml.jinja", "<s>", "</s>"),
+    ("tests/golden/templates/llama-2-chat.jinja", "<s>", "</s>"),
+    ("tests/golden/templates/qwen2.5-chatml.jinja", "", "<|im_end|>"),
     ("tests/golden/templates/llama-3.1.jinja", "<|begin_of_text|>", "<|eot_id|>"),
     ("tests/golden/templates/llama-3.2.jinja", "<|begin_of_text|>", "<|eot_id|>"),
     ("tests/golden/templates/llama-3.3.jinja", "<|begin_of_text|>", "<|eot_id|>"),

@@ -1,6 +1,6 @@
 //! Chat templates rendered by Hearth against the same templates rendered by jinja2 configured as
 //! Hugging Face transformers does (tests/golden/chat-templates.json, scripts/goldens-chat.py): the
-//! built-in fallbacks and the official Llama 3.1/3.2/3.3, Mistral Nemo, Phi-3.5, SmolLM3 and
+//! built-in fallbacks and the official Llama 2 chat, Qwen2.5 (ChatML), Llama 3.1/3.2/3.3, Mistral Nemo, Phi-3.5, SmolLM3 and
 //! DeepSeek-R1-Distill-Llama templates, on conversations with and without a system prompt, an
 //! assistant turn last, unicode, and roles out of order (which must fail as the template says).
 
