@@ -23,6 +23,30 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Run the engine in a dedicated module Worker (default true). */
   worker?: boolean;
+  /** Keep URL models in the model store (OPFS): later loads read the stored copy, offline too; an interrupted download resumes. */
+  cache?: boolean;
+  /** With cache: the file's expected sha256 (hex); a mismatch is HearthError "checksum_mismatch". */
+  sha256?: string;
+}
+
+export interface StoredModel {
+  url: string;
+  size: number;
+  /** Of the stored bytes; null while partial. */
+  sha256: string | null;
+  /** ISO date; null while partial. */
+  storedAt: string | null;
+  /** false: an interrupted download that the next attempt resumes. */
+  complete: boolean;
+}
+
+/** The model store in the Origin Private File System. */
+export interface ModelStoreApi {
+  readonly available: boolean;
+  list(): Promise<StoredModel[]>;
+  delete(url: string): Promise<boolean>;
+  /** Download into the store without loading; resumes a partial download ("quota_exceeded" when it cannot fit). */
+  download(url: string, options?: { sha256?: string; onProgress?: (p: LoadProgress) => void; signal?: AbortSignal }): Promise<{ size: number; sha256: string; from: "store" | "network"; resumedAt: number }>;
 }
 
 export interface ModelInfo {
@@ -193,6 +217,7 @@ export interface Completions {
 
 export class Hearth {
   static load(source: ModelSource, options?: LoadOptions): Promise<Hearth>;
+  static readonly models: ModelStoreApi;
   readonly info: ModelInfo;
   generate(prompt: string | number[] | Uint32Array, options?: GenerateOptions): AsyncGenerator<Chunk, void, unknown>;
   /** Stream a reply to [{role, content}] with the model's chat template; `chat.completions.create` speaks OpenAI's shapes. */

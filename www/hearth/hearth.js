@@ -9,6 +9,7 @@
 // runs a long task; `worker: false` runs it in the current thread (e.g. inside your own worker).
 
 import { Completions } from "./openai.js";
+import { ModelStore, requestPersistence, storeAvailable } from "./store.js";
 
 const FEED_SLICE = 4 << 20;
 const BACKENDS = ["auto", "cpu", "webgpu"];
@@ -196,7 +197,7 @@ export class Hearth {
    * @param {{backend?: "auto"|"cpu"|"webgpu", contextSize?: number, onProgress?: (p: {phase: "download"|"load", loaded: number, total: number, shard?: number, shards?: number}) => void, signal?: AbortSignal, worker?: boolean}} [options]
    */
   static async load(source, options = {}) {
-    const { contextSize, onProgress, signal, worker = true, backend = "auto" } = options;
+    const { contextSize, onProgress, signal, worker = true, backend = "auto", cache = false, sha256 } = options;
     if (signal?.aborted) throw abortError("loading");
     if (!BACKENDS.includes(backend)) throw new HearthError("invalid_argument", `backend must be one of ${BACKENDS.join(", ")}; got ${backend}`);
     if (backend === "webgpu") {
@@ -205,13 +206,44 @@ export class Hearth {
     const useWorker = worker && typeof Worker !== "undefined";
     const impl = useWorker ? new WorkerImpl() : new LocalImpl();
     try {
-      const info = await impl.load(source, { contextSize, onProgress, signal });
+      if (cache) requestPersistence();
+      const info = await impl.load(source, { contextSize, onProgress, signal, cache, sha256 });
       return new Hearth(impl, info);
     } catch (e) {
       impl.close();
       throw asHearthError(e);
     }
   }
+
+  /**
+   * The model store (Origin Private File System): models kept for offline use by
+   * `Hearth.load(url, {cache: true})` or `Hearth.models.download(url)`.
+   */
+  static models = {
+    /** Whether this browser can store models. */
+    get available() {
+      return storeAvailable();
+    },
+    /** [{url, size, sha256, storedAt, complete}]; partial downloads have complete: false. */
+    async list() {
+      return wrapAsync(async () => (await ModelStore.open()).list());
+    },
+    /** Remove a stored model (or a partial download). Resolves to whether there was one. */
+    async delete(url) {
+      return wrapAsync(async () => (await ModelStore.open()).delete(resolveUrl(url)));
+    },
+    /** Download into the store without loading (resumes a partial download; verifies `sha256`). */
+    async download(url, { sha256, onProgress, signal } = {}) {
+      requestPersistence();
+      return wrapAsync(async () => {
+        const store = await ModelStore.open();
+        const check = () => {
+          if (signal?.aborted) throw abortError("the download");
+        };
+        return store.fetch(resolveUrl(url), { sha256, onProgress, signal, check });
+      });
+    },
+  };
 
   /**
    * Stream a completion of `prompt` (text, or token ids). Yields {text, tokenIds, done: false}
@@ -299,7 +331,7 @@ class WorkerImpl {
   constructor() {
     this.t = new WorkerTransport();
   }
-  async load(source, { contextSize, onProgress, signal }) {
+  async load(source, { contextSize, onProgress, signal, cache, sha256 }) {
     const t = this.t;
     const progress = (p) => onProgress?.(p);
     const bytes = isUrl(source) ? null : bytesOf(source);
@@ -309,7 +341,7 @@ class WorkerImpl {
     }
     if (isUrl(source) || isBlob(source) || Array.isArray(source)) {
       const src = Array.isArray(source) ? source.map((x) => (isUrl(x) ? resolveUrl(x) : x)) : isUrl(source) ? resolveUrl(source) : source;
-      const [rid, done] = t.request("load", { source: src, contextSize }, progress);
+      const [rid, done] = t.request("load", { source: src, contextSize, cache, sha256 }, progress);
       const onAbort = () => t.abort(rid);
       signal?.addEventListener("abort", onAbort);
       try {
@@ -358,7 +390,7 @@ class WorkerImpl {
 }
 
 class LocalImpl {
-  async load(source, { contextSize, onProgress, signal }) {
+  async load(source, { contextSize, onProgress, signal, cache, sha256 }) {
     const { Host, initWasm } = await import("./host.js");
     await initWasm();
     this.host = new Host();
@@ -366,6 +398,8 @@ class LocalImpl {
       const src = Array.isArray(source) ? source.map((x) => (isUrl(x) ? resolveUrl(x) : x)) : isUrl(source) ? resolveUrl(source) : source;
       return await this.host.load(src, {
         contextSize,
+        cache,
+        sha256,
         onProgress,
         fetchSignal: signal,
         isAborted: () => !!signal?.aborted,
@@ -403,6 +437,14 @@ function wrap(f) {
     return f();
   } catch (e) {
     throw asHearthError(e);
+  }
+}
+
+async function wrapAsync(f) {
+  try {
+    return await f();
+  } catch (e) {
+    throw asHearthError(e, "storage_unavailable");
   }
 }
 

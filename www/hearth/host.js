@@ -3,6 +3,7 @@
 // Everything here is plain data in, plain data out, so worker.js only has to relay messages.
 
 import init, { Loader } from "./hearth_wasm.js";
+import { ModelStore } from "./store.js";
 
 let ready = null;
 /** Instantiate the wasm module once per realm. */
@@ -121,8 +122,10 @@ export class Host {
    * fetches the other shards itself. `isAborted()` is polled between chunks; `fetchSignal` aborts
    * downloads.
    */
-  async load(source, { contextSize, onProgress, isAborted = () => false, fetchSignal } = {}) {
+  async load(source, { contextSize, onProgress, isAborted = () => false, fetchSignal, cache = false, sha256 } = {}) {
     this.beginLoad();
+    // URLs go through the model store (kept for offline use, resumable, verified) when asked.
+    this.cache = cache ? { sha256 } : null;
     // At most one progress report per MiB or 50 ms (a big model arrives in many small chunks);
     // the first and the last are always reported.
     const report = onProgress || (() => {});
@@ -183,6 +186,18 @@ export class Host {
 
   /** Feed one file (URL, Blob or bytes) to the loader; returns the bytes received in all. */
   async feedSource(source, progress, check, fetchSignal) {
+    if ((typeof source === "string" || source instanceof URL) && this.cache) {
+      const url = String(source);
+      const store = await ModelStore.open();
+      try {
+        await store.fetch(url, { sha256: this.cache.sha256, signal: fetchSignal, check, onChunk: (b) => this.feed(b), onProgress: (p) => progress(p) });
+      } catch (e) {
+        // A file the engine rejects is no use stored; an interrupted download stays, to resume.
+        if (!["aborted", "network", "quota_exceeded", "storage_unavailable", "checksum_mismatch"].includes(e && e.code)) await store.delete(url).catch(() => {});
+        throw e;
+      }
+      return this.loader.received();
+    }
     if (typeof source === "string" || source instanceof URL) {
       let resp;
       try {

@@ -28,6 +28,8 @@ async function handle(msg) {
       try {
         const info = await host.load(msg.source, {
           contextSize: msg.contextSize,
+          cache: msg.cache,
+          sha256: msg.sha256,
           fetchSignal: loadCtl.signal,
           isAborted: () => aborted.has(rid),
           onProgress: (p) => reply(rid, "event", { value: p }),

@@ -1,0 +1,227 @@
+// The model store: models downloaded once and kept in the Origin Private File System, so a later
+// visit (or an offline one) loads them from disk. A download is written as it streams (never held
+// whole in memory), survives an interruption (the next attempt asks the server for the rest with an
+// HTTP Range request), is checked against a sha256 when one is given, and is refused up front when
+// the origin's storage quota cannot hold it. Works in a page and in a worker.
+//
+// Layout: OPFS directory "hearth-models"; per model `<key>.gguf` (the bytes) and `<key>.json`
+// ({url, size, etag, sha256, storedAt, complete}), key = sha256 of the URL.
+
+import { Sha256 } from "./sha256.js";
+
+const DIR = "hearth-models";
+/** Read stored bytes in slices this big (each is fed and hashed before the next is read). */
+const READ_SLICE = 4 << 20;
+
+function codeError(code, message) {
+  const e = new Error(message);
+  e.code = code;
+  return e;
+}
+
+function mb(n) {
+  return `${(n / 1e6).toFixed(1)} MB`;
+}
+
+/** Whether this browser has the Origin Private File System. */
+export function storeAvailable() {
+  return typeof navigator !== "undefined" && !!navigator.storage?.getDirectory;
+}
+
+export class ModelStore {
+  /** @private use ModelStore.open */
+  constructor(dir) {
+    this.dir = dir;
+  }
+
+  static async open() {
+    if (!storeAvailable()) throw codeError("storage_unavailable", "this browser has no Origin Private File System, so models cannot be stored for offline use");
+    try {
+      const root = await navigator.storage.getDirectory();
+      return new ModelStore(await root.getDirectoryHandle(DIR, { create: true }));
+    } catch (e) {
+      throw codeError("storage_unavailable", `the model store could not be opened (${e && e.message ? e.message : e}); private windows often have no storage`);
+    }
+  }
+
+  static async key(url) {
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(String(url)));
+    return Array.from(new Uint8Array(digest).subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  async meta(url) {
+    try {
+      const f = await (await this.dir.getFileHandle(`${await ModelStore.key(url)}.json`)).getFile();
+      return JSON.parse(await f.text());
+    } catch {
+      return null;
+    }
+  }
+
+  async writeMeta(key, meta) {
+    const w = await (await this.dir.getFileHandle(`${key}.json`, { create: true })).createWritable();
+    await w.write(JSON.stringify(meta));
+    await w.close();
+  }
+
+  /** Stored models: [{url, size, sha256, storedAt, complete}] (partial downloads have complete: false). */
+  async list() {
+    const out = [];
+    for await (const [name, handle] of this.dir.entries()) {
+      if (!name.endsWith(".json") || handle.kind !== "file") continue;
+      try {
+        const meta = JSON.parse(await (await handle.getFile()).text());
+        if (!meta.complete) {
+          const data = await this.dir.getFileHandle(name.replace(/\.json$/, ".gguf")).catch(() => null);
+          meta.size = data ? (await data.getFile()).size : 0;
+        }
+        out.push(meta);
+      } catch {}
+    }
+    return out.sort((a, b) => String(a.url).localeCompare(String(b.url)));
+  }
+
+  /** Remove a stored (or partly downloaded) model. Returns whether there was one. */
+  async delete(url) {
+    const key = await ModelStore.key(url);
+    let found = false;
+    for (const name of [`${key}.gguf`, `${key}.json`]) {
+      try {
+        await this.dir.removeEntry(name);
+        found = true;
+      } catch {}
+    }
+    return found;
+  }
+
+  /**
+   * The model at `url`, from the store when it is there, else downloaded into it (resuming a
+   * partial download). Every byte of the file goes to `onChunk(bytes)` in order, so a loader can
+   * build the model while it downloads. `onProgress({phase: "load" | "download", loaded, total})`;
+   * `check()` throws to stop between chunks; `signal` aborts the request. Returns
+   * {size, sha256, from: "store" | "network", resumedAt}.
+   */
+  async fetch(url, { sha256, onChunk = () => {}, onProgress = () => {}, check = () => {}, signal } = {}) {
+    const want = sha256 ? String(sha256).toLowerCase() : null;
+    const key = await ModelStore.key(url);
+    const meta = await this.meta(url);
+    const handle = await this.dir.getFileHandle(`${key}.gguf`, { create: true });
+    if (meta?.complete) {
+      if (want && meta.sha256 !== want) {
+        throw codeError("checksum_mismatch", `the stored copy of ${url} has sha256 ${meta.sha256}, not ${want}: delete it to download again`);
+      }
+      const file = await handle.getFile();
+      await this.replay(file, file.size, null, onChunk, (n) => onProgress({ phase: "load", loaded: n, total: file.size }), check);
+      return { size: file.size, sha256: meta.sha256, from: "store", resumedAt: 0 };
+    }
+
+    // Ask for what is missing first: only a 206 lets the stored prefix count.
+    let have = meta && meta.url === url ? (await handle.getFile()).size : 0;
+    const headers = {};
+    if (have > 0) {
+      headers.Range = `bytes=${have}-`;
+      if (meta.etag) headers["If-Range"] = meta.etag;
+    }
+    let resp;
+    try {
+      resp = await fetch(url, { signal, headers });
+    } catch (e) {
+      check();
+      if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
+      throw codeError("network", `could not fetch ${url}: ${e && e.message ? e.message : e}`);
+    }
+    if (resp.status === 416 && have > 0) {
+      // The server says the range is past the end: the stored part is stale; start over.
+      await this.delete(url);
+      return this.fetch(url, { sha256, onChunk, onProgress, check, signal });
+    }
+    if (!resp.ok) throw codeError("network", `could not fetch ${url}: HTTP ${resp.status} ${resp.statusText}`);
+    let total = 0;
+    if (resp.status === 206) {
+      const m = /\/(\d+)\s*$/.exec(resp.headers.get("content-range") || "");
+      total = m ? Number(m[1]) : 0;
+    } else {
+      have = 0; // the whole file came back: the stored part is replaced
+      const len = Number(resp.headers.get("content-length"));
+      total = Number.isFinite(len) && len > 0 && !resp.headers.get("content-encoding") ? len : 0;
+    }
+    if (total) await ensureRoom(total - have, url);
+    requestPersistence();
+    const etag = resp.headers.get("etag") || (have > 0 ? meta.etag : null);
+    await this.writeMeta(key, { url, size: total || null, etag, sha256: null, storedAt: null, complete: false });
+
+    const hash = new Sha256();
+    const progress = (loaded, phase) => onProgress({ phase, loaded, total: Math.max(total, loaded) });
+    if (have > 0) await this.replay(await handle.getFile(), have, hash, onChunk, (n) => progress(n, "load"), check);
+
+    const w = await handle.createWritable({ keepExistingData: have > 0 });
+    let loaded = have;
+    let failure = null;
+    try {
+      if (have > 0) await w.seek(have);
+      else await w.truncate(0);
+      progress(loaded, "download");
+      const reader = resp.body.getReader();
+      for (;;) {
+        let r;
+        try {
+          r = await reader.read();
+        } catch (e) {
+          check();
+          if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
+          throw codeError("network", `download of ${url} failed after ${mb(loaded)}: ${e && e.message ? e.message : e}`);
+        }
+        check();
+        if (r.done) break;
+        await w.write(r.value);
+        hash.update(r.value);
+        onChunk(r.value);
+        loaded += r.value.length;
+        progress(loaded, "download");
+      }
+      if (total && loaded !== total) throw codeError("network", `download of ${url} ended after ${mb(loaded)} of ${mb(total)}`);
+    } catch (e) {
+      failure = e;
+    }
+    // Commit what arrived either way: an interrupted download resumes from here.
+    await w.close().catch(() => {});
+    if (failure) throw failure;
+    const digest = hash.hex();
+    if (want && digest !== want) {
+      await this.delete(url);
+      throw codeError("checksum_mismatch", `${url} has sha256 ${digest}, not the expected ${want}; the download was discarded`);
+    }
+    await this.writeMeta(key, { url, size: loaded, etag, sha256: digest, storedAt: new Date().toISOString(), complete: true });
+    return { size: loaded, sha256: digest, from: "network", resumedAt: have };
+  }
+
+  /** Feed the first `n` bytes of a stored file, slice by slice. */
+  async replay(file, n, hash, onChunk, onProgress, check) {
+    for (let off = 0; off < n; ) {
+      const end = Math.min(n, off + READ_SLICE);
+      const bytes = new Uint8Array(await file.slice(off, end).arrayBuffer());
+      check();
+      hash?.update(bytes);
+      onChunk(bytes);
+      off = end;
+      onProgress(off);
+    }
+  }
+}
+
+/** Refuse a download that the origin's quota cannot hold, before any byte is written. */
+async function ensureRoom(bytes, url) {
+  const est = await navigator.storage.estimate?.().catch(() => null);
+  if (!est || !est.quota) return;
+  const free = est.quota - (est.usage || 0);
+  if (bytes > free) {
+    throw codeError("quota_exceeded", `${url} needs ${mb(bytes)} but this site may store only ${mb(free)} more: delete stored models or free disk space`);
+  }
+}
+
+/** Ask the browser to keep stored models when space runs low (a page-only API; no-op in workers). */
+export function requestPersistence() {
+  try {
+    navigator.storage?.persist?.().catch(() => {});
+  } catch {}
+}
