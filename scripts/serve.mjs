@@ -2,7 +2,9 @@
 // Static server for the Hearth page: www/ at /, pkg/ at /pkg/, plus `--mount /PREFIX=DIR` extras
 // (tests). Sends cross-origin isolation headers and a CSP that allows wasm but not eval.
 //
-//   node scripts/serve.mjs [--port N | PORT=N] [--host H] [--mount /fixtures=DIR ...]
+//   node scripts/serve.mjs [--port N | PORT=N] [--host H] [--mount /fixtures=DIR ...] [--plain]
+//   --plain: behave like a static host that sends no COOP/COEP/CSP headers (the service worker
+//   then provides isolation, and index.html carries the CSP as a meta tag).
 //   port 0 picks a free port. Prints "Hearth is running at http://127.0.0.1:PORT/".
 
 import http from "node:http";
@@ -16,6 +18,7 @@ const args = process.argv.slice(2);
 let port = process.env.PORT ?? "8080";
 let host = process.env.HOST ?? "127.0.0.1";
 const mounts = [];
+let plain = false;
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   const val = () => {
@@ -33,9 +36,10 @@ for (let i = 0; i < args.length; i++) {
       process.exit(2);
     }
     mounts.push([spec.slice(0, eq).replace(/\/+$/, ""), path.resolve(spec.slice(eq + 1))]);
-  } else if (/^\d+$/.test(a)) port = a;
+  } else if (a === "--plain") plain = true;
+  else if (/^\d+$/.test(a)) port = a;
   else if (a === "-h" || a === "--help") {
-    console.log("usage: node scripts/serve.mjs [--port N] [--host H] [--mount /PREFIX=DIR ...]");
+    console.log("usage: node scripts/serve.mjs [--port N] [--host H] [--mount /PREFIX=DIR ...] [--plain]");
     process.exit(0);
   } else {
     console.error(`serve.mjs: unknown argument '${a}'`);
@@ -62,6 +66,7 @@ const MIME = {
   ".png": "image/png",
   ".ico": "image/x-icon",
   ".gguf": "application/octet-stream",
+  ".webmanifest": "application/manifest+json",
   ".bin": "application/octet-stream",
 };
 
@@ -75,8 +80,10 @@ const SECURITY = {
   "Cache-Control": "no-cache",
 };
 
+const HEADERS = plain ? { "Cache-Control": "no-cache" } : SECURITY;
+
 function send(res, status, body, headers = {}) {
-  res.writeHead(status, { ...SECURITY, "Content-Type": "text/plain; charset=utf-8", ...headers });
+  res.writeHead(status, { ...HEADERS, "Content-Type": "text/plain; charset=utf-8", ...headers });
   res.end(body);
 }
 
@@ -106,7 +113,7 @@ const server = http.createServer((req, res) => {
   fs.stat(file, (err, st) => {
     if (!err && st.isDirectory()) {
       if (!urlPath.endsWith("/")) {
-        res.writeHead(301, { ...SECURITY, Location: urlPath + "/" });
+        res.writeHead(301, { ...HEADERS, Location: urlPath + "/" });
         return res.end();
       }
       file = path.join(file, "index.html");
@@ -117,7 +124,7 @@ const server = http.createServer((req, res) => {
   function serveFile(err, st) {
     if (err || !st.isFile()) return send(res, 404, "not found\n");
     const type = MIME[path.extname(file).toLowerCase()] || "application/octet-stream";
-    res.writeHead(200, { ...SECURITY, "Content-Type": type, "Content-Length": st.size });
+    res.writeHead(200, { ...HEADERS, "Content-Type": type, "Content-Length": st.size });
     if (req.method === "HEAD") return res.end();
     const stream = fs.createReadStream(file);
     stream.on("error", () => res.destroy());

@@ -588,4 +588,25 @@ try {
   /* ignore */
 }
 window.hearthPage = { get llm() { return llm; }, get history() { return history; }, loadModel };
+registerServiceWorker();
 loadModel(DEMO_URL, DEMO_LABEL);
+
+/**
+ * The service worker (sw.js) keeps the app and the engine for offline use and adds cross-origin
+ * isolation headers on hosts that send none; when it first takes control of a page that is not
+ * isolated, one reload makes the page isolated (wasm threads need it).
+ */
+function registerServiceWorker() {
+  if (!("serviceWorker" in navigator)) return;
+  navigator.serviceWorker.register("sw.js").catch((e) => console.warn(`offline support is off: ${e.message}`));
+  if (self.crossOriginIsolated) return;
+  navigator.serviceWorker.addEventListener("controllerchange", () => {
+    try {
+      if (sessionStorage.getItem("hearth.isolationReload")) return;
+      sessionStorage.setItem("hearth.isolationReload", "1");
+    } catch {
+      return;
+    }
+    location.reload();
+  });
+}

@@ -11,11 +11,13 @@ import { fileURLToPath } from "node:url";
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
 /**
- * Start scripts/serve.mjs on a free port. `mounts`: {"/fixtures": "/abs/dir", ...}.
+ * Start scripts/serve.mjs on a free port. `mounts`: {"/fixtures": "/abs/dir", ...}; `plain`: no
+ * isolation or CSP headers, like a static host that cannot set them.
  * Returns {url (with trailing slash), close()}.
  */
-export async function startServer({ mounts = {} } = {}) {
+export async function startServer({ mounts = {}, plain = false } = {}) {
   const args = [path.join(root, "scripts/serve.mjs"), "--port", "0"];
+  if (plain) args.push("--plain");
   for (const [prefix, dir] of Object.entries(mounts)) args.push("--mount", `${prefix}=${dir}`);
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   let err = "";

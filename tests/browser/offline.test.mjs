@@ -1,0 +1,147 @@
+// The chat page as an offline app, on hosts with and without headers, and what it asks the network
+// for (headless Chromium):
+// - after one online visit, the page, the engine, the bundled model and a stored model all work
+//   with the network off (browser context offline, page reloaded);
+// - on a static host that sends no COOP/COEP headers the service worker makes the page
+//   cross-origin isolated (one reload);
+// - the page requests nothing but its own files and the model URL the user chose.
+//
+// Needs pkg/ (scripts/build-wasm), Chromium and playwright-core (scripts/test sets all up).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, root } from "./harness.mjs";
+
+const LOAD_TIMEOUT = 120000;
+let browser, fixtures;
+
+before(async () => {
+  assertPkgBuilt();
+  fixtures = fixtureDir(["spm-q4_0"]);
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+const ready = (page) => page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: LOAD_TIMEOUT });
+
+/** Send a message on the chat page and wait for the reply's stats line. */
+async function chat(page, text) {
+  const n = await page.locator('[data-testid="reply"]').count();
+  await page.locator('[data-testid="input"]').fill(text);
+  await page.locator('[data-testid="input"]').press("Enter");
+  await page.waitForFunction((k) => document.querySelectorAll("li.msg.assistant")[k]?.querySelector('[data-testid="stats"]') && document.body.dataset.state === "ready", n, { timeout: LOAD_TIMEOUT });
+  return page.locator('[data-testid="stats"]').nth(n).textContent();
+}
+
+/** Wait until the service worker controls the page and has stored the app (reloading once if needed). */
+async function waitForServiceWorker(page) {
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  if (!(await page.evaluate(() => !!navigator.serviceWorker.controller))) {
+    await page.reload();
+    await page.evaluate(() => navigator.serviceWorker.ready);
+  }
+  await page.waitForFunction(async () => (await (await caches.open("hearth-v1")).keys()).length > 10, null, { timeout: 30000, polling: 200 });
+}
+
+test("after one online visit the page, the engine, the bundled model and a stored model work offline", async () => {
+  const server = await startServer({ mounts: { "/fixtures": fixtures } });
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    logPage(page, "offline");
+    await page.goto(server.url);
+    await ready(page);
+    await waitForServiceWorker(page);
+    await ready(page);
+    // Keep a model by URL in the model store while online.
+    const online = await page.evaluate(async () => {
+      const { Hearth } = await import("/pkg/hearth.js");
+      const m = await Hearth.load("/fixtures/spm-q4_0.gguf", { cache: true });
+      const ids = [];
+      for await (const c of m.generate("Once upon a time", { temperature: 0, maxTokens: 6, stopAtEos: false })) if (!c.done) ids.push(...c.tokenIds);
+      await m.unload();
+      return ids;
+    });
+
+    await context.setOffline(true);
+    assert.equal(await page.evaluate(() => fetch("/fixtures/spm-q4_0.gguf").then(() => "online", () => "offline")), "offline", "the network is really off");
+    await page.reload();
+    await ready(page);
+    assert.match(await page.locator('[data-testid="model-name"]').textContent(), /Demo model/);
+    const stats = await chat(page, "Are you there?");
+    assert.match(stats, /tokens\/s/, `a reply streamed offline: ${stats}`);
+    const offline = await page.evaluate(async () => {
+      const { Hearth } = await import("/pkg/hearth.js");
+      const m = await Hearth.load("/fixtures/spm-q4_0.gguf", { cache: true });
+      const ids = [];
+      for await (const c of m.generate("Once upon a time", { temperature: 0, maxTokens: 6, stopAtEos: false })) if (!c.done) ids.push(...c.tokenIds);
+      await m.unload();
+      return ids;
+    });
+    assert.deepEqual(offline, online, "the stored model loads and answers offline");
+    await page.screenshot({ path: path.join(root, "target", "screenshots", "offline.png") });
+  } finally {
+    await context.close();
+    await server.close();
+  }
+});
+
+test("on a host that sends no isolation headers, the service worker makes the page cross-origin isolated", async () => {
+  const server = await startServer({ plain: true });
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    logPage(page, "plain");
+    const r = await fetch(server.url);
+    assert.equal(r.headers.get("cross-origin-embedder-policy"), null, "the host sends no COEP");
+    await page.goto(server.url);
+    // The service worker takes control, and the page reloads once, isolated.
+    await page.waitForFunction(() => self.crossOriginIsolated === true, null, { timeout: 30000 });
+    await ready(page);
+    assert.equal(await page.evaluate(() => typeof SharedArrayBuffer), "function");
+    assert.match(await chat(page, "Hello"), /tokens\/s/);
+  } finally {
+    await context.close();
+    await server.close();
+  }
+});
+
+test("the page requests only its own files and the model URL the user chose", async () => {
+  const server = await startServer({ mounts: { "/fixtures": fixtures } });
+  const context = await browser.newContext();
+  const requests = [];
+  context.on("request", (req) => requests.push(req.url()));
+  try {
+    const page = await context.newPage();
+    logPage(page, "audit");
+    await page.goto(server.url);
+    await ready(page);
+    await waitForServiceWorker(page);
+    await ready(page);
+    await chat(page, "Hello");
+    // The user loads a model by URL.
+    await page.evaluate(() => (document.getElementById("model-panel").open = true));
+    await page.locator('[data-testid="url-input"]').fill(server.url + "fixtures/spm-q4_0.gguf");
+    await page.locator('[data-testid="url-load"]').click();
+    await page.waitForFunction(() => /spm/.test(document.querySelector('[data-testid="model-name"]').textContent), null, { timeout: LOAD_TIMEOUT });
+    await ready(page);
+    await chat(page, "Hello again");
+  } finally {
+    await context.close();
+    await server.close();
+  }
+  const origin = new URL(server.url).origin;
+  const allowed = /^\/(|index\.html|app\.js|style\.css|sw\.js|manifest\.webmanifest|icons\/[\w.-]+|models\/demo\.gguf|pkg\/[\w./-]+|fixtures\/spm-q4_0\.gguf)$/;
+  const bad = requests.filter((u) => {
+    if (u.startsWith("data:") || u.startsWith("blob:")) return false;
+    const url = new URL(u);
+    return url.origin !== origin || !allowed.test(url.pathname);
+  });
+  assert.deepEqual(bad, [], "requests beyond the app's files and the chosen model");
+  assert.ok(requests.some((u) => u.endsWith("/fixtures/spm-q4_0.gguf")), "the chosen model was requested");
+  assert.ok(requests.some((u) => u.endsWith("/pkg/hearth_wasm_bg.wasm")), "the engine was requested (the audit sees worker requests)");
+});
