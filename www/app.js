@@ -9,6 +9,7 @@ const DEMO_LABEL = "demo.gguf";
 const DEMO_NAME = "Demo model (random weights)";
 const SETTINGS_KEY = "hearth.settings.v1";
 const URL_KEY = "hearth.lastUrl";
+const KEEP_KEY = "hearth.keepOffline";
 const SEEN_KEY = "hearth.seenIntro"; // the model panel (with the note on the demo model) starts open once
 const DEFAULTS = Object.freeze({
   systemPrompt: "You are a helpful assistant.",
@@ -35,6 +36,9 @@ const el = {
   loadDemo: $("load-demo"),
   urlForm: $("url-form"),
   urlInput: $("url-input"),
+  keepOffline: $("keep-offline"),
+  storedRow: $("stored-row"),
+  storedList: $("stored-list"),
   urlLoad: $("url-load"),
   fileInput: $("file-input"),
   modelPanel: $("model-panel"),
@@ -100,6 +104,9 @@ function describeError(e, context = "load") {
     out_of_memory: "The browser ran out of memory for this model. Try a smaller model or a smaller context size",
     worker: context === "load" ? "The engine could not load this model" : "The engine stopped unexpectedly",
     invalid_argument: "Hearth could not use that input",
+    quota_exceeded: "There is not enough storage for this model in this browser",
+    checksum_mismatch: "The downloaded file is not the expected one",
+    storage_unavailable: "This browser cannot keep models (private windows often cannot) — untick “Keep models” to load without storing",
   }[code];
   const head = words || (context === "load" ? "The model could not be loaded" : "The reply failed");
   const tail = detail && detail !== code && !head.includes(detail) ? `: ${detail}` : "";
@@ -240,6 +247,8 @@ async function loadModel(source, label, knownBytes = 0) {
   try {
     const next = await Hearth.load(source, {
       contextSize: settings.contextSize,
+      // URL models go to the model store (the demo is kept by the service worker).
+      cache: !isDemo && typeof source === "string" && el.keepOffline.checked && Hearth.models.available,
       signal: ctl.signal,
       onProgress: (p) => {
         if (loadCtl !== ctl) return;
@@ -268,6 +277,7 @@ async function loadModel(source, label, knownBytes = 0) {
         (isDemo ? " Its weights are random, so expect gibberish — load a real GGUF above for answers." : ""),
     );
     setState("ready", readyText());
+    refreshStored();
     if (!coarse) el.input.focus(); // no surprise on-screen keyboard on phones
     try {
       localStorage.setItem(SEEN_KEY, "1");
@@ -573,7 +583,64 @@ document.addEventListener("drop", (e) => {
   if (file) loadFile(file);
 });
 
+// ---- stored models ----------------------------------------------------------------------------
+
+/** List the models kept in the model store, each with Load and Delete. */
+async function refreshStored() {
+  if (!Hearth.models.available) return;
+  let models = [];
+  try {
+    models = await Hearth.models.list();
+  } catch {
+    return;
+  }
+  const items = models.map((m) => {
+    const name = decodeURIComponent(new URL(m.url).pathname.split("/").pop() || m.url);
+    const li = document.createElement("li");
+    const text = document.createElement("span");
+    text.className = "stored-name";
+    text.textContent = name;
+    text.title = m.url;
+    const meta = document.createElement("span");
+    meta.className = "muted small";
+    meta.textContent = m.complete ? `${sizeLabel(m.size)} · ${new Date(m.storedAt).toLocaleDateString()}` : `partial: ${sizeLabel(m.size)}, resumes on the next load`;
+    const load = document.createElement("button");
+    load.type = "button";
+    load.className = "btn secondary small-btn";
+    load.textContent = m.complete ? "Load" : "Resume";
+    load.addEventListener("click", () => loadModel(m.url, name));
+    const del = document.createElement("button");
+    del.type = "button";
+    del.className = "btn secondary small-btn";
+    del.textContent = "Delete";
+    del.setAttribute("aria-label", `Delete ${name}`);
+    del.addEventListener("click", async () => {
+      await Hearth.models.delete(m.url).catch(() => {});
+      refreshStored();
+    });
+    li.append(text, meta, load, del);
+    return li;
+  });
+  el.storedList.replaceChildren(...items);
+  el.storedRow.hidden = items.length === 0;
+}
+
 // ---- start ----------------------------------------------------------------------------------
+
+try {
+  el.keepOffline.checked = localStorage.getItem(KEEP_KEY) !== "0";
+} catch {
+  /* ignore */
+}
+el.keepOffline.disabled = !Hearth.models.available;
+el.keepOffline.addEventListener("change", () => {
+  try {
+    localStorage.setItem(KEEP_KEY, el.keepOffline.checked ? "1" : "0");
+  } catch {
+    /* ignore */
+  }
+});
+refreshStored();
 
 try {
   el.urlInput.value = localStorage.getItem(URL_KEY) || "";
