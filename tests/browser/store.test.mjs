@@ -185,3 +185,31 @@ test("stored models are listed and deleted", async () => {
   assert.equal(r.again, false);
   assert.ok(!r.after.includes(host.url + "model.gguf?v=4"));
 });
+
+test("without OPFS the store falls back to Cache Storage (kept once whole, loaded from there)", async () => {
+  const url = host.url + "model.gguf?v=5";
+  const r = await page.evaluate(
+    async ({ url, prompt, n }) => {
+      // This realm only: the engine runs here (worker: false), so the load uses the same store.
+      const real = Object.getOwnPropertyDescriptor(StorageManager.prototype, "getDirectory");
+      Object.defineProperty(StorageManager.prototype, "getDirectory", { value: undefined, configurable: true });
+      const d = await Hearth.models.download(url);
+      const listed = await Hearth.models.list();
+      const m = await Hearth.load(url, { cache: true, worker: false });
+      const ids = [];
+      for await (const c of m.generate(prompt, { temperature: 0, stopAtEos: false, maxTokens: n })) if (!c.done) ids.push(...c.tokenIds);
+      await m.unload();
+      const deleted = await Hearth.models.delete(url);
+      const after = await Hearth.models.list();
+      Object.defineProperty(StorageManager.prototype, "getDirectory", real);
+      return { d, listed, ids, deleted, after };
+    },
+    { url, prompt: CASE.prompt, n: WANT.length },
+  );
+  assert.equal(r.d.from, "network");
+  assert.equal(r.d.sha256, createHash("sha256").update(bytes).digest("hex"));
+  assert.deepEqual(r.listed.map((m) => [m.url, m.size, m.complete]), [[url, bytes.length, true]]);
+  assert.deepEqual(r.ids, WANT);
+  assert.equal(r.deleted, true);
+  assert.deepEqual(r.after, []);
+});

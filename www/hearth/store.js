@@ -5,7 +5,8 @@
 // the origin's storage quota cannot hold it. Works in a page and in a worker.
 //
 // Layout: OPFS directory "hearth-models"; per model `<key>.gguf` (the bytes) and `<key>.json`
-// ({url, size, etag, sha256, storedAt, complete}), key = sha256 of the URL.
+// ({url, size, etag, sha256, storedAt, complete}), key = sha256 of the URL. Where a browser has no
+// OPFS, Cache Storage holds the models instead (`CacheStore`: same interface, no resuming).
 
 import { Sha256 } from "./sha256.js";
 
@@ -23,9 +24,13 @@ function mb(n) {
   return `${(n / 1e6).toFixed(1)} MB`;
 }
 
-/** Whether this browser has the Origin Private File System. */
-export function storeAvailable() {
+function hasOpfs() {
   return typeof navigator !== "undefined" && !!navigator.storage?.getDirectory;
+}
+
+/** Whether this browser can keep models (the Origin Private File System, or Cache Storage). */
+export function storeAvailable() {
+  return hasOpfs() || typeof caches !== "undefined";
 }
 
 export class ModelStore {
@@ -35,7 +40,7 @@ export class ModelStore {
   }
 
   static async open() {
-    if (!storeAvailable()) throw codeError("storage_unavailable", "this browser has no Origin Private File System, so models cannot be stored for offline use");
+    if (!hasOpfs()) return CacheStore.open();
     try {
       const root = await navigator.storage.getDirectory();
       return new ModelStore(await root.getDirectoryHandle(DIR, { create: true }));
@@ -224,4 +229,109 @@ export function requestPersistence() {
   try {
     navigator.storage?.persist?.().catch(() => {});
   } catch {}
+}
+
+/** The model store in Cache Storage, for browsers without OPFS: a download is kept once it is whole. */
+export class CacheStore {
+  constructor(cache) {
+    this.cache = cache;
+  }
+
+  static async open() {
+    if (typeof caches === "undefined") throw codeError("storage_unavailable", "this browser can keep no models (no Origin Private File System, no Cache Storage)");
+    try {
+      return new CacheStore(await caches.open("hearth-models-v1"));
+    } catch (e) {
+      throw codeError("storage_unavailable", `the model store could not be opened (${e && e.message ? e.message : e})`);
+    }
+  }
+
+  /** Where a model's {url, size, sha256, storedAt} is kept (cache keys must be http URLs). */
+  static metaKey(url) {
+    return `https://hearth.invalid/meta?url=${encodeURIComponent(url)}`;
+  }
+
+  async meta(url) {
+    const r = await this.cache.match(CacheStore.metaKey(url));
+    return r ? r.json() : null;
+  }
+
+  async list() {
+    const out = [];
+    for (const req of await this.cache.keys()) {
+      if (!req.url.startsWith("https://hearth.invalid/meta?")) continue;
+      const r = await this.cache.match(req);
+      if (r) out.push(await r.json());
+    }
+    return out.sort((a, b) => String(a.url).localeCompare(String(b.url)));
+  }
+
+  async delete(url) {
+    const a = await this.cache.delete(url);
+    const b = await this.cache.delete(CacheStore.metaKey(url));
+    return a || b;
+  }
+
+  async fetch(url, { sha256, onChunk = () => {}, onProgress = () => {}, check = () => {}, signal } = {}) {
+    const want = sha256 ? String(sha256).toLowerCase() : null;
+    const meta = await this.meta(url);
+    const stored = meta && (await this.cache.match(url));
+    let resp = stored;
+    if (stored && want && meta.sha256 !== want) {
+      throw codeError("checksum_mismatch", `the stored copy of ${url} has sha256 ${meta.sha256}, not ${want}: delete it to download again`);
+    }
+    if (!stored) {
+      try {
+        resp = await fetch(url, { signal });
+      } catch (e) {
+        check();
+        if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
+        throw codeError("network", `could not fetch ${url}: ${e && e.message ? e.message : e}`);
+      }
+      if (!resp.ok) throw codeError("network", `could not fetch ${url}: HTTP ${resp.status} ${resp.statusText}`);
+    }
+    const len = Number(resp.headers.get("content-length"));
+    const total = Number.isFinite(len) && len > 0 && !resp.headers.get("content-encoding") ? len : 0;
+    if (!stored && total) await ensureRoom(total, url);
+    if (!stored) requestPersistence();
+    const phase = stored ? "load" : "download";
+    let body = resp.body;
+    let put = null;
+    if (!stored) {
+      const [keep, read] = body.tee();
+      put = this.cache.put(url, new Response(keep, { headers: { "Content-Type": "application/octet-stream", ...(total ? { "Content-Length": String(total) } : {}) } }));
+      put.catch(() => {}); // awaited below; an interrupted download is simply not kept
+      body = read;
+    }
+    const hash = new Sha256();
+    const reader = body.getReader();
+    let loaded = 0;
+    onProgress({ phase, loaded, total });
+    for (;;) {
+      let r;
+      try {
+        r = await reader.read();
+      } catch (e) {
+        check();
+        if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
+        throw codeError("network", `download of ${url} failed after ${mb(loaded)}: ${e && e.message ? e.message : e}`);
+      }
+      check();
+      if (r.done) break;
+      hash.update(r.value);
+      onChunk(r.value);
+      loaded += r.value.length;
+      onProgress({ phase, loaded, total: Math.max(total, loaded) });
+    }
+    if (stored) return { size: loaded, sha256: meta.sha256, from: "store", resumedAt: 0 };
+    await put;
+    const digest = hash.hex();
+    if (want && digest !== want) {
+      await this.delete(url);
+      throw codeError("checksum_mismatch", `${url} has sha256 ${digest}, not the expected ${want}; the download was discarded`);
+    }
+    const entry = { url, size: loaded, etag: resp.headers.get("etag"), sha256: digest, storedAt: new Date().toISOString(), complete: true };
+    await this.cache.put(CacheStore.metaKey(url), new Response(JSON.stringify(entry), { headers: { "Content-Type": "application/json" } }));
+    return { size: loaded, sha256: digest, from: "network", resumedAt: 0 };
+  }
 }
