@@ -17,6 +17,12 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Run the engine in a dedicated module Worker (default true). */
   worker?: boolean;
+  /**
+   * Engine threads (default: the core count, at most 8). Above 1 and on a cross-origin isolated
+   * page, the threaded build runs that many pool Workers; otherwise (or if it fails to start,
+   * or outside a Worker) one thread. `info.threads` says what it got.
+   */
+  threads?: number;
 }
 
 export interface ModelInfo {
@@ -35,6 +41,14 @@ export interface ModelInfo {
   eos: number | null;
   /** The built-in chat template `chat` uses, chosen from the vocabulary. */
   chatTemplate: "llama3" | "chatml" | "llama2";
+  /** Engine threads actually running (1 unless the threaded build started). */
+  threads: number;
+}
+
+export interface EngineStats {
+  threads: number;
+  /** The engine's wasm memory; it never shrinks, so this is its peak so far. */
+  wasmMemoryBytes: number;
 }
 
 export interface GenerateOptions {
@@ -98,6 +112,7 @@ export class Hearth {
   chat(messages: ChatMessage[], options?: GenerateOptions): AsyncGenerator<Chunk, void, unknown>;
   tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;
   decode(ids: number[] | Uint32Array): Promise<string>;
+  stats(): Promise<EngineStats>;
   unload(): Promise<void>;
 }
 

@@ -164,15 +164,15 @@ export class Hearth {
   /**
    * Load a GGUF model.
    * @param {string|URL|File|Blob|ArrayBuffer|Uint8Array} source
-   * @param {{contextSize?: number, onProgress?: (p: {phase: "download"|"load", loaded: number, total: number}) => void, signal?: AbortSignal, worker?: boolean}} [options]
+   * @param {{contextSize?: number, onProgress?: (p: {phase: "download"|"load", loaded: number, total: number}) => void, signal?: AbortSignal, worker?: boolean, threads?: number}} [options]
    */
   static async load(source, options = {}) {
-    const { contextSize, onProgress, signal, worker = true } = options;
+    const { contextSize, onProgress, signal, worker = true, threads } = options;
     if (signal?.aborted) throw abortError("loading");
     const useWorker = worker && typeof Worker !== "undefined";
     const impl = useWorker ? new WorkerImpl() : new LocalImpl();
     try {
-      const info = await impl.load(source, { contextSize, onProgress, signal });
+      const info = await impl.load(source, { contextSize, onProgress, signal, threads });
       return new Hearth(impl, info);
     } catch (e) {
       impl.close();
@@ -200,6 +200,11 @@ export class Hearth {
 
   async decode(ids) {
     return this._impl.decode(Array.from(ids));
+  }
+
+  /** {threads, wasmMemoryBytes}: the engine's thread count and its wasm memory (= peak) size. */
+  async stats() {
+    return this._impl.stats();
   }
 
   /** Free the model (terminates its worker). */
@@ -258,12 +263,12 @@ class WorkerImpl {
   constructor() {
     this.t = new WorkerTransport();
   }
-  async load(source, { contextSize, onProgress, signal }) {
+  async load(source, { contextSize, onProgress, signal, threads }) {
     const t = this.t;
     const progress = (p) => onProgress?.(p);
     const bytes = isUrl(source) ? null : bytesOf(source);
     if (isUrl(source) || (typeof Blob !== "undefined" && source instanceof Blob)) {
-      const [rid, done] = t.request("load", { source: isUrl(source) ? resolveUrl(source) : source, contextSize }, progress);
+      const [rid, done] = t.request("load", { source: isUrl(source) ? resolveUrl(source) : source, contextSize, threads }, progress);
       const onAbort = () => t.abort(rid);
       signal?.addEventListener("abort", onAbort);
       try {
@@ -275,7 +280,7 @@ class WorkerImpl {
     if (!bytes) throw new HearthError("invalid_argument", "source must be a URL, File, Blob, ArrayBuffer or Uint8Array");
     // Bytes we hold: hand them over slice by slice (each slice is copied once into the worker and
     // fed at once), so there is never a second full copy of the file in flight.
-    await t.call("load-begin");
+    await t.call("load-begin", { threads });
     const total = bytes.byteLength;
     progress({ phase: "load", loaded: 0, total });
     for (let off = 0; off < total; off += FEED_SLICE) {
@@ -300,6 +305,9 @@ class WorkerImpl {
   decode(ids) {
     return this.t.call("decode", { ids });
   }
+  stats() {
+    return this.t.call("stats");
+  }
   async unload() {
     this.t.terminate();
   }
@@ -309,9 +317,9 @@ class WorkerImpl {
 }
 
 class LocalImpl {
-  async load(source, { contextSize, onProgress, signal }) {
+  async load(source, { contextSize, onProgress, signal, threads }) {
     const { Host, initWasm } = await import("./host.js");
-    await initWasm();
+    await initWasm(threads);
     this.host = new Host();
     try {
       return await this.host.load(isUrl(source) ? resolveUrl(source) : source, {
@@ -336,6 +344,9 @@ class LocalImpl {
   }
   async decode(ids) {
     return wrap(() => this.host.decode(ids));
+  }
+  async stats() {
+    return wrap(() => this.host.stats());
   }
   async unload() {
     this.host?.unload();
