@@ -28,6 +28,28 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
+// The threaded build (feature `threads`): `initThreadPool(n)` starts rayon's global pool on n Web
+// Workers sharing this module's memory; host.js calls it once before any other work.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// Threads in rayon's global pool, counted by running a task on each of them (so a pool whose
+/// workers never started would hang here rather than report a number it does not have). 1 in
+/// the single-thread build.
+#[wasm_bindgen(js_name = threadCount)]
+pub fn thread_count() -> u32 {
+    let mut seen = rayon::broadcast(|ctx| ctx.index());
+    seen.sort_unstable();
+    seen.dedup();
+    seen.len() as u32
+}
+
+/// Current size of the wasm linear memory in bytes. Memory only grows, so this is also the peak.
+#[wasm_bindgen(js_name = memoryBytes)]
+pub fn memory_bytes() -> f64 {
+    (core::arch::wasm32::memory_size(0) * 65536) as f64
+}
+
 fn js_error(e: HearthError) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
     let _ = js_sys::Reflect::set(&err, &"code".into(), &e.code().into());

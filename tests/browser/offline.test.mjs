@@ -3,7 +3,7 @@
 // - after one online visit, the page, the engine, the bundled model and a stored model all work
 //   with the network off (browser context offline, page reloaded);
 // - on a static host that sends no COOP/COEP headers the service worker makes the page
-//   cross-origin isolated (one reload);
+//   cross-origin isolated (one reload), and the engine gets its 2 threads;
 // - the page requests nothing but its own files and the model URL the user chose.
 //
 // Needs pkg/ (scripts/build-wasm), Chromium and playwright-core (scripts/test sets all up).
@@ -90,7 +90,7 @@ test("after one online visit the page, the engine, the bundled model and a store
   }
 });
 
-test("on a host that sends no isolation headers, the service worker makes the page cross-origin isolated", async () => {
+test("on a host that sends no isolation headers, the service worker makes the page cross-origin isolated: 2 threads", async () => {
   const server = await startServer({ plain: true });
   const context = await browser.newContext();
   try {
@@ -103,6 +103,15 @@ test("on a host that sends no isolation headers, the service worker makes the pa
     await page.waitForFunction(() => self.crossOriginIsolated === true, null, { timeout: 30000 });
     await ready(page);
     assert.equal(await page.evaluate(() => typeof SharedArrayBuffer), "function");
+    // ...so the engine runs on 2 threads there too.
+    const threads = await page.evaluate(async () => {
+      const { Hearth } = await import("/pkg/hearth.js");
+      const m = await Hearth.load("/models/demo.gguf", { threads: 2 });
+      const n = m.info.threads;
+      await m.unload();
+      return n;
+    });
+    assert.equal(threads, 2);
     assert.match(await chat(page, "Hello"), /tokens\/s/);
   } finally {
     await context.close();

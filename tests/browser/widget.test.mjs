@@ -95,7 +95,7 @@ test("the launcher opens a floating chat that answers", async () => {
 test("no console errors or CSP violations; no request but the page's own files and the model", () => {
   assert.deepEqual(errors, []);
   const origin = new URL(server.url).origin;
-  const allowed = /^\/(widget-demo\.(html|css)|icons\/hearth\.svg|pkg\/[\w.-]+|models\/demo\.gguf)$/;
+  const allowed = /^\/(widget-demo\.(html|css)|icons\/hearth\.svg|pkg\/[\w./-]+|models\/demo\.gguf)$/;
   const bad = requests.filter((u) => !u.startsWith("data:") && !u.startsWith("blob:") && (new URL(u).origin !== origin || !allowed.test(new URL(u).pathname)));
   assert.deepEqual(bad, []);
   assert.ok(requests.some((u) => u.endsWith("/models/demo.gguf")));

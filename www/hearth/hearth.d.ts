@@ -27,6 +27,12 @@ export interface LoadOptions {
   cache?: boolean;
   /** With cache: the file's expected sha256 (hex); a mismatch is HearthError "checksum_mismatch". */
   sha256?: string;
+  /**
+   * Engine threads (default: the core count, at most 8). Above 1 and on a cross-origin isolated
+   * page, the threaded build runs that many pool Workers; otherwise (or if it fails to start,
+   * or outside a Worker) one thread. `info.threads` says what it got.
+   */
+  threads?: number;
 }
 
 export interface StoredModel {
@@ -66,6 +72,14 @@ export interface ModelInfo {
   backend: "cpu";
   /** "model": the GGUF's own tokenizer.chat_template; else the built-in one its vocabulary calls for. */
   chatTemplate: "model" | "llama3" | "chatml" | "llama2";
+  /** Engine threads actually running (1 unless the threaded build started). */
+  threads: number;
+}
+
+export interface EngineStats {
+  threads: number;
+  /** The engine's wasm memory; it never shrinks, so this is its peak so far. */
+  wasmMemoryBytes: number;
 }
 
 export interface GenerateOptions {
@@ -226,6 +240,7 @@ export class Hearth {
   applyChatTemplate(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean }): Promise<string>;
   tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;
   decode(ids: number[] | Uint32Array): Promise<string>;
+  stats(): Promise<EngineStats>;
   unload(): Promise<void>;
 }
 

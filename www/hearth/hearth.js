@@ -194,10 +194,10 @@ export class Hearth {
    * Load a GGUF model.
    * @param {string|URL|File|Blob|ArrayBuffer|Uint8Array|Array<string|URL|File|Blob>} source
    *   a split model: the URL of its first shard, or all its shards in order
-   * @param {{backend?: "auto"|"cpu"|"webgpu", contextSize?: number, onProgress?: (p: {phase: "download"|"load", loaded: number, total: number, shard?: number, shards?: number}) => void, signal?: AbortSignal, worker?: boolean}} [options]
+   * @param {{backend?: "auto"|"cpu"|"webgpu", contextSize?: number, onProgress?: (p: {phase: "download"|"load", loaded: number, total: number, shard?: number, shards?: number}) => void, signal?: AbortSignal, worker?: boolean, threads?: number, cache?: boolean, sha256?: string}} [options]
    */
   static async load(source, options = {}) {
-    const { contextSize, onProgress, signal, worker = true, backend = "auto", cache = false, sha256 } = options;
+    const { contextSize, onProgress, signal, worker = true, backend = "auto", cache = false, sha256, threads } = options;
     if (signal?.aborted) throw abortError("loading");
     if (!BACKENDS.includes(backend)) throw new HearthError("invalid_argument", `backend must be one of ${BACKENDS.join(", ")}; got ${backend}`);
     if (backend === "webgpu") {
@@ -207,7 +207,7 @@ export class Hearth {
     const impl = useWorker ? new WorkerImpl() : new LocalImpl();
     try {
       if (cache) requestPersistence();
-      const info = await impl.load(source, { contextSize, onProgress, signal, cache, sha256 });
+      const info = await impl.load(source, { contextSize, onProgress, signal, cache, sha256, threads });
       return new Hearth(impl, info);
     } catch (e) {
       impl.close();
@@ -275,6 +275,11 @@ export class Hearth {
     return this._impl.decode(Array.from(ids));
   }
 
+  /** {threads, wasmMemoryBytes}: the engine's thread count and its wasm memory (= peak) size. */
+  async stats() {
+    return this._impl.stats();
+  }
+
   /** Free the model (terminates its worker). */
   async unload() {
     if (this._closed) return;
@@ -331,7 +336,7 @@ class WorkerImpl {
   constructor() {
     this.t = new WorkerTransport();
   }
-  async load(source, { contextSize, onProgress, signal, cache, sha256 }) {
+  async load(source, { contextSize, onProgress, signal, cache, sha256, threads }) {
     const t = this.t;
     const progress = (p) => onProgress?.(p);
     const bytes = isUrl(source) ? null : bytesOf(source);
@@ -341,7 +346,7 @@ class WorkerImpl {
     }
     if (isUrl(source) || isBlob(source) || Array.isArray(source)) {
       const src = Array.isArray(source) ? source.map((x) => (isUrl(x) ? resolveUrl(x) : x)) : isUrl(source) ? resolveUrl(source) : source;
-      const [rid, done] = t.request("load", { source: src, contextSize, cache, sha256 }, progress);
+      const [rid, done] = t.request("load", { source: src, contextSize, cache, sha256, threads }, progress);
       const onAbort = () => t.abort(rid);
       signal?.addEventListener("abort", onAbort);
       try {
@@ -353,7 +358,7 @@ class WorkerImpl {
     if (!bytes) throw new HearthError("invalid_argument", "source must be a URL, File, Blob, ArrayBuffer or Uint8Array");
     // Bytes we hold: hand them over slice by slice (each slice is copied once into the worker and
     // fed at once), so there is never a second full copy of the file in flight.
-    await t.call("load-begin");
+    await t.call("load-begin", { threads });
     const total = bytes.byteLength;
     progress({ phase: "load", loaded: 0, total });
     for (let off = 0; off < total; off += FEED_SLICE) {
@@ -381,6 +386,9 @@ class WorkerImpl {
   renderChat(messages, addGenerationPrompt) {
     return this.t.call("render", { messages, addGenerationPrompt });
   }
+  stats() {
+    return this.t.call("stats");
+  }
   async unload() {
     this.t.terminate();
   }
@@ -390,9 +398,9 @@ class WorkerImpl {
 }
 
 class LocalImpl {
-  async load(source, { contextSize, onProgress, signal, cache, sha256 }) {
+  async load(source, { contextSize, onProgress, signal, cache, sha256, threads }) {
     const { Host, initWasm } = await import("./host.js");
-    await initWasm();
+    await initWasm(threads);
     this.host = new Host();
     try {
       const src = Array.isArray(source) ? source.map((x) => (isUrl(x) ? resolveUrl(x) : x)) : isUrl(source) ? resolveUrl(source) : source;
@@ -423,6 +431,9 @@ class LocalImpl {
   }
   async renderChat(messages, addGenerationPrompt) {
     return wrap(() => this.host.renderChat(messages, addGenerationPrompt));
+  }
+  async stats() {
+    return wrap(() => this.host.stats());
   }
   async unload() {
     this.host?.unload();

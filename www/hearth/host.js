@@ -2,19 +2,67 @@
 // the dedicated Worker (worker.js) by default, or in the caller's thread with `worker: false`.
 // Everything here is plain data in, plain data out, so worker.js only has to relay messages.
 
-import init, { Loader } from "./hearth_wasm.js";
 import { ModelStore } from "./store.js";
 
+/** The wasm-bindgen module in use (pkg/hearth_wasm.js or pkg/threads/hearth_wasm.js). */
+let wasm = null;
+/** Threads in the engine's pool (1: the single-thread build). */
+let poolThreads = 1;
 let ready = null;
-/** Instantiate the wasm module once per realm. */
-export function initWasm() {
+
+/** Most threads used when the caller names none (decode is memory-bound well before this). */
+export const DEFAULT_MAX_THREADS = 8;
+/** How long the threaded build may take to start its workers before we fall back. */
+const THREADS_START_MS = 20000;
+
+function defaultThreads() {
+  return Math.max(1, Math.min(navigator.hardwareConcurrency || 1, DEFAULT_MAX_THREADS));
+}
+
+/**
+ * Instantiate the wasm module once per realm. `threads` (default: the core count, at most 8):
+ * above 1, in a cross-origin isolated Worker, the threaded build (pkg/threads/) starts that many
+ * pool workers; otherwise, or if it fails to start, the single-thread build runs. Outside a Worker
+ * it is always one thread (the page's thread may not block). Resolves to the thread count.
+ */
+export function initWasm(threads) {
   if (!ready) {
-    ready = init({ module_or_path: new URL("./hearth_wasm_bg.wasm", import.meta.url) }).catch((e) => {
+    ready = startWasm(threads).catch((e) => {
       ready = null;
+      if (e && e.code === "invalid_argument") throw e;
       throw codeError("worker", `could not start the wasm engine: ${e && e.message ? e.message : e}`);
     });
   }
   return ready;
+}
+
+async function startWasm(threads) {
+  if (threads != null && (!Number.isInteger(threads) || threads < 1)) throw codeError("invalid_argument", `threads must be a positive integer, got ${threads}`);
+  const inWorker = typeof WorkerGlobalScope !== "undefined" && self instanceof WorkerGlobalScope;
+  const n = inWorker ? (threads ?? defaultThreads()) : 1;
+  if (n > 1 && globalThis.crossOriginIsolated) {
+    try {
+      const m = await import("./threads/hearth_wasm.js");
+      await m.default({ module_or_path: new URL("./threads/hearth_wasm_bg.wasm", import.meta.url) });
+      let timer;
+      const late = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`its ${n} workers did not start in ${THREADS_START_MS / 1000} s`)), THREADS_START_MS)));
+      try {
+        await Promise.race([m.initThreadPool(n), late]);
+      } finally {
+        clearTimeout(timer);
+      }
+      wasm = m;
+      poolThreads = m.threadCount();
+      return poolThreads;
+    } catch (e) {
+      console.warn(`Hearth: the threaded engine did not start (${e && e.message ? e.message : e}); running on one thread`);
+    }
+  }
+  const m = await import("./hearth_wasm.js");
+  await m.default({ module_or_path: new URL("./hearth_wasm_bg.wasm", import.meta.url) });
+  wasm = m;
+  poolThreads = 1;
+  return poolThreads;
 }
 
 export function codeError(code, message) {
@@ -60,7 +108,7 @@ export class Host {
 
   beginLoad() {
     if (this.loader) this.loader.free();
-    this.loader = new Loader();
+    this.loader = new wasm.Loader();
   }
 
   /** Feed one chunk; returns bytes received so far. */
@@ -111,8 +159,14 @@ export class Host {
       backend: "cpu",
       // The built-in template the vocabulary called for, or "model" (the GGUF's own).
       chatTemplate: engine.chatTemplate().builtin ?? "model",
+      threads: poolThreads,
     };
     return this.info;
+  }
+
+  /** Engine threads and the wasm memory's size (it never shrinks: this is its peak). */
+  stats() {
+    return { threads: poolThreads, wasmMemoryBytes: wasm ? wasm.memoryBytes() : 0 };
   }
 
   /**
@@ -158,7 +212,7 @@ export class Host {
           this.loader.nextShard();
           if (src === undefined) {
             const first = given[0];
-            const name = typeof first === "string" || first instanceof URL ? Loader.shardName(String(first), i, shards) : undefined;
+            const name = typeof first === "string" || first instanceof URL ? wasm.Loader.shardName(String(first), i, shards) : undefined;
             if (!name) {
               throw codeError(
                 "truncated",

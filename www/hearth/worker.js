@@ -19,10 +19,10 @@ async function handle(msg) {
       if (msg.target === loadRid && loadCtl) loadCtl.abort();
       return;
     case "init":
-      await initWasm();
+      await initWasm(msg.threads);
       return reply(rid, "result", { value: true });
     case "load": {
-      await initWasm();
+      await initWasm(msg.threads);
       loadRid = rid;
       loadCtl = new AbortController();
       try {
@@ -41,7 +41,7 @@ async function handle(msg) {
       }
     }
     case "load-begin":
-      await initWasm();
+      await initWasm(msg.threads);
       host.beginLoad();
       return reply(rid, "result", { value: 0 });
     case "feed":
@@ -64,6 +64,8 @@ async function handle(msg) {
       return reply(rid, "result", { value: host.decode(msg.ids) });
     case "render":
       return reply(rid, "result", { value: host.renderChat(msg.messages, msg.addGenerationPrompt) });
+    case "stats":
+      return reply(rid, "result", { value: host.stats() });
     case "unload":
       host.unload();
       return reply(rid, "result", { value: true });
