@@ -17,6 +17,8 @@ fn lane_dot(u: &Chunk, a: &Chunk, acc: &mut [f32; 8]) {
     lane_dot_ref(u, a, acc);
 }
 
+// Scalar reference: what runs off wasm, and what the wasm tests compare against.
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
 pub fn lane_dot_ref(u: &Chunk, a: &Chunk, acc: &mut [f32; 8]) {
     for c in 0..4 {
@@ -64,7 +66,7 @@ macro_rules! float_kernel {
                 Self::unpack_ref(b, u);
             }
             #[inline(always)]
-            fn dot(u: &Chunk, a: &Chunk, acc: &mut [f32; 8]) {
+            fn dot<I: super::idot::Isa>(u: &Chunk, a: &Chunk, acc: &mut [f32; 8]) {
                 lane_dot(u, a, acc)
             }
             #[inline(always)]

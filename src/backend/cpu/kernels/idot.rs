@@ -15,6 +15,8 @@ pub fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
     }
 }
 
+// Scalar reference: what runs off wasm, and what the wasm tests compare against.
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
 pub fn dot32_ref(a: &[i8; 32], b: &[i8; 32]) -> i32 {
     let mut s = 0i32;
@@ -37,6 +39,8 @@ pub fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
     }
 }
 
+// Scalar reference: what runs off wasm, and what the wasm tests compare against.
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
 pub fn dot256_ref(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
     let mut sums = [0i32; 16];
@@ -59,6 +63,86 @@ pub fn dot16_i16(m: &[i16; 16], bsums: &[i16; 16]) -> i32 {
         s += m[g] as i32 * bsums[g] as i32;
     }
     s
+}
+
+/// The integer primitives, chosen per instruction set by the matmul driver.
+pub trait Isa {
+    fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32;
+    fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32;
+}
+
+/// Scalar, or SIMD128 on wasm32.
+pub struct Portable;
+
+impl Isa for Portable {
+    #[inline(always)]
+    fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
+        dot32(a, b)
+    }
+    #[inline(always)]
+    fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+        dot256(q, a, sc)
+    }
+}
+
+/// AVX2. Only the driver's AVX2 build uses it, after checking that the CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+pub struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx2 {
+    #[inline(always)]
+    fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
+        // SAFETY: reached only from code that checked for AVX2 (matmul::rows).
+        unsafe { avx2::dot32(a, b) }
+    }
+    #[inline(always)]
+    fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+        // SAFETY: as above.
+        unsafe { avx2::dot256(q, a, sc) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub mod avx2 {
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn widen(p: *const i8) -> __m256i {
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(p as *const __m128i))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn hsum(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01001110>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10110001>(s));
+        _mm_cvtsi128_si32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
+        let (a, b) = (a.as_ptr(), b.as_ptr());
+        let lo = _mm256_madd_epi16(widen(a), widen(b));
+        let hi = _mm256_madd_epi16(widen(a.add(16)), widen(b.add(16)));
+        hsum(_mm256_add_epi32(lo, hi))
+    }
+
+    /// q * scale fits i16 for every K-quant (|q| <= 32, |scale| <= 128 at most), and pairs of
+    /// (q * scale) * a fit i32.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+        let mut acc = _mm256_setzero_si256();
+        for g in 0..16 {
+            let qs = _mm256_mullo_epi16(widen(q.as_ptr().add(16 * g)), _mm256_set1_epi16(sc[g]));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(qs, widen(a.as_ptr().add(16 * g))));
+        }
+        hsum(acc)
+    }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -145,6 +229,18 @@ mod tests {
             let (q32, a32): (&[i8; 32], &[i8; 32]) = (q[..32].try_into().unwrap(), a[..32].try_into().unwrap());
             assert_eq!(dot32(q32, a32), dot32_ref(q32, a32));
             assert_eq!(dot256(&q, &a, &sc), dot256_ref(&q, &a, &sc));
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                unsafe {
+                    assert_eq!(avx2::dot32(q32, a32), dot32_ref(q32, a32));
+                    if round % 3 == 2 {
+                        // |q| <= 32 as in every K-quant, for the i16 product with the scale.
+                        let q6 = q.map(|v| v >> 2);
+                        assert_eq!(avx2::dot256(&q6, &a, &sc), dot256_ref(&q6, &a, &sc));
+                    }
+                }
+            }
             let direct: i64 = (0..256).map(|i| q[i] as i64 * a[i] as i64 * sc[i / 16] as i64).sum();
             assert_eq!(dot256_ref(&q, &a, &sc) as i64, direct);
         }

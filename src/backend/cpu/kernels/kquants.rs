@@ -6,7 +6,7 @@
 #![allow(non_camel_case_types)] // ggml's type names
 
 use super::f16_bits_to_f32 as h2f;
-use super::idot::{dot16_i16, dot256};
+use super::idot::{dot16_i16, Isa};
 use super::quantize::{self, BlockQ8K};
 use super::Kernel;
 
@@ -92,8 +92,8 @@ macro_rules! k_kernel {
                 Self::unpack_ref(b, u);
             }
             #[inline(always)]
-            fn dot(u: &Unpacked, a: &BlockQ8K, acc: &mut [f32; 2]) {
-                let isum = dot256(&u.q, &a.qs, &u.sc);
+            fn dot<I: Isa>(u: &Unpacked, a: &BlockQ8K, acc: &mut [f32; 2]) {
+                let isum = I::dot256(&u.q, &a.qs, &u.sc);
                 acc[0] += (u.d * a.d) * isum as f32;
                 if $mins {
                     acc[1] -= (u.dmin * a.d) * dot16_i16(&u.mn, &a.bsums) as f32;

@@ -5,7 +5,7 @@
 #![allow(non_camel_case_types)] // ggml's type names
 
 use super::f16_bits_to_f32 as h2f;
-use super::idot::dot32;
+use super::idot::Isa;
 use super::quantize::{self, BlockQ8_0, BlockQ8_1};
 use super::Kernel;
 
@@ -51,8 +51,8 @@ macro_rules! legacy_kernel {
                 Self::unpack_ref(b, u);
             }
             #[inline(always)]
-            fn dot(u: &Unpacked, a: &$act, acc: &mut [f32; 2]) {
-                acc[0] += (u.d * a.d) * dot32(&u.q, &a.qs) as f32;
+            fn dot<I: Isa>(u: &Unpacked, a: &$act, acc: &mut [f32; 2]) {
+                acc[0] += (u.d * a.d) * I::dot32(&u.q, &a.qs) as f32;
                 legacy_kernel!(@min $with_min, u, a, acc);
             }
             #[inline(always)]

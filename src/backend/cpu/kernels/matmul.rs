@@ -4,6 +4,7 @@
 //! up to `TILE` rows. Every output is the same sequence of float operations whatever the tiling
 //! or the threading, so batched results equal row-by-row ones bit for bit.
 
+use super::idot::{Isa, Portable};
 use super::Kernel;
 use rayon::prelude::*;
 
@@ -49,18 +50,18 @@ fn rows<K: Kernel>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act: &[K::A
         unsafe { rows_avx2::<K>(w, row_bytes, nb, j0, act, m, out) };
         return;
     }
-    rows_generic::<K>(w, row_bytes, nb, j0, act, m, out)
+    rows_generic::<K, Portable>(w, row_bytes, nb, j0, act, m, out)
 }
 
-/// The same code compiled for AVX2 (no FMA: that would change the rounding).
+/// The same code compiled for AVX2, with AVX2 integer dot products (same integers).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn rows_avx2<K: Kernel>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
-    rows_generic::<K>(w, row_bytes, nb, j0, act, m, out)
+    rows_generic::<K, super::idot::Avx2>(w, row_bytes, nb, j0, act, m, out)
 }
 
 #[inline(always)]
-fn rows_generic<K: Kernel>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
+fn rows_generic<K: Kernel, I: Isa>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
     let mut u = K::unpacked();
     for (jj, o) in out.chunks_exact_mut(m).enumerate() {
         let row = &w[(j0 + jj) * row_bytes..][..row_bytes];
@@ -71,7 +72,7 @@ fn rows_generic<K: Kernel>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act
             for (b, block) in row.chunks_exact(K::BYTES).enumerate() {
                 K::unpack(block, &mut u);
                 for (i, acc) in acc[..t].iter_mut().enumerate() {
-                    K::dot(&u, &act[(r0 + i) * nb + b], acc);
+                    K::dot::<I>(&u, &act[(r0 + i) * nb + b], acc);
                 }
             }
             for (o, acc) in o[r0..r0 + t].iter_mut().zip(acc) {

@@ -36,7 +36,7 @@ pub(crate) trait Kernel {
     fn unpack(block: &[u8], u: &mut Self::Unpacked);
     /// The scalar reference of `unpack`.
     fn unpack_ref(block: &[u8], u: &mut Self::Unpacked);
-    fn dot(u: &Self::Unpacked, a: &Self::Act, acc: &mut Self::Acc);
+    fn dot<I: idot::Isa>(u: &Self::Unpacked, a: &Self::Act, acc: &mut Self::Acc);
     fn finish(acc: Self::Acc) -> f32;
     /// ggml's dequantize_row_* of one block (QK values).
     fn dequantize(block: &[u8], out: &mut [f32]);

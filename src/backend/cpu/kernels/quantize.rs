@@ -68,6 +68,8 @@ fn scale_round32(x: &[f32], id: f32, q: &mut [i8; 32]) -> i32 {
     }
 }
 
+// Scalar reference: what runs off wasm, and what the wasm tests compare against.
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
 pub(super) fn scale_round32_scalar(x: &[f32], id: f32, q: &mut [i8; 32]) -> i32 {
     let mut sum = 0;

@@ -117,7 +117,7 @@ fn naive<K: Kernel>(w_row: &[u8], x: &[f32]) -> f32 {
     let mut acc = K::ACC_ZERO;
     for (b, a) in w_row.chunks_exact(K::BYTES).zip(&act) {
         K::unpack_ref(b, &mut u);
-        K::dot(&u, a, &mut acc);
+        K::dot::<idot::Portable>(&u, a, &mut acc);
     }
     K::finish(acc)
 }
@@ -215,7 +215,7 @@ fn float_lanes_match_the_reference() {
             a[i] = (rng.next_f64() as f32 - 0.5) * 1e-3;
         }
         let (mut x, mut y) = ([1.5f32; 8], [1.5f32; 8]);
-        <float::F32 as Kernel>::dot(&u, &a, &mut x);
+        <float::F32 as Kernel>::dot::<idot::Portable>(&u, &a, &mut x);
         float::lane_dot_ref(&u, &a, &mut y);
         assert_eq!(x, y);
     }
@@ -235,5 +235,28 @@ fn dequantized_rows_are_the_blocks() {
         dequantize_rows(ty, &w[..k / qk * bytes], k, &[0], &mut first);
         assert_eq!(&rows[k..], &first[..], "{ty}");
         assert!(rows.iter().all(|v| v.is_finite()), "{ty}");
+    }
+}
+
+/// Throughput of the driver: `cargo test --release --lib bench_matmul -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_matmul() {
+    let mut rng = Rng::new(1);
+    let (n, k) = (2048, 2048);
+    for ty in [TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::F16] {
+        let qk = block_values(ty).unwrap();
+        let w = random_weights(ty, n * k / qk, &mut rng, None);
+        for m in [1, 32] {
+            let x: Vec<f32> = (0..m).flat_map(|_| random_row(&mut rng, k)).collect();
+            let mut out = vec![0f32; m * n];
+            let reps = if m == 1 { 50 } else { 4 };
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                matmul(ty, &w, n, k, &x, m, &mut out);
+            }
+            let s = t.elapsed().as_secs_f64();
+            eprintln!("{ty:<5} m={m:<3} {:8.2} GMAC/s", (reps * m * n * k) as f64 / s / 1e9);
+        }
     }
 }
