@@ -1,16 +1,14 @@
-//! CPU backend: weights stay in their GGUF encoding (candle-core's quantized blocks) and matmuls
-//! run candle's quantized dot products, which quantize activations the way ggml does (Q8_0 / Q8_K,
-//! f16 for F16 weights), so results track llama.cpp closely. Element-wise ops are plain loops that
-//! mirror ggml's arithmetic (f64 sums in RMSNorm and softmax, iterated rope angles).
+//! CPU backend: weights stay in their GGUF encoding and matmuls run our own kernels
+//! (src/backend/cpu/kernels: activations quantized exactly as ggml's x86 build does, scalar and
+//! SIMD128 dot products, batched prefill tiles, rows split across rayon's pool), so results track
+//! llama.cpp closely. Element-wise ops are plain loops that mirror ggml's arithmetic (f64 sums in
+//! RMSNorm and softmax, iterated rope angles).
 
-mod q8_1;
+pub mod kernels;
 
 use super::{Backend, Rope};
 use crate::error::{HearthError, Result};
 use crate::gguf::{TensorInfo, TensorType};
-use q8_1::Q8_1Weight;
-use candle_core::quantized::QuantizedType;
-use candle_core::CpuStorage;
 
 pub struct Cpu;
 
@@ -22,16 +20,40 @@ pub struct CpuTensor {
     pub cols: usize,
 }
 
-enum Blocks {
-    Candle(Box<dyn QuantizedType>),
-    Q8_1(Q8_1Weight),
-}
-
 pub struct CpuWeight {
-    blocks: Blocks,
+    ty: TensorType,
+    /// The tensor's GGUF bytes.
+    data: Vec<u8>,
     /// Rows (output features) and row length (input features).
     pub rows: usize,
     pub cols: usize,
+}
+
+impl CpuWeight {
+    /// Rows `ids` as f32.
+    fn dequantize_rows(&self, ids: &[usize]) -> Vec<f32> {
+        let mut out = vec![0f32; ids.len() * self.cols];
+        let elem = |i: usize| -> f32 {
+            let b = &self.data;
+            match self.ty {
+                TensorType::F32 => f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]),
+                TensorType::F16 => kernels::f16_bits_to_f32(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])),
+                _ => kernels::bf16_bits_to_f32(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])),
+            }
+        };
+        match self.ty {
+            // Plain floats: any row length (1-D tensors such as rope factors need not fill a block).
+            TensorType::F32 | TensorType::F16 | TensorType::BF16 => {
+                for (dst, &id) in out.chunks_exact_mut(self.cols).zip(ids) {
+                    for (c, d) in dst.iter_mut().enumerate() {
+                        *d = elem(id * self.cols + c);
+                    }
+                }
+            }
+            ty => kernels::dequantize_rows(ty, &self.data, self.cols, ids, &mut out),
+        }
+        out
+    }
 }
 
 pub struct CpuKvCache {
@@ -41,49 +63,22 @@ pub struct CpuKvCache {
     n_ctx: usize,
 }
 
-fn as_f32(s: CpuStorage) -> Result<Vec<f32>> {
-    match s {
-        CpuStorage::F32(v) => Ok(v),
-        _ => Err(HearthError::Compute("expected f32 output".into())),
-    }
-}
-
 impl Backend for Cpu {
     type Tensor = CpuTensor;
     type Weight = CpuWeight;
     type KvCache = CpuKvCache;
 
     fn upload(&self, info: &TensorInfo, data: &[u8]) -> Result<CpuWeight> {
-        let dtype = info.ty.to_candle().ok_or_else(|| HearthError::UnsupportedTensorType {
-            name: info.name.clone(),
-            ty: info.ty.name(),
-        })?;
-        // candle reinterprets the bytes as blocks and requires their alignment; stream buffers
-        // give no such promise, so copy into u64-aligned memory when needed.
-        let blocks = match info.ty {
-            TensorType::Q4_1 => Blocks::Q8_1(Q8_1Weight::q4_1(data)),
-            TensorType::Q5_1 => Blocks::Q8_1(Q8_1Weight::q5_1(data)),
-            // candle reinterprets the bytes as blocks and requires their alignment; stream
-            // buffers give no such promise, so copy into u64-aligned memory when needed.
-            _ if data.as_ptr() as usize % 8 == 0 => Blocks::Candle(dtype.from_data(std::borrow::Cow::Borrowed(data))),
-            _ => {
-                let mut aligned = vec![0u64; data.len().div_ceil(8)];
-                // SAFETY: a u64 buffer viewed as at least data.len() bytes.
-                let bytes = unsafe { std::slice::from_raw_parts_mut(aligned.as_mut_ptr() as *mut u8, data.len()) };
-                bytes.copy_from_slice(data);
-                Blocks::Candle(dtype.from_data(std::borrow::Cow::Borrowed(&*bytes)))
-            }
-        };
+        if kernels::block_values(info.ty).is_none() {
+            return Err(HearthError::UnsupportedTensorType { name: info.name.clone(), ty: info.ty.name() });
+        }
         let cols = info.dims[0] as usize;
         let rows = (info.elements() / info.dims[0]) as usize;
-        Ok(CpuWeight { blocks, rows, cols })
+        Ok(CpuWeight { ty: info.ty, data: data.to_vec(), rows, cols })
     }
 
     fn read_weight(&self, w: &CpuWeight) -> Result<Vec<f32>> {
-        match &w.blocks {
-            Blocks::Candle(s) => as_f32(s.dequantize(w.rows * w.cols)?),
-            Blocks::Q8_1(q) => Ok(q.rows(&(0..w.rows as u32).collect::<Vec<_>>(), w.cols)),
-        }
+        Ok(w.dequantize_rows(&(0..w.rows).collect::<Vec<_>>()))
     }
 
     fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize) -> Result<CpuKvCache> {
@@ -109,10 +104,7 @@ impl Backend for Cpu {
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= table.rows) {
             return Err(HearthError::InvalidArgument(format!("token id {bad} is outside the vocabulary of {}", table.rows)));
         }
-        let data = match &table.blocks {
-            Blocks::Candle(s) => as_f32(s.embedding(ids, table.rows, table.cols)?)?,
-            Blocks::Q8_1(q) => q.rows(ids, table.cols),
-        };
+        let data = table.dequantize_rows(&ids.iter().map(|&id| id as usize).collect::<Vec<_>>());
         Ok(CpuTensor { data, rows: ids.len(), cols: table.cols })
     }
 
@@ -120,12 +112,12 @@ impl Backend for Cpu {
         if x.cols != w.cols {
             return Err(HearthError::Compute(format!("matmul: input has {} columns, weight rows are {} long", x.cols, w.cols)));
         }
-        let mut out = vec![0f32; x.rows * w.rows];
-        let mkn = (x.rows, w.cols, w.rows);
-        match &w.blocks {
-            Blocks::Candle(s) => s.matmul_t(mkn, &x.data, &mut out)?,
-            Blocks::Q8_1(q) => q.matmul(mkn, &x.data, &mut out),
+        let qk = kernels::block_values(w.ty).unwrap_or(1);
+        if w.cols % qk != 0 {
+            return Err(HearthError::Compute(format!("matmul: {} rows of {} values do not split into {qk}-value blocks", w.ty, w.cols)));
         }
+        let mut out = vec![0f32; x.rows * w.rows];
+        kernels::matmul(w.ty, &w.data, w.rows, w.cols, &x.data, x.rows, &mut out);
         Ok(CpuTensor { data: out, rows: x.rows, cols: w.rows })
     }
 

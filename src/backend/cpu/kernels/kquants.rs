@@ -1,0 +1,375 @@
+//! The K-quants (256-value super-blocks against Q8_K activations). A super-block is unpacked to
+//! one i8 per value plus a scale (and minimum) per 16 values; the integer sums are exact, so only
+//! the float steps matter for matching ggml: per super-block d * Σ scale·(q·a) into one sum and
+//! dmin * Σ min·bsum into another (as ggml's x86 kernels keep them), added at the end.
+
+#![allow(non_camel_case_types)] // ggml's type names
+
+use super::f16_bits_to_f32 as h2f;
+use super::idot::{dot16_i16, Isa};
+use super::quantize::{self, BlockQ8K};
+use super::Kernel;
+
+#[derive(PartialEq, Debug)]
+pub struct Unpacked {
+    pub q: [i8; 256],
+    /// Scale and minimum of each 16 values.
+    pub sc: [i16; 16],
+    pub mn: [i16; 16],
+    pub d: f32,
+    pub dmin: f32,
+}
+
+fn h(b: &[u8], at: usize) -> f32 {
+    h2f(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+/// ggml's get_scale_min_k4: the 6-bit scale and minimum of sub-block j (of 8) of Q4_K / Q5_K.
+#[inline(always)]
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+/// Q4_K / Q5_K scales (12 bytes) as per-16 scales and minimums (each 32-value sub-block twice).
+#[inline(always)]
+fn scales_k4(s: &[u8], u: &mut Unpacked) {
+    for j in 0..8 {
+        let (sc, m) = scale_min_k4(j, s);
+        u.sc[2 * j] = sc as i16;
+        u.sc[2 * j + 1] = sc as i16;
+        u.mn[2 * j] = m as i16;
+        u.mn[2 * j + 1] = m as i16;
+    }
+}
+
+/// Q3_K's 16 6-bit scales packed in 12 bytes, minus 32.
+#[inline(always)]
+fn scales_q3k(s: &[u8], u: &mut Unpacked) {
+    const KMASK1: u32 = 0x03030303;
+    const KMASK2: u32 = 0x0f0f0f0f;
+    let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+    let (a0, a1, tmp) = (w(0), w(1), w(2));
+    let aux = [
+        (a0 & KMASK2) | ((tmp & KMASK1) << 4),
+        (a1 & KMASK2) | (((tmp >> 2) & KMASK1) << 4),
+        ((a0 >> 4) & KMASK2) | (((tmp >> 4) & KMASK1) << 4),
+        ((a1 >> 4) & KMASK2) | (((tmp >> 6) & KMASK1) << 4),
+    ];
+    for (i, a) in aux.iter().enumerate() {
+        for (k, byte) in a.to_le_bytes().iter().enumerate() {
+            u.sc[4 * i + k] = *byte as i8 as i16 - 32;
+        }
+    }
+}
+
+macro_rules! k_kernel {
+    ($name:ident, $bytes:expr, $mins:expr) => {
+        pub struct $name;
+        impl Kernel for $name {
+            const QK: usize = 256;
+            const BYTES: usize = $bytes;
+            type Act = BlockQ8K;
+            type Unpacked = Unpacked;
+            type Acc = [f32; 2];
+            const ACT_ZERO: BlockQ8K = BlockQ8K::ZERO;
+            const ACC_ZERO: [f32; 2] = [0.0; 2];
+            fn unpacked() -> Unpacked {
+                Unpacked { q: [0; 256], sc: [0; 16], mn: [0; 16], d: 0.0, dmin: 0.0 }
+            }
+            #[inline(always)]
+            fn quantize(x: &[f32], out: &mut [BlockQ8K]) {
+                quantize::q8_k(x, out)
+            }
+            #[inline(always)]
+            fn unpack(b: &[u8], u: &mut Unpacked) {
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                simd::$name(b, u);
+                #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+                Self::unpack_ref(b, u);
+            }
+            #[inline(always)]
+            fn dot<I: Isa>(u: &Unpacked, a: &BlockQ8K, acc: &mut [f32; 2]) {
+                let isum = I::dot256(&u.q, &a.qs, &u.sc);
+                acc[0] += (u.d * a.d) * isum as f32;
+                if $mins {
+                    acc[1] -= (u.dmin * a.d) * dot16_i16(&u.mn, &a.bsums) as f32;
+                }
+            }
+            #[inline(always)]
+            fn finish(acc: [f32; 2]) -> f32 {
+                acc[0] + acc[1]
+            }
+            fn dequantize(b: &[u8], out: &mut [f32]) {
+                dequant::$name(b, out)
+            }
+            #[inline(always)]
+            fn unpack_ref(b: &[u8], u: &mut Unpacked) {
+                scalar::$name(b, u)
+            }
+        }
+    };
+}
+
+k_kernel!(Q2_K, 84, true);
+k_kernel!(Q3_K, 110, false);
+k_kernel!(Q4_K, 144, true);
+k_kernel!(Q5_K, 176, true);
+k_kernel!(Q6_K, 210, false);
+
+/// Scalar unpacking; value order as in ggml's dequantize_row_*.
+#[allow(non_snake_case)]
+mod scalar {
+    use super::*;
+
+    /// scales[16] | qs[64] | d | dmin.
+    #[inline(always)]
+    pub fn Q2_K(b: &[u8], u: &mut Unpacked) {
+        let qs = &b[16..80];
+        for half in 0..2 {
+            for j in 0..4 {
+                for l in 0..32 {
+                    u.q[half * 128 + j * 32 + l] = ((qs[half * 32 + l] >> (2 * j)) & 3) as i8;
+                }
+            }
+        }
+        for g in 0..16 {
+            u.sc[g] = (b[g] & 0xF) as i16;
+            u.mn[g] = (b[g] >> 4) as i16;
+        }
+        (u.d, u.dmin) = (h(b, 80), h(b, 82));
+    }
+
+    /// hmask[32] | qs[64] | scales[12] | d.
+    #[inline(always)]
+    pub fn Q3_K(b: &[u8], u: &mut Unpacked) {
+        let (hm, qs) = (&b[..32], &b[32..96]);
+        for half in 0..2 {
+            for j in 0..4 {
+                let m = 1u8 << (half * 4 + j);
+                for l in 0..32 {
+                    let v = ((qs[half * 32 + l] >> (2 * j)) & 3) as i8;
+                    u.q[half * 128 + j * 32 + l] = v - if hm[l] & m != 0 { 0 } else { 4 };
+                }
+            }
+        }
+        scales_q3k(&b[96..108], u);
+        u.d = h(b, 108);
+    }
+
+    /// d | dmin | scales[12] | qs[128].
+    #[inline(always)]
+    pub fn Q4_K(b: &[u8], u: &mut Unpacked) {
+        let qs = &b[16..144];
+        for j in 0..4 {
+            for l in 0..32 {
+                u.q[64 * j + l] = (qs[32 * j + l] & 0xF) as i8;
+                u.q[64 * j + 32 + l] = (qs[32 * j + l] >> 4) as i8;
+            }
+        }
+        scales_k4(&b[4..16], u);
+        (u.d, u.dmin) = (h(b, 0), h(b, 2));
+    }
+
+    /// d | dmin | scales[12] | qh[32] | qs[128].
+    #[inline(always)]
+    pub fn Q5_K(b: &[u8], u: &mut Unpacked) {
+        let (qh, qs) = (&b[16..48], &b[48..176]);
+        for j in 0..4 {
+            for l in 0..32 {
+                let h0 = ((qh[l] >> (2 * j)) & 1) << 4;
+                let h1 = ((qh[l] >> (2 * j + 1)) & 1) << 4;
+                u.q[64 * j + l] = ((qs[32 * j + l] & 0xF) | h0) as i8;
+                u.q[64 * j + 32 + l] = ((qs[32 * j + l] >> 4) | h1) as i8;
+            }
+        }
+        scales_k4(&b[4..16], u);
+        (u.d, u.dmin) = (h(b, 0), h(b, 2));
+    }
+
+    /// ql[128] | qh[64] | scales[16] (i8) | d.
+    #[inline(always)]
+    pub fn Q6_K(b: &[u8], u: &mut Unpacked) {
+        for half in 0..2 {
+            let (ql, qh) = (&b[64 * half..64 * half + 64], &b[128 + 32 * half..128 + 32 * half + 32]);
+            let q = &mut u.q[128 * half..128 * half + 128];
+            for l in 0..32 {
+                q[l] = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8 - 32;
+                q[l + 32] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
+                q[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
+                q[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
+            }
+        }
+        for g in 0..16 {
+            u.sc[g] = b[192 + g] as i8 as i16;
+        }
+        u.d = h(b, 208);
+    }
+}
+
+/// ggml's dequantize_row_* (float steps in its order), for embedding rows and small tensors.
+#[allow(non_snake_case)]
+mod dequant {
+    use super::*;
+
+    pub fn Q2_K(b: &[u8], out: &mut [f32]) {
+        let mut u = Q2_K::unpacked();
+        scalar::Q2_K(b, &mut u);
+        for (g, o) in out[..256].chunks_exact_mut(16).enumerate() {
+            let (dl, ml) = (u.d * u.sc[g] as f32, u.dmin * u.mn[g] as f32);
+            for (o, &q) in o.iter_mut().zip(&u.q[16 * g..]) {
+                *o = dl * q as f32 - ml;
+            }
+        }
+    }
+
+    pub fn Q3_K(b: &[u8], out: &mut [f32]) {
+        let mut u = Q3_K::unpacked();
+        scalar::Q3_K(b, &mut u);
+        for (g, o) in out[..256].chunks_exact_mut(16).enumerate() {
+            let dl = u.d * u.sc[g] as f32;
+            for (o, &q) in o.iter_mut().zip(&u.q[16 * g..]) {
+                *o = dl * q as f32;
+            }
+        }
+    }
+
+    pub fn Q4_K(b: &[u8], out: &mut [f32]) {
+        let mut u = Q4_K::unpacked();
+        scalar::Q4_K(b, &mut u);
+        k4(&u, out)
+    }
+
+    pub fn Q5_K(b: &[u8], out: &mut [f32]) {
+        let mut u = Q5_K::unpacked();
+        scalar::Q5_K(b, &mut u);
+        k4(&u, out)
+    }
+
+    fn k4(u: &Unpacked, out: &mut [f32]) {
+        for (g, o) in out[..256].chunks_exact_mut(32).enumerate() {
+            let (d1, m1) = (u.d * u.sc[2 * g] as f32, u.dmin * u.mn[2 * g] as f32);
+            for (o, &q) in o.iter_mut().zip(&u.q[32 * g..]) {
+                *o = d1 * q as f32 - m1;
+            }
+        }
+    }
+
+    pub fn Q6_K(b: &[u8], out: &mut [f32]) {
+        let mut u = Q6_K::unpacked();
+        scalar::Q6_K(b, &mut u);
+        for (g, o) in out[..256].chunks_exact_mut(16).enumerate() {
+            for (o, &q) in o.iter_mut().zip(&u.q[16 * g..]) {
+                *o = u.d * u.sc[g] as f32 * q as f32;
+            }
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[allow(non_snake_case)]
+pub(super) mod simd {
+    use super::super::idot::simd::{load_u8, store};
+    use super::*;
+    use core::arch::wasm32::*;
+
+    #[inline(always)]
+    pub fn Q2_K(b: &[u8], u: &mut Unpacked) {
+        let three = u8x16_splat(3);
+        for half in 0..2 {
+            for k in 0..2 {
+                let v = load_u8(&b[16 + half * 32 + 16 * k..]);
+                for j in 0..4 {
+                    let q = v128_and(u8x16_shr(v, 2 * j as u32), three);
+                    store(&mut u.q[half * 128 + j * 32 + 16 * k..], q);
+                }
+            }
+        }
+        for g in 0..16 {
+            u.sc[g] = (b[g] & 0xF) as i16;
+            u.mn[g] = (b[g] >> 4) as i16;
+        }
+        (u.d, u.dmin) = (h(b, 80), h(b, 82));
+    }
+
+    #[inline(always)]
+    pub fn Q3_K(b: &[u8], u: &mut Unpacked) {
+        let three = u8x16_splat(3);
+        let four = u8x16_splat(4);
+        let zero = u8x16_splat(0);
+        for k in 0..2 {
+            let hm = load_u8(&b[16 * k..]);
+            for half in 0..2 {
+                let v = load_u8(&b[32 + half * 32 + 16 * k..]);
+                for j in 0..4 {
+                    let m = u8x16_splat(1 << (half * 4 + j));
+                    let q = v128_and(u8x16_shr(v, 2 * j as u32), three);
+                    // 4 where the mask bit is clear.
+                    let sub = v128_and(i8x16_eq(v128_and(hm, m), zero), four);
+                    store(&mut u.q[half * 128 + j * 32 + 16 * k..], i8x16_sub(q, sub));
+                }
+            }
+        }
+        scales_q3k(&b[96..108], u);
+        u.d = h(b, 108);
+    }
+
+    #[inline(always)]
+    pub fn Q4_K(b: &[u8], u: &mut Unpacked) {
+        let m4 = u8x16_splat(0xF);
+        for j in 0..4 {
+            for k in 0..2 {
+                let v = load_u8(&b[16 + 32 * j + 16 * k..]);
+                store(&mut u.q[64 * j + 16 * k..], v128_and(v, m4));
+                store(&mut u.q[64 * j + 32 + 16 * k..], u8x16_shr(v, 4));
+            }
+        }
+        scales_k4(&b[4..16], u);
+        (u.d, u.dmin) = (h(b, 0), h(b, 2));
+    }
+
+    #[inline(always)]
+    pub fn Q5_K(b: &[u8], u: &mut Unpacked) {
+        let m4 = u8x16_splat(0xF);
+        let one = u8x16_splat(1);
+        for k in 0..2 {
+            let qh = load_u8(&b[16 + 16 * k..]);
+            for j in 0..4 {
+                let v = load_u8(&b[48 + 32 * j + 16 * k..]);
+                let h0 = i8x16_shl(v128_and(u8x16_shr(qh, 2 * j as u32), one), 4);
+                let h1 = i8x16_shl(v128_and(u8x16_shr(qh, 2 * j as u32 + 1), one), 4);
+                store(&mut u.q[64 * j + 16 * k..], v128_or(v128_and(v, m4), h0));
+                store(&mut u.q[64 * j + 32 + 16 * k..], v128_or(u8x16_shr(v, 4), h1));
+            }
+        }
+        scales_k4(&b[4..16], u);
+        (u.d, u.dmin) = (h(b, 0), h(b, 2));
+    }
+
+    #[inline(always)]
+    pub fn Q6_K(b: &[u8], u: &mut Unpacked) {
+        let m4 = u8x16_splat(0xF);
+        let three = u8x16_splat(3);
+        let off = i8x16_splat(32);
+        for half in 0..2 {
+            for k in 0..2 {
+                let l0 = load_u8(&b[64 * half + 16 * k..]);
+                let l1 = load_u8(&b[64 * half + 32 + 16 * k..]);
+                let qh = load_u8(&b[128 + 32 * half + 16 * k..]);
+                let hb = |s: u32| i8x16_shl(v128_and(u8x16_shr(qh, s), three), 4);
+                let q = &mut u.q[128 * half + 16 * k..];
+                store(&mut q[0..], i8x16_sub(v128_or(v128_and(l0, m4), hb(0)), off));
+                store(&mut q[32..], i8x16_sub(v128_or(v128_and(l1, m4), hb(2)), off));
+                store(&mut q[64..], i8x16_sub(v128_or(u8x16_shr(l0, 4), hb(4)), off));
+                store(&mut q[96..], i8x16_sub(v128_or(u8x16_shr(l1, 4), hb(6)), off));
+            }
+        }
+        for g in 0..16 {
+            u.sc[g] = b[192 + g] as i8 as i16;
+        }
+        u.d = h(b, 208);
+    }
+}

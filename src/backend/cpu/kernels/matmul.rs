@@ -1,0 +1,84 @@
+//! The matmul driver: quantize the activation rows once, then split the weight rows across
+//! rayon's global pool (on wasm without a started pool rayon runs everything on the calling
+//! thread). With several activation rows (prefill), each weight block is unpacked once per tile of
+//! up to `TILE` rows. Every output is the same sequence of float operations whatever the tiling
+//! or the threading, so batched results equal row-by-row ones bit for bit.
+
+use super::idot::{Isa, Portable};
+use super::Kernel;
+use rayon::prelude::*;
+
+/// Weight rows per parallel task.
+const CHUNK: usize = 16;
+/// Activation rows sharing each unpacked weight block.
+const TILE: usize = 8;
+
+pub fn matmul<K: Kernel>(w: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    assert!(k % K::QK == 0, "row length {k} is not a whole number of {}-value blocks", K::QK);
+    let nb = k / K::QK;
+    let row_bytes = nb * K::BYTES;
+    assert!(w.len() >= n * row_bytes && x.len() >= m * k && out.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let mut act = vec![K::ACT_ZERO; m * nb];
+    if m > 1 {
+        act.par_chunks_mut(nb).zip(x.par_chunks(k)).for_each(|(a, x)| K::quantize(x, a));
+    } else {
+        K::quantize(&x[..k], &mut act);
+    }
+    let act = &act[..];
+    if m == 1 {
+        out[..n].par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| rows::<K>(w, row_bytes, nb, c * CHUNK, act, 1, o));
+        return;
+    }
+    // Transposed ([weight row][activation row]) so that each task owns a contiguous slice.
+    let mut t = vec![0f32; n * m];
+    t.par_chunks_mut(CHUNK * m).enumerate().for_each(|(c, o)| rows::<K>(w, row_bytes, nb, c * CHUNK, act, m, o));
+    for (j, col) in t.chunks_exact(m).enumerate() {
+        for (r, &v) in col.iter().enumerate() {
+            out[r * n + j] = v;
+        }
+    }
+}
+
+/// out[jj * m + r] = x[r] · w[j0 + jj] for every weight row jj of this task.
+fn rows<K: Kernel>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        unsafe { rows_avx2::<K>(w, row_bytes, nb, j0, act, m, out) };
+        return;
+    }
+    rows_generic::<K, Portable>(w, row_bytes, nb, j0, act, m, out)
+}
+
+/// The same code compiled for AVX2, with AVX2 integer dot products (same integers).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rows_avx2<K: Kernel>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
+    rows_generic::<K, super::idot::Avx2>(w, row_bytes, nb, j0, act, m, out)
+}
+
+#[inline(always)]
+fn rows_generic<K: Kernel, I: Isa>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
+    let mut u = K::unpacked();
+    for (jj, o) in out.chunks_exact_mut(m).enumerate() {
+        let row = &w[(j0 + jj) * row_bytes..][..row_bytes];
+        let mut r0 = 0;
+        while r0 < m {
+            let t = TILE.min(m - r0);
+            let mut acc = [K::ACC_ZERO; TILE];
+            for (b, block) in row.chunks_exact(K::BYTES).enumerate() {
+                K::unpack(block, &mut u);
+                for (i, acc) in acc[..t].iter_mut().enumerate() {
+                    K::dot::<I>(&u, &act[(r0 + i) * nb + b], acc);
+                }
+            }
+            for (o, acc) in o[r0..r0 + t].iter_mut().zip(acc) {
+                *o = K::finish(acc);
+            }
+            r0 += t;
+        }
+    }
+}
