@@ -2,7 +2,7 @@
 // the dedicated Worker (worker.js) by default, or in the caller's thread with `worker: false`.
 // Everything here is plain data in, plain data out, so worker.js only has to relay messages.
 
-import { ModelStore } from "./store.js";
+import { ModelStore, contentLength, fetchModel, readChunk } from "./store.js";
 
 /** The wasm-bindgen module in use (pkg/hearth_wasm.js or pkg/threads/hearth_wasm.js). */
 let wasm = null;
@@ -253,33 +253,15 @@ export class Host {
       return this.loader.received();
     }
     if (typeof source === "string" || source instanceof URL) {
-      let resp;
-      try {
-        resp = await fetch(source, { signal: fetchSignal });
-      } catch (e) {
-        check();
-        if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
-        throw codeError("network", `could not fetch ${source}: ${e && e.message ? e.message : e}`);
-      }
-      if (!resp.ok) throw codeError("network", `could not fetch ${source}: HTTP ${resp.status} ${resp.statusText}`);
-      const len = Number(resp.headers.get("content-length"));
-      const encoded = resp.headers.get("content-encoding");
-      let total = Number.isFinite(len) && len > 0 && !encoded ? len : 0;
+      const resp = await fetchModel(source, { signal: fetchSignal, check });
+      let total = contentLength(resp);
       let loaded = 0;
       progress({ phase: "download", loaded, total });
       const start = this.loader.received();
       const reader = resp.body.getReader();
       try {
         for (;;) {
-          let r;
-          try {
-            r = await reader.read();
-          } catch (e) {
-            check();
-            if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
-            throw codeError("network", `download of ${source} failed: ${e && e.message ? e.message : e}`);
-          }
-          check();
+          const r = await readChunk(reader, source, loaded, check);
           if (r.done) break;
           // Each network chunk goes straight into the loader: no second copy of the file.
           loaded = this.feed(r.value) - start;

@@ -28,6 +28,43 @@ function hasOpfs() {
   return typeof navigator !== "undefined" && !!navigator.storage?.getDirectory;
 }
 
+/**
+ * fetch() with failures as typed errors: "aborted", or "network" (also for an HTTP status that
+ * `accept` refuses). `check()` runs first on failure, so a caller's abort wins.
+ */
+export async function fetchModel(url, { signal, headers, check = () => {}, accept = (r) => r.ok } = {}) {
+  let resp;
+  try {
+    resp = await fetch(url, { signal, headers });
+  } catch (e) {
+    check();
+    if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
+    throw codeError("network", `could not fetch ${url}: ${e && e.message ? e.message : e}`);
+  }
+  if (!accept(resp)) throw codeError("network", `could not fetch ${url}: HTTP ${resp.status} ${resp.statusText}`);
+  return resp;
+}
+
+/** The next chunk of a download ({done, value}), with failures as typed errors. */
+export async function readChunk(reader, url, loaded, check = () => {}) {
+  let r;
+  try {
+    r = await reader.read();
+  } catch (e) {
+    check();
+    if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
+    throw codeError("network", `download of ${url} failed after ${mb(loaded)}: ${e && e.message ? e.message : e}`);
+  }
+  check();
+  return r;
+}
+
+/** The body's length when the response says it (0 when unknown, or compressed in transit). */
+export function contentLength(resp) {
+  const len = Number(resp.headers.get("content-length"));
+  return Number.isFinite(len) && len > 0 && !resp.headers.get("content-encoding") ? len : 0;
+}
+
 /** Whether this browser can keep models (the Origin Private File System, or Cache Storage). */
 export function storeAvailable() {
   return hasOpfs() || typeof caches !== "undefined";
@@ -127,28 +164,19 @@ export class ModelStore {
       headers.Range = `bytes=${have}-`;
       if (meta.etag) headers["If-Range"] = meta.etag;
     }
-    let resp;
-    try {
-      resp = await fetch(url, { signal, headers });
-    } catch (e) {
-      check();
-      if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
-      throw codeError("network", `could not fetch ${url}: ${e && e.message ? e.message : e}`);
-    }
-    if (resp.status === 416 && have > 0) {
+    const resp = await fetchModel(url, { signal, headers, check, accept: (r) => r.ok || (r.status === 416 && have > 0) });
+    if (resp.status === 416) {
       // The server says the range is past the end: the stored part is stale; start over.
       await this.delete(url);
       return this.fetch(url, { sha256, onChunk, onProgress, check, signal });
     }
-    if (!resp.ok) throw codeError("network", `could not fetch ${url}: HTTP ${resp.status} ${resp.statusText}`);
     let total = 0;
     if (resp.status === 206) {
       const m = /\/(\d+)\s*$/.exec(resp.headers.get("content-range") || "");
       total = m ? Number(m[1]) : 0;
     } else {
       have = 0; // the whole file came back: the stored part is replaced
-      const len = Number(resp.headers.get("content-length"));
-      total = Number.isFinite(len) && len > 0 && !resp.headers.get("content-encoding") ? len : 0;
+      total = contentLength(resp);
     }
     if (total) await ensureRoom(total - have, url);
     requestPersistence();
@@ -168,15 +196,7 @@ export class ModelStore {
       progress(loaded, "download");
       const reader = resp.body.getReader();
       for (;;) {
-        let r;
-        try {
-          r = await reader.read();
-        } catch (e) {
-          check();
-          if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
-          throw codeError("network", `download of ${url} failed after ${mb(loaded)}: ${e && e.message ? e.message : e}`);
-        }
-        check();
+        const r = await readChunk(reader, url, loaded, check);
         if (r.done) break;
         await w.write(r.value);
         hash.update(r.value);
@@ -280,18 +300,8 @@ export class CacheStore {
     if (stored && want && meta.sha256 !== want) {
       throw codeError("checksum_mismatch", `the stored copy of ${url} has sha256 ${meta.sha256}, not ${want}: delete it to download again`);
     }
-    if (!stored) {
-      try {
-        resp = await fetch(url, { signal });
-      } catch (e) {
-        check();
-        if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
-        throw codeError("network", `could not fetch ${url}: ${e && e.message ? e.message : e}`);
-      }
-      if (!resp.ok) throw codeError("network", `could not fetch ${url}: HTTP ${resp.status} ${resp.statusText}`);
-    }
-    const len = Number(resp.headers.get("content-length"));
-    const total = Number.isFinite(len) && len > 0 && !resp.headers.get("content-encoding") ? len : 0;
+    if (!stored) resp = await fetchModel(url, { signal, check });
+    const total = contentLength(resp);
     if (!stored && total) await ensureRoom(total, url);
     if (!stored) requestPersistence();
     const phase = stored ? "load" : "download";
@@ -308,15 +318,7 @@ export class CacheStore {
     let loaded = 0;
     onProgress({ phase, loaded, total });
     for (;;) {
-      let r;
-      try {
-        r = await reader.read();
-      } catch (e) {
-        check();
-        if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
-        throw codeError("network", `download of ${url} failed after ${mb(loaded)}: ${e && e.message ? e.message : e}`);
-      }
-      check();
+      const r = await readChunk(reader, url, loaded, check);
       if (r.done) break;
       hash.update(r.value);
       onChunk(r.value);
