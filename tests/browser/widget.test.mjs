@@ -33,8 +33,17 @@ after(async () => {
   await server?.close();
 });
 
-/** Send `text` in the widget `#id` and wait for its reply; returns the reply text. */
+/**
+ * Send `text` in the widget `#id` and wait for a reply; returns its text. The demo model has random
+ * weights and draws with a fresh seed, so a reply can end at once on an end token: ask again then.
+ */
 async function ask(id, text) {
+  let reply = "(no reply)";
+  for (let i = 0; i < 3 && reply === "(no reply)"; i++) reply = await askOnce(id, text);
+  return reply;
+}
+
+async function askOnce(id, text) {
   const replies = page.locator(`#${id} li.assistant`);
   const n = await replies.count();
   await page.locator(`#${id} textarea`).fill(text);
