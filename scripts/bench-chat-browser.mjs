@@ -21,7 +21,7 @@ try {
   await page.goto(server.url + "test/api.html");
   await page.waitForFunction(() => window.hearthReady === true);
   const rows = await page.evaluate(async (histories) => {
-    const opts = { contextSize: 4096 };
+    const opts = { contextSize: 4096, threads: 1 };
     const llm = await Hearth.load("/fixtures/bpe-q4_k_m.gguf", opts);
     const fresh = await Hearth.load("/fixtures/bpe-q4_k_m.gguf", opts);
     const sentence = "The hearth keeps the kitchen warm through the long winter nights. ";
