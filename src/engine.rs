@@ -377,7 +377,7 @@ impl<B: Backend> Session<B> {
         let logits = match &self.constraint {
             Some((c, ix)) => {
                 let mut l = self.logits.clone();
-                c.mask_with(ix, &mut l);
+                c.mask(ix, &mut l);
                 masked = l;
                 &masked
             }
@@ -391,7 +391,7 @@ impl<B: Backend> Session<B> {
         let eog = engine.tokenizer.is_eog(id);
         if let Some((c, ix)) = &mut self.constraint {
             // The mask allowed it, so the constraint takes it; an end token ends the value.
-            c.accept_with(ix, id)?;
+            c.accept(ix, id)?;
             if eog {
                 self.stop = Some(StopReason::Eos);
                 return Ok(None);

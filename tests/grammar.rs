@@ -388,6 +388,7 @@ struct Out {
 
 /// Drive the model token by token: mask, pick (greedy or sampled), accept, forward.
 fn generate(e: &Engine<Cpu>, mut c: Constraint, prompt: &str, seed: Option<u64>, budget: usize) -> Out {
+    let ix = e.token_index();
     let prompt = e.tokenize_prompt(prompt);
     let mut seq = e.new_sequence(512).unwrap();
     let mut logits = e.prefill(&mut seq, &prompt, 16).unwrap();
@@ -398,7 +399,7 @@ fn generate(e: &Engine<Cpu>, mut c: Constraint, prompt: &str, seed: Option<u64>,
     let mut tokens = 0;
     loop {
         let mut l = logits.clone();
-        c.mask(&e.tokenizer, &mut l);
+        c.mask(&ix, &mut l);
         let id = match sampler.as_mut() {
             Some(s) => s.sample(&l, &history),
             None => argmax(&l),
@@ -407,7 +408,7 @@ fn generate(e: &Engine<Cpu>, mut c: Constraint, prompt: &str, seed: Option<u64>,
         if e.tokenizer.is_eog(id) {
             return Out { text, tokens, eog: true, complete: c.is_complete() };
         }
-        c.accept(&e.tokenizer, id).unwrap();
+        c.accept(&ix, id).unwrap();
         text.extend(e.tokenizer.token_to_piece(id, false));
         tokens += 1;
         history.push(id);
@@ -517,7 +518,7 @@ fn mask_timing_on_a_128k_vocabulary() {
         let reps = 5;
         let t = Instant::now();
         for _ in 0..reps {
-            c.mask_with(&ix, &mut logits);
+            c.mask(&ix, &mut logits);
         }
         let per = t.elapsed() / reps;
         let allowed = logits.iter().filter(|l| l.is_finite()).count();

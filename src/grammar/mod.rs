@@ -18,7 +18,6 @@ mod schema;
 use crate::error::{HearthError, Result};
 use crate::tokenizer::Tokenizer;
 use automaton::{Grammar, Stack};
-use std::sync::{Arc, Mutex};
 
 pub const DEFAULT_MAX_DEPTH: usize = 32;
 pub const DEFAULT_MAX_WHITESPACE: u8 = 8;
@@ -123,26 +122,14 @@ impl TokenIndex {
 }
 
 /// A constraint on generated text: JSON mode or a JSON schema. Call [`mask`](Self::mask) on the
-/// logits before sampling and [`accept`](Self::accept) with the token chosen.
+/// logits before sampling and [`accept`](Self::accept) with the token chosen, both with the
+/// vocabulary's [`TokenIndex`] (an engine builds one and keeps it: `Engine::token_index`).
+#[derive(Clone)]
 pub struct Constraint {
     grammar: Grammar,
     state: Vec<Stack>,
     budget: Option<usize>,
     accepted: usize,
-    /// The index of the tokenizer last seen, keyed by its address and vocabulary size.
-    index: Mutex<Option<(usize, usize, Arc<TokenIndex>)>>,
-}
-
-impl Clone for Constraint {
-    fn clone(&self) -> Self {
-        Self {
-            grammar: self.grammar.clone(),
-            state: self.state.clone(),
-            budget: self.budget,
-            accepted: self.accepted,
-            index: Mutex::new(self.index.lock().unwrap().clone()),
-        }
-    }
 }
 
 impl std::fmt::Debug for Constraint {
@@ -174,7 +161,7 @@ impl Constraint {
         }
         grammar.check_alternatives_acyclic()?;
         let state = grammar.initial();
-        Ok(Self { grammar, state, budget: None, accepted: 0, index: Mutex::new(None) })
+        Ok(Self { grammar, state, budget: None, accepted: 0 })
     }
 
     /// Any JSON value whose top level is an object (OpenAI's `{"type": "json_object"}`).
@@ -235,29 +222,9 @@ impl Constraint {
         self.state.iter().map(|s| self.grammar.dist(s)).min().unwrap_or(automaton::INF)
     }
 
-    /// The token index for `tok`, built on first use and kept.
-    pub fn index_for(&self, tok: &Tokenizer) -> Arc<TokenIndex> {
-        let key = (tok as *const Tokenizer as usize, tok.vocab_size());
-        let mut slot = self.index.lock().unwrap();
-        if let Some((a, n, ix)) = slot.as_ref() {
-            if (*a, *n) == key {
-                return ix.clone();
-            }
-        }
-        let ix = Arc::new(TokenIndex::new(tok));
-        *slot = Some((key.0, key.1, ix.clone()));
-        ix
-    }
-
     /// Set the logits of every token that cannot continue a valid text to -inf. End-of-generation
     /// tokens are allowed only once the value is complete (or, as a way out, when nothing else is).
-    pub fn mask(&self, tok: &Tokenizer, logits: &mut [f32]) {
-        let ix = self.index_for(tok);
-        self.mask_with(&ix, logits);
-    }
-
-    /// [`mask`](Self::mask) with an explicit index.
-    pub fn mask_with(&self, ix: &TokenIndex, logits: &mut [f32]) {
+    pub fn mask(&self, ix: &TokenIndex, logits: &mut [f32]) {
         let allowed = self.allowed(ix);
         for (i, l) in logits.iter_mut().enumerate() {
             if !allowed.get(i).copied().unwrap_or(false) {
@@ -314,13 +281,7 @@ impl Constraint {
 
     /// Advance with the chosen token. A token the constraint does not allow is an error (and
     /// leaves the state as it was).
-    pub fn accept(&mut self, tok: &Tokenizer, id: u32) -> Result<()> {
-        let ix = self.index_for(tok);
-        self.accept_with(&ix, id)
-    }
-
-    /// [`accept`](Self::accept) with an explicit index.
-    pub fn accept_with(&mut self, ix: &TokenIndex, id: u32) -> Result<()> {
+    pub fn accept(&mut self, ix: &TokenIndex, id: u32) -> Result<()> {
         if ix.is_eog(id) {
             return if self.is_complete() {
                 Ok(())
