@@ -178,8 +178,9 @@ fn constraint(format: &serde_json::Value) -> Result<Option<Constraint>, JsValue>
 #[serde(rename_all = "camelCase", default)]
 struct ChatOptions {
     context_size: Option<f64>,
-    /// Tokens to keep free for the reply.
-    reserve: Option<f64>,
+    /// The reply's token limit (default: `GenerateOptions`'): room is kept for all of it, up to
+    /// half the context.
+    max_tokens: Option<f64>,
     /// "error" (default) or "shift": drop the oldest turns after the system prompt to fit.
     context_policy: Option<String>,
     /// Today as [year, month, day], for templates that print the date.
@@ -271,7 +272,7 @@ impl WasmEngine {
     }
 
     /// Render `messages` ([{role, content}]) with the chat template and tokenize them so that the
-    /// prompt plus `reserve` tokens fit the context: {tokens: Uint32Array, dropped, text}.
+    /// prompt plus room for the reply fit the context: {tokens: Uint32Array, dropped}.
     #[wasm_bindgen(js_name = chatPrompt)]
     pub fn chat_prompt(&self, messages: JsValue, options: JsValue) -> Result<JsValue, JsValue> {
         let messages = messages_from(messages)?;
@@ -290,7 +291,8 @@ impl WasmEngine {
         };
         let today = date_from(o.date);
         let n_ctx = count("contextSize", o.context_size, self.default_context(), 1)?;
-        let reserve = count("reserve", o.reserve, 0, 0)?;
+        let max_tokens = count("maxTokens", o.max_tokens, GenerateOptions::default().max_tokens, 0)?;
+        let reserve = max_tokens.min(n_ctx / 2);
         let p = build_prompt(&self.template, &self.engine.tokenizer, &messages, today, n_ctx, reserve, policy).map_err(js_error)?;
         let r = js_sys::Object::new();
         set(&r, "tokens", js_sys::Uint32Array::from(p.tokens.as_slice()));

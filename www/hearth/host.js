@@ -325,10 +325,7 @@ export class Host {
     const e = this.engine;
     const o = req.options || {};
     if (req.messages) {
-      // Keep room for the reply: all of maxTokens, up to half the context.
-      const maxTokens = Number.isInteger(o.maxTokens) ? o.maxTokens : 128;
-      const reserve = Math.min(maxTokens, Math.floor(this.contextSize / 2));
-      const p = e.chatPrompt(req.messages, { contextSize: this.contextSize, reserve, contextPolicy: o.contextPolicy, date: Host.today() });
+      const p = e.chatPrompt(req.messages, { contextSize: this.contextSize, maxTokens: o.maxTokens, contextPolicy: o.contextPolicy, date: Host.today() });
       return { ids: p.tokens, dropped: p.dropped };
     }
     const p = req.prompt;
