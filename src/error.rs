@@ -41,6 +41,12 @@ pub enum HearthError {
     Compute(String),
     #[error("i/o error: {0}")]
     Io(String),
+    #[error("the WebGPU backend is not available here: {0}")]
+    BackendUnavailable(String),
+    #[error("the GPU failed: {0}")]
+    Gpu(String),
+    #[error("the GPU device was lost ({0}); the next request runs on the CPU")]
+    DeviceLost(String),
 }
 
 impl HearthError {
@@ -65,6 +71,9 @@ impl HearthError {
             Self::Aborted => "aborted",
             Self::Compute(_) => "compute",
             Self::Io(_) => "io",
+            Self::BackendUnavailable(_) => "backend_unavailable",
+            Self::Gpu(_) => "gpu",
+            Self::DeviceLost(_) => "device_lost",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! GPU backend can record a whole step and read back only the logits.
 
 pub mod cpu;
+pub mod gpu;
 
 use crate::error::Result;
 use crate::gguf::TensorInfo;
@@ -22,6 +23,8 @@ pub trait Backend {
     type Tensor;
     /// A weight matrix (any supported GGUF type), kept in its stored encoding.
     type Weight;
+    /// A small f32 vector the ops read (norm weights).
+    type Vector;
     /// Keys and values of every layer for one sequence.
     type KvCache;
 
@@ -29,6 +32,8 @@ pub trait Backend {
     fn upload(&self, info: &TensorInfo, data: &[u8]) -> Result<Self::Weight>;
     /// The weight dequantized to f32 (small tensors: norms, rope factors).
     fn read_weight(&self, w: &Self::Weight) -> Result<Vec<f32>>;
+    /// Place a small f32 vector (a norm's weights) in the backend.
+    fn vector(&self, v: Vec<f32>) -> Result<Self::Vector>;
 
     fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize) -> Result<Self::KvCache>;
 
@@ -37,7 +42,7 @@ pub trait Backend {
     /// x · Wᵀ: `[rows, k]` by a `[n, k]` weight gives `[rows, n]`.
     fn matmul(&self, x: &Self::Tensor, w: &Self::Weight) -> Result<Self::Tensor>;
     /// RMS-normalize each row, then scale by `weight`.
-    fn rms_norm(&self, x: &Self::Tensor, weight: &[f32], eps: f32) -> Result<Self::Tensor>;
+    fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Vector, eps: f32) -> Result<Self::Tensor>;
     /// Rotate pairs (x[2i], x[2i+1]) of every head in place; row r is at position `pos0 + r`.
     fn rope(&self, x: &mut Self::Tensor, head_dim: usize, pos0: usize, rope: &Rope) -> Result<()>;
     /// Store k and v of the new rows at positions `pos0..` of `layer`, then causal attention of

@@ -54,6 +54,11 @@ impl<B: Backend> ModelLoader<B> {
         self.backend.as_ref().unwrap().read_weight(&w)
     }
 
+    fn take_vector(&mut self, name: &str) -> Result<B::Vector> {
+        let v = self.take_vec(name)?;
+        self.backend.as_ref().unwrap().vector(v)
+    }
+
     /// All tensors have arrived: assemble the model.
     pub fn finish(mut self) -> Result<Llama<B>> {
         let config = self.config.clone().ok_or_else(|| HearthError::Corrupt("no GGUF header was read".into()))?;
@@ -73,7 +78,7 @@ impl<B: Backend> ModelLoader<B> {
         }
         let tok_embd = self.take("token_embd.weight")?;
         let output = self.weights.remove("output.weight");
-        let output_norm = self.take_vec("output_norm.weight")?;
+        let output_norm = self.take_vector("output_norm.weight")?;
         let freq_factors = match self.weights.contains_key("rope_freqs.weight") {
             true => Some(self.take_vec("rope_freqs.weight")?),
             false => None,
@@ -82,12 +87,12 @@ impl<B: Backend> ModelLoader<B> {
         for i in 0..config.n_layer {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
             layers.push(Layer {
-                attn_norm: self.take_vec(&n("attn_norm"))?,
+                attn_norm: self.take_vector(&n("attn_norm"))?,
                 wq: self.take(&n("attn_q"))?,
                 wk: self.take(&n("attn_k"))?,
                 wv: self.take(&n("attn_v"))?,
                 wo: self.take(&n("attn_output"))?,
-                ffn_norm: self.take_vec(&n("ffn_norm"))?,
+                ffn_norm: self.take_vector(&n("ffn_norm"))?,
                 w_gate: self.take(&n("ffn_gate"))?,
                 w_up: self.take(&n("ffn_up"))?,
                 w_down: self.take(&n("ffn_down"))?,

@@ -11,12 +11,12 @@ use crate::backend::{Backend, Rope};
 use crate::error::{HearthError, Result};
 
 pub struct Layer<B: Backend> {
-    pub attn_norm: Vec<f32>,
+    pub attn_norm: B::Vector,
     pub wq: B::Weight,
     pub wk: B::Weight,
     pub wv: B::Weight,
     pub wo: B::Weight,
-    pub ffn_norm: Vec<f32>,
+    pub ffn_norm: B::Vector,
     pub w_gate: B::Weight,
     pub w_up: B::Weight,
     pub w_down: B::Weight,
@@ -28,7 +28,7 @@ pub struct Llama<B: Backend> {
     pub tok_embd: B::Weight,
     /// None when the output projection is tied to the embedding table.
     pub output: Option<B::Weight>,
-    pub output_norm: Vec<f32>,
+    pub output_norm: B::Vector,
     pub layers: Vec<Layer<B>>,
     pub rope: Rope,
 }

@@ -41,7 +41,11 @@ pub fn checked_fixture(file: &str, sha: &str) -> Vec<u8> {
 
 /// Load through the streaming path, in chunks that split headers and tensors at odd places.
 pub fn load(bytes: &[u8], chunk: usize) -> Engine<Cpu> {
-    let mut loader = EngineLoader::new(Cpu);
+    load_with(Cpu, bytes, chunk)
+}
+
+pub fn load_with<B: hearth::backend::Backend>(backend: B, bytes: &[u8], chunk: usize) -> Engine<B> {
+    let mut loader = EngineLoader::new(backend);
     for c in bytes.chunks(chunk) {
         loader.feed(c).unwrap();
     }

@@ -32,27 +32,7 @@ pub struct CpuWeight {
 impl CpuWeight {
     /// Rows `ids` as f32.
     fn dequantize_rows(&self, ids: &[usize]) -> Vec<f32> {
-        let mut out = vec![0f32; ids.len() * self.cols];
-        let elem = |i: usize| -> f32 {
-            let b = &self.data;
-            match self.ty {
-                TensorType::F32 => f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]),
-                TensorType::F16 => kernels::f16_bits_to_f32(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])),
-                _ => kernels::bf16_bits_to_f32(u16::from_le_bytes([b[2 * i], b[2 * i + 1]])),
-            }
-        };
-        match self.ty {
-            // Plain floats: any row length (1-D tensors such as rope factors need not fill a block).
-            TensorType::F32 | TensorType::F16 | TensorType::BF16 => {
-                for (dst, &id) in out.chunks_exact_mut(self.cols).zip(ids) {
-                    for (c, d) in dst.iter_mut().enumerate() {
-                        *d = elem(id * self.cols + c);
-                    }
-                }
-            }
-            ty => kernels::dequantize_rows(ty, &self.data, self.cols, ids, &mut out),
-        }
-        out
+        kernels::dequantize_any(self.ty, &self.data, self.cols, ids)
     }
 }
 
@@ -66,6 +46,7 @@ pub struct CpuKvCache {
 impl Backend for Cpu {
     type Tensor = CpuTensor;
     type Weight = CpuWeight;
+    type Vector = Vec<f32>;
     type KvCache = CpuKvCache;
 
     fn upload(&self, info: &TensorInfo, data: &[u8]) -> Result<CpuWeight> {
@@ -79,6 +60,10 @@ impl Backend for Cpu {
 
     fn read_weight(&self, w: &CpuWeight) -> Result<Vec<f32>> {
         Ok(w.dequantize_rows(&(0..w.rows).collect::<Vec<_>>()))
+    }
+
+    fn vector(&self, v: Vec<f32>) -> Result<Vec<f32>> {
+        Ok(v)
     }
 
     fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize) -> Result<CpuKvCache> {
@@ -121,7 +106,7 @@ impl Backend for Cpu {
         Ok(CpuTensor { data: out, rows: x.rows, cols: w.rows })
     }
 
-    fn rms_norm(&self, x: &CpuTensor, weight: &[f32], eps: f32) -> Result<CpuTensor> {
+    fn rms_norm(&self, x: &CpuTensor, weight: &Vec<f32>, eps: f32) -> Result<CpuTensor> {
         let mut out = vec![0f32; x.data.len()];
         for (src, dst) in x.data.chunks_exact(x.cols).zip(out.chunks_exact_mut(x.cols)) {
             let sum: f64 = src.iter().map(|&v| (v * v) as f64).sum();

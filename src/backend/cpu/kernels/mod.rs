@@ -88,6 +88,30 @@ pub fn dequantize_rows(ty: TensorType, w: &[u8], k: usize, ids: &[usize], out: &
     dispatch!(ty, run_dequantize(w, k, ids, out), panic!("dequantize: unsupported weight type {ty}"))
 }
 
+/// Rows `ids` of a `[rows, k]` tensor of any supported type as f32. Plain floats take any row
+/// length (1-D tensors such as rope factors need not fill a block).
+pub fn dequantize_any(ty: TensorType, w: &[u8], k: usize, ids: &[usize]) -> Vec<f32> {
+    let mut out = vec![0f32; ids.len() * k];
+    let elem = |i: usize| -> f32 {
+        match ty {
+            TensorType::F32 => f32::from_le_bytes([w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]]),
+            TensorType::F16 => f16_bits_to_f32(u16::from_le_bytes([w[2 * i], w[2 * i + 1]])),
+            _ => bf16_bits_to_f32(u16::from_le_bytes([w[2 * i], w[2 * i + 1]])),
+        }
+    };
+    match ty {
+        TensorType::F32 | TensorType::F16 | TensorType::BF16 => {
+            for (dst, &id) in out.chunks_exact_mut(k).zip(ids) {
+                for (c, d) in dst.iter_mut().enumerate() {
+                    *d = elem(id * k + c);
+                }
+            }
+        }
+        ty => dequantize_rows(ty, w, k, ids, &mut out),
+    }
+    out
+}
+
 fn run_dequantize<K: Kernel>(w: &[u8], k: usize, ids: &[usize], out: &mut [f32]) {
     let nb = k / K::QK;
     let row_bytes = nb * K::BYTES;

@@ -1,0 +1,309 @@
+//! WebGPU backend (wgpu: the browser's WebGPU on wasm32, Vulkan natively). Weights are uploaded
+//! once as their GGUF blocks (u32 words, split by rows across buffers when a tensor exceeds the
+//! adapter's binding limit) and dequantized inside the kernels; a forward pass records every
+//! dispatch into one command encoder and only a readback (`to_vec`, `argmax`) submits it.
+//! Kernels live in `wgsl/`, one per file; `wgsl/types/` gives each weight type's `dequant4`.
+
+mod context;
+mod kernels;
+
+use std::rc::Rc;
+
+use super::{Backend, Rope};
+use crate::backend::cpu::kernels as cpu_kernels;
+use crate::error::{HearthError, Result};
+use crate::gguf::{TensorInfo, TensorType};
+pub use context::{GpuInfo, GpuOptions};
+use context::Ctx;
+use kernels::Kernel;
+
+/// The backend: a device, its queue and the recorder of the pass in progress.
+#[derive(Clone)]
+pub struct Gpu {
+    ctx: Rc<Ctx>,
+}
+
+/// An activation tensor: `rows` x `cols` f32 in a pooled storage buffer.
+pub struct GpuTensor {
+    buf: context::Pooled,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// A weight in its GGUF encoding, split by rows into buffers the adapter can bind.
+pub struct GpuWeight {
+    ty: TensorType,
+    pub rows: usize,
+    pub cols: usize,
+    row_bytes: usize,
+    chunks: Vec<Chunk>,
+    /// The bytes of a 1-D tensor (norms, rope factors), which the model reads on the host.
+    host: Option<Vec<u8>>,
+}
+
+struct Chunk {
+    buf: wgpu::Buffer,
+    row0: usize,
+    rows: usize,
+}
+
+/// A small f32 vector (norm weights) on the GPU.
+pub struct GpuVector {
+    buf: wgpu::Buffer,
+}
+
+pub struct GpuKvCache {
+    k: Vec<wgpu::Buffer>,
+    v: Vec<wgpu::Buffer>,
+    kv_dim: usize,
+    n_ctx: usize,
+}
+
+impl Gpu {
+    /// Open the first adapter (asynchronous: the browser's WebGPU only answers that way).
+    pub async fn new(opts: GpuOptions) -> Result<Gpu> {
+        Ok(Gpu { ctx: Rc::new(Ctx::new(opts).await?) })
+    }
+
+    /// `new`, waited for (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(opts: GpuOptions) -> Result<Gpu> {
+        pollster::block_on(Self::new(opts))
+    }
+
+    pub fn info(&self) -> &GpuInfo {
+        &self.ctx.info
+    }
+
+    /// Whether `ty` has GPU kernels.
+    pub fn supports(ty: TensorType) -> bool {
+        kernels::type_source(ty).is_some()
+    }
+
+    /// The index of the largest value of the last row (a greedy step reads back four bytes).
+    pub async fn argmax(&self, x: &GpuTensor) -> Result<u32> {
+        let out = self.ctx.alloc(4)?;
+        let n = x.cols as u32;
+        let off = ((x.rows - 1) * x.cols) as u64 * 4;
+        // The kernel reads from the start of its binding: bind the last row.
+        self.ctx.dispatch_ranges(Kernel::Argmax, None, &[n], &[(&x.buf, off, x.cols as u64 * 4), (&out, 0, 4)], [1, 1, 1])?;
+        let bytes = self.ctx.read(&out, 4).await?;
+        Ok(u32::from_le_bytes(bytes[..4].try_into().unwrap()))
+    }
+
+    /// `to_vec`, asynchronous (what the browser needs).
+    pub async fn read(&self, x: &GpuTensor) -> Result<Vec<f32>> {
+        let n = x.rows * x.cols;
+        let bytes = self.ctx.read(&x.buf, n as u64 * 4).await?;
+        Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
+    }
+
+    /// An activation tensor holding `data` (tests and callers that start from host values).
+    pub fn tensor_from(&self, rows: usize, cols: usize, data: &[f32]) -> Result<GpuTensor> {
+        if data.len() != rows * cols {
+            return Err(HearthError::InvalidArgument(format!("{} values for a {rows}x{cols} tensor", data.len())));
+        }
+        let t = self.tensor(rows, cols)?;
+        // Submit what is recorded first: the write lands before the next submission only.
+        self.ctx.flush();
+        self.ctx.queue.write_buffer(&t.buf, 0, &data.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+        Ok(t)
+    }
+
+    fn tensor(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
+        Ok(GpuTensor { buf: self.ctx.alloc(rows as u64 * cols as u64 * 4)?, rows, cols })
+    }
+
+    /// The rope table (theta_scale^i as ggml iterates it, frequency factor i), made once.
+    fn rope_table(&self, rope: &Rope) -> Result<Rc<wgpu::Buffer>> {
+        let theta_scale = rope.freq_base.powf(-2.0 / rope.n_rot as f32);
+        let mut table = Vec::with_capacity(rope.n_rot);
+        let mut t = 1f32;
+        for i in 0..rope.n_rot / 2 {
+            table.push(t);
+            table.push(rope.freq_factors.as_ref().map_or(1.0, |f| f[i]));
+            t *= theta_scale;
+        }
+        let mut cached = self.ctx.rope_table.borrow_mut();
+        if let Some((key, buf)) = cached.as_ref() {
+            if *key == table {
+                return Ok(buf.clone());
+            }
+        }
+        let buf = Rc::new(self.ctx.upload_f32(&table)?);
+        *cached = Some((table, buf.clone()));
+        Ok(buf)
+    }
+}
+
+/// Split `n` workgroups into a grid no dimension of which exceeds WebGPU's 65535.
+fn grid(n: usize) -> (u32, u32) {
+    const MAX: usize = 65535;
+    if n <= MAX {
+        (n.max(1) as u32, 1)
+    } else {
+        (MAX as u32, n.div_ceil(MAX) as u32)
+    }
+}
+
+impl Backend for Gpu {
+    type Tensor = GpuTensor;
+    type Weight = GpuWeight;
+    type Vector = GpuVector;
+    type KvCache = GpuKvCache;
+
+    fn upload(&self, info: &TensorInfo, data: &[u8]) -> Result<GpuWeight> {
+        let qk = cpu_kernels::block_values(info.ty);
+        if qk.is_none() || !Gpu::supports(info.ty) {
+            return Err(HearthError::UnsupportedTensorType { name: info.name.clone(), ty: info.ty.name() });
+        }
+        let cols = info.dims[0] as usize;
+        let rows = (info.elements() / info.dims[0]) as usize;
+        if info.dims.len() == 1 {
+            // Norms and rope factors are read on the host; they never enter a matmul.
+            return Ok(GpuWeight { ty: info.ty, rows, cols, row_bytes: data.len() / rows.max(1), chunks: Vec::new(), host: Some(data.to_vec()) });
+        }
+        let row_bytes = data.len() / rows;
+        let per_chunk = (self.ctx.max_chunk_bytes() / row_bytes as u64).max(1) as usize;
+        let mut chunks = Vec::new();
+        for row0 in (0..rows).step_by(per_chunk) {
+            let n = per_chunk.min(rows - row0);
+            let buf = self.ctx.upload_words(&data[row0 * row_bytes..(row0 + n) * row_bytes])?;
+            chunks.push(Chunk { buf, row0, rows: n });
+        }
+        Ok(GpuWeight { ty: info.ty, rows, cols, row_bytes, chunks, host: None })
+    }
+
+    fn read_weight(&self, w: &GpuWeight) -> Result<Vec<f32>> {
+        let bytes = w.host.as_ref().ok_or_else(|| HearthError::Compute("a 2-D GPU weight cannot be read back".into()))?;
+        Ok(cpu_kernels::dequantize_any(w.ty, bytes, w.cols, &(0..w.rows).collect::<Vec<_>>()))
+    }
+
+    fn vector(&self, v: Vec<f32>) -> Result<GpuVector> {
+        Ok(GpuVector { buf: self.ctx.upload_f32(&v)? })
+    }
+
+    fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize) -> Result<GpuKvCache> {
+        let bytes = n_ctx as u64 * kv_dim as u64 * 4;
+        if bytes > self.ctx.max_chunk_bytes() {
+            return Err(HearthError::ModelTooBig { needed: bytes, limit: self.ctx.max_chunk_bytes() });
+        }
+        let mut k = Vec::with_capacity(n_layer);
+        let mut v = Vec::with_capacity(n_layer);
+        for _ in 0..n_layer {
+            k.push(self.ctx.storage(bytes)?);
+            v.push(self.ctx.storage(bytes)?);
+        }
+        Ok(GpuKvCache { k, v, kv_dim, n_ctx })
+    }
+
+    fn embed(&self, table: &GpuWeight, ids: &[u32]) -> Result<GpuTensor> {
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= table.rows) {
+            return Err(HearthError::InvalidArgument(format!("token id {bad} is outside the vocabulary of {}", table.rows)));
+        }
+        let out = self.tensor(ids.len(), table.cols)?;
+        let ids_buf = self.ctx.upload_u32(ids)?;
+        let n = ids.len() * table.cols / 4;
+        let (gx, gy) = grid(n.div_ceil(64));
+        for c in &table.chunks {
+            let p = [ids.len() as u32, table.cols as u32, table.row_bytes as u32, c.row0 as u32, c.rows as u32, gx * 64];
+            self.ctx.dispatch(Kernel::Embed, Some(table.ty), &p, &[&c.buf, &ids_buf, &out.buf], [gx, gy, 1])?;
+        }
+        Ok(out)
+    }
+
+    fn matmul(&self, x: &GpuTensor, w: &GpuWeight) -> Result<GpuTensor> {
+        if x.cols != w.cols || w.cols % 4 != 0 {
+            return Err(HearthError::Compute(format!("matmul: input has {} columns, weight rows are {} long", x.cols, w.cols)));
+        }
+        let out = self.tensor(x.rows, w.rows)?;
+        for c in &w.chunks {
+            let (gx, gy) = grid(c.rows);
+            let p = [c.rows as u32, w.cols as u32, w.row_bytes as u32, c.row0 as u32, w.rows as u32];
+            self.ctx.dispatch(Kernel::Matvec, Some(w.ty), &p, &[&c.buf, &x.buf, &out.buf], [gx, gy, x.rows as u32])?;
+        }
+        Ok(out)
+    }
+
+    fn rms_norm(&self, x: &GpuTensor, weight: &GpuVector, eps: f32) -> Result<GpuTensor> {
+        let out = self.tensor(x.rows, x.cols)?;
+        self.ctx.dispatch(Kernel::RmsNorm, None, &[x.cols as u32, eps.to_bits()], &[&x.buf, &weight.buf, &out.buf], [x.rows as u32, 1, 1])?;
+        Ok(out)
+    }
+
+    fn rope(&self, x: &mut GpuTensor, head_dim: usize, pos0: usize, rope: &Rope) -> Result<()> {
+        let table = self.rope_table(rope)?;
+        let heads = x.cols / head_dim;
+        let n = x.rows * heads * rope.n_rot / 2;
+        let p = [x.rows as u32, heads as u32, head_dim as u32, (rope.n_rot / 2) as u32, pos0 as u32, rope.freq_scale.to_bits()];
+        self.ctx.dispatch(Kernel::Rope, None, &p, &[&table, &x.buf], [n.div_ceil(64) as u32, 1, 1])
+    }
+
+    fn attention(
+        &self,
+        cache: &mut GpuKvCache,
+        layer: usize,
+        q: &GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+        pos0: usize,
+        n_head: usize,
+        n_head_kv: usize,
+        scale: f32,
+    ) -> Result<GpuTensor> {
+        let (kv_dim, n_new) = (cache.kv_dim, q.rows);
+        if pos0 + n_new > cache.n_ctx {
+            return Err(HearthError::ContextOverflow { tokens: pos0 + n_new, context: cache.n_ctx });
+        }
+        let bytes = (n_new * kv_dim * 4) as u64;
+        let at = (pos0 * kv_dim * 4) as u64;
+        self.ctx.copy(&k.buf, &cache.k[layer], at, bytes)?;
+        self.ctx.copy(&v.buf, &cache.v[layer], at, bytes)?;
+        let n_kv = pos0 + n_new;
+        let scores = self.ctx.alloc((n_new * n_head * n_kv) as u64 * 4)?;
+        let out = self.tensor(n_new, q.cols)?;
+        let head_dim = q.cols / n_head;
+        let p = [n_head as u32, (n_head / n_head_kv) as u32, head_dim as u32, kv_dim as u32, pos0 as u32, scale.to_bits(), n_kv as u32];
+        self.ctx.dispatch(
+            Kernel::Attention,
+            None,
+            &p,
+            &[&q.buf, &cache.k[layer], &cache.v[layer], &scores, &out.buf],
+            [n_head as u32, n_new as u32, 1],
+        )?;
+        Ok(out)
+    }
+
+    fn silu_mul(&self, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor> {
+        let out = self.tensor(gate.rows, gate.cols)?;
+        let n = gate.rows * gate.cols;
+        let (gx, gy) = grid(n.div_ceil(64));
+        self.ctx.dispatch(Kernel::SiluMul, None, &[n as u32, gx * 64], &[&gate.buf, &up.buf, &out.buf], [gx, gy, 1])?;
+        Ok(out)
+    }
+
+    fn add_assign(&self, a: &mut GpuTensor, b: &GpuTensor) -> Result<()> {
+        let n = a.rows * a.cols;
+        let (gx, gy) = grid(n.div_ceil(64));
+        self.ctx.dispatch(Kernel::Add, None, &[n as u32, gx * 64], &[&b.buf, &a.buf], [gx, gy, 1])
+    }
+
+    fn last_row(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        let out = self.tensor(1, x.cols)?;
+        let bytes = x.cols as u64 * 4;
+        self.ctx.copy_from(&x.buf, (x.rows as u64 - 1) * bytes, &out.buf, 0, bytes)?;
+        Ok(out)
+    }
+
+    fn to_vec(&self, x: &GpuTensor) -> Result<Vec<f32>> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            pollster::block_on(self.read(x))
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = x;
+            Err(HearthError::Compute("the browser's WebGPU reads back asynchronously: use Gpu::read".into()))
+        }
+    }
+}
