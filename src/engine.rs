@@ -1,7 +1,7 @@
 //! load -> prefill -> decode -> stream. The engine has no clock, threads or files: callers feed it
 //! bytes and get tokens back through a callback, which is all the browser and the CLI both need.
 
-use crate::backend::Backend;
+use crate::backend::{now, Backend};
 use crate::error::{HearthError, Result};
 use crate::gguf::{GgufStream, Metadata};
 use crate::grammar::{Constraint, TokenIndex};
@@ -184,6 +184,11 @@ impl<B: Backend> Engine<B> {
 
     /// Prefill `tokens` in chunks and return the logits after the last one.
     pub fn prefill(&self, seq: &mut Sequence<B>, tokens: &[u32], batch: usize) -> Result<Vec<f32>> {
+        now(self.prefill_async(seq, tokens, batch))
+    }
+
+    /// `prefill`, waiting for the backend's readback.
+    pub async fn prefill_async(&self, seq: &mut Sequence<B>, tokens: &[u32], batch: usize) -> Result<Vec<f32>> {
         if tokens.is_empty() {
             return Err(HearthError::InvalidArgument("the prompt is empty".into()));
         }
@@ -194,7 +199,7 @@ impl<B: Backend> Engine<B> {
         let mut logits = Vec::new();
         for (i, chunk) in chunks.iter().enumerate() {
             let want = if i + 1 == chunks.len() { Logits::Last } else { Logits::None };
-            logits = self.model.forward(seq, chunk, want)?;
+            logits = self.model.forward_async(seq, chunk, want).await?;
         }
         Ok(logits)
     }
@@ -320,6 +325,11 @@ impl<B: Backend> Session<B> {
     /// Begin generating from `prompt`. Returns how many prompt tokens were reused from the cache.
     /// On error the session keeps a consistent cache and can start again.
     pub fn start(&mut self, engine: &Engine<B>, prompt: &[u32], opts: &GenerateOptions) -> Result<usize> {
+        now(self.start_async(engine, prompt, opts))
+    }
+
+    /// `start`, waiting for the backend's readback.
+    pub async fn start_async(&mut self, engine: &Engine<B>, prompt: &[u32], opts: &GenerateOptions) -> Result<usize> {
         if prompt.is_empty() {
             return Err(HearthError::InvalidArgument("the prompt is empty".into()));
         }
@@ -336,7 +346,7 @@ impl<B: Backend> Session<B> {
         self.seq.len = reuse;
         self.tokens = prompt.to_vec();
         self.stop = Some(StopReason::Cancelled); // until the prefill succeeds
-        self.logits = engine.prefill(&mut self.seq, &prompt[reuse..], opts.batch)?;
+        self.logits = engine.prefill_async(&mut self.seq, &prompt[reuse..], opts.batch).await?;
         self.sampler = Sampler::new(opts.sampler.clone());
         self.n_prompt = prompt.len();
         self.max_tokens = opts.max_tokens;
@@ -354,6 +364,11 @@ impl<B: Backend> Session<B> {
 
     /// The next token, or None once stopped (see `stop_reason`).
     pub fn next(&mut self, engine: &Engine<B>) -> Result<Option<u32>> {
+        now(self.next_async(engine))
+    }
+
+    /// `next`, waiting for the backend's readback.
+    pub async fn next_async(&mut self, engine: &Engine<B>) -> Result<Option<u32>> {
         if self.stop.is_some() {
             return Ok(None);
         }
@@ -371,7 +386,17 @@ impl<B: Backend> Session<B> {
                 return Ok(None);
             }
             let last = self.tokens[self.tokens.len() - 1];
-            self.logits = engine.model.forward(&mut self.seq, &[last], Logits::Last)?;
+            let logits = engine.model.forward_tensor(&mut self.seq, &[last], Logits::Last)?.expect("logits were asked for");
+            // Plain greedy decoding on a backend that can pick the token itself reads back its id.
+            let plain = self.constraint.is_none() && self.logprobs.is_none() && self.sampler.config.is_argmax();
+            let picked = if plain { engine.model.backend.argmax(&logits).await? } else { None };
+            match picked {
+                Some(id) => {
+                    self.logits.clear();
+                    return Ok(self.take(engine, id));
+                }
+                None => self.logits = engine.model.backend.read(&logits).await?,
+            }
         }
         let masked;
         let logits = match &self.constraint {
@@ -397,12 +422,17 @@ impl<B: Backend> Session<B> {
                 return Ok(None);
             }
         }
-        if self.stop_at_eos && eog {
+        Ok(self.take(engine, id))
+    }
+
+    /// Append a sampled token, or stop at an end token when asked to.
+    fn take(&mut self, engine: &Engine<B>, id: u32) -> Option<u32> {
+        if self.stop_at_eos && engine.tokenizer.is_eog(id) {
             self.stop = Some(StopReason::Eos);
-            return Ok(None);
+            return None;
         }
         self.tokens.push(id);
-        Ok(Some(id))
+        Some(id)
     }
 
     /// Log-probabilities of the token `next` last returned (when the options asked for them).
@@ -441,7 +471,8 @@ impl<B: Backend> Session<B> {
         self.seq.n_ctx
     }
 
-    /// The distribution the next token was (or will be) sampled from.
+    /// The distribution the next token was (or will be) sampled from (empty after a step that a
+    /// GPU backend picked greedily on the device).
     pub fn logits(&self) -> &[f32] {
         &self.logits
     }

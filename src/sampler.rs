@@ -50,6 +50,13 @@ impl SamplerConfig {
     pub fn greedy() -> Self {
         Self { temperature: 0.0, ..Self::default() }
     }
+
+    /// Whether sampling is a plain argmax of the logits (greedy, no bias or penalties): a GPU
+    /// backend can then pick the token itself and read back its id alone.
+    pub fn is_argmax(&self) -> bool {
+        let penalize = self.repeat_penalty != 1.0 || self.frequency_penalty != 0.0 || self.presence_penalty != 0.0;
+        self.temperature <= 0.0 && self.logit_bias.is_empty() && !(penalize && self.repeat_last_n > 0)
+    }
 }
 
 /// splitmix64: tiny, fast and identical on every platform.

@@ -18,6 +18,8 @@ pub struct Rope {
     pub freq_factors: Option<Vec<f32>>,
 }
 
+// The async methods are only awaited on one thread (the engine's worker): no Send bound wanted.
+#[allow(async_fn_in_trait)]
 pub trait Backend {
     /// Activations: `rows` tokens of `cols` values each.
     type Tensor;
@@ -67,4 +69,27 @@ pub trait Backend {
     /// Keep only the last row.
     fn last_row(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     fn to_vec(&self, x: &Self::Tensor) -> Result<Vec<f32>>;
+
+    /// `to_vec` for callers that can wait: the browser's WebGPU only reads back asynchronously.
+    async fn read(&self, x: &Self::Tensor) -> Result<Vec<f32>> {
+        self.to_vec(x)
+    }
+
+    /// The index of the largest value in the last row when the backend finds it without reading
+    /// the row back (a GPU reads four bytes instead of the vocabulary); None: read the logits.
+    async fn argmax(&self, _x: &Self::Tensor) -> Result<Option<u32>> {
+        Ok(None)
+    }
+}
+
+/// The result of a future that is ready at its first poll: every backend future is, except a
+/// WebGPU readback in the browser, which gets an error here (callers there use the async API).
+pub fn now<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(r) => r,
+        std::task::Poll::Pending => Err(crate::error::HearthError::Compute(
+            "this backend answers asynchronously here: use the async API".into(),
+        )),
+    }
 }

@@ -60,8 +60,21 @@ impl<B: Backend> Llama<B> {
     /// Run `tokens` at positions `seq.len..`, appending them to the sequence. Returns the logits
     /// asked for, `n_vocab` per row.
     pub fn forward(&self, seq: &mut Sequence<B>, tokens: &[u32], logits: Logits) -> Result<Vec<f32>> {
+        crate::backend::now(self.forward_async(seq, tokens, logits))
+    }
+
+    /// `forward`, waiting for the backend's readback.
+    pub async fn forward_async(&self, seq: &mut Sequence<B>, tokens: &[u32], logits: Logits) -> Result<Vec<f32>> {
+        match self.forward_tensor(seq, tokens, logits)? {
+            Some(t) => self.backend.read(&t).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// `forward` without the readback: the logits stay in the backend (None for `Logits::None`).
+    pub fn forward_tensor(&self, seq: &mut Sequence<B>, tokens: &[u32], logits: Logits) -> Result<Option<B::Tensor>> {
         if tokens.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         if seq.len + tokens.len() > seq.n_ctx {
             return Err(HearthError::ContextOverflow { tokens: seq.len + tokens.len(), context: seq.n_ctx });
@@ -85,12 +98,11 @@ impl<B: Backend> Llama<B> {
         }
         seq.len += tokens.len();
         let x = match logits {
-            Logits::None => return Ok(Vec::new()),
+            Logits::None => return Ok(None),
             Logits::Last => be.last_row(&x)?,
             Logits::All => x,
         };
         let x = be.rms_norm(&x, &self.output_norm, c.rms_eps)?;
-        let out = be.matmul(&x, self.output.as_ref().unwrap_or(&self.tok_embd))?;
-        be.to_vec(&out)
+        be.matmul(&x, self.output.as_ref().unwrap_or(&self.tok_embd)).map(Some)
     }
 }

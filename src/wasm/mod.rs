@@ -1,14 +1,20 @@
 //! The browser surface: a thin wasm-bindgen layer over `EngineLoader`, `Engine` and `Session`.
-//! The JS client (www/hearth/) drives it from a Worker; everything here is synchronous and does
-//! one bounded piece of work per call (a chunk of the file, one prompt prefill, one token), so
-//! the caller can yield, report progress and abort in between.
+//! The JS client (www/hearth/) drives it from a Worker; each call does one bounded piece of work
+//! (a chunk of the file, one prompt prefill, one token), so the caller can yield, report progress
+//! and abort in between. `start` and `step` return Promises: the WebGPU backend reads results
+//! back asynchronously (on the CPU they are resolved at once).
 //!
 //! Errors cross as JS `Error` objects with a `code` property (`HearthError::code()`). Nothing
 //! here panics on bad input; a panic would still reach the console readably (panic hook).
 
 use wasm_bindgen::prelude::*;
 
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
 use crate::backend::cpu::Cpu;
+use crate::backend::gpu::{Gpu, GpuOptions};
+use crate::backend::Backend;
 use crate::chat::{build_prompt, ChatMessage, ChatTemplate, ContextPolicy, Date};
 use crate::engine::{Engine, EngineLoader, GenerateOptions, Session, StopReason, TextOutput};
 use crate::error::HearthError;
@@ -22,6 +28,16 @@ use std::collections::HashMap;
 const DEFAULT_CONTEXT: usize = 2048;
 /// KV cache ceiling (f32 K and V for every layer): stays well inside wasm32's 4 GiB.
 const KV_LIMIT_BYTES: u64 = 1 << 30;
+
+/// Evaluates `$body` with `$c` bound to the engine's `Core`, whichever backend it runs on.
+macro_rules! core_do {
+    ($core:expr, $c:ident => $body:expr) => {
+        match $core {
+            AnyCore::Cpu($c) => $body,
+            AnyCore::Gpu($c) => $body,
+        }
+    };
+}
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -64,10 +80,21 @@ fn set(obj: &js_sys::Object, key: &str, value: impl Into<JsValue>) {
     let _ = js_sys::Reflect::set(obj, &key.into(), &value.into());
 }
 
+/// Where a load stands: waiting for the GGUF header to choose the backend, or feeding one.
+enum LoadState {
+    /// "auto"/"webgpu" before the header is complete: the bytes so far, and the GPU if one opened
+    /// (with why not, if none did).
+    Choosing { prefix: Vec<u8>, gpu: Result<Gpu, HearthError>, strict: bool },
+    Cpu(EngineLoader<Cpu>),
+    Gpu(EngineLoader<Gpu>),
+}
+
 /// Feeds a GGUF file to the engine chunk by chunk; tensors are placed as their bytes arrive.
 #[wasm_bindgen]
 pub struct Loader {
-    inner: Option<EngineLoader<Cpu>>,
+    inner: Option<LoadState>,
+    /// Why "auto" runs on the CPU (no adapter, a type without GPU kernels, ...).
+    fallback: Option<String>,
 }
 
 impl Default for Loader {
@@ -78,36 +105,73 @@ impl Default for Loader {
 
 #[wasm_bindgen]
 impl Loader {
+    /// A loader for the CPU backend.
     #[wasm_bindgen(constructor)]
     pub fn new() -> Loader {
-        Loader { inner: Some(EngineLoader::new(Cpu)) }
+        Loader { inner: Some(LoadState::Cpu(EngineLoader::new(Cpu))), fallback: None }
+    }
+
+    /// A loader for `backend`: "cpu", "webgpu" (an error if the adapter is missing or cannot run
+    /// the model) or "auto" (WebGPU when an adapter exists and can run the model, else the CPU).
+    /// The choice is made once the GGUF header has arrived, before any weight is placed.
+    pub async fn create(backend: String) -> Result<Loader, JsValue> {
+        let strict = match backend.as_str() {
+            "cpu" => return Ok(Loader::new()),
+            "webgpu" => true,
+            "auto" => false,
+            b => return Err(invalid(format!("backend must be \"auto\", \"cpu\" or \"webgpu\", got {b:?}"))),
+        };
+        let mut gpu = Gpu::new(GpuOptions::default()).await;
+        if strict {
+            if let Err(e) = gpu {
+                return Err(js_error(e));
+            }
+        } else if gpu.as_ref().is_ok_and(|g| g.is_software()) {
+            let name = gpu.as_ref().map(|g| g.info().name.clone()).unwrap_or_default();
+            gpu = Err(HearthError::BackendUnavailable(format!("the WebGPU adapter ({name}) is a software renderer, slower than the CPU backend")));
+        }
+        Ok(Loader { inner: Some(LoadState::Choosing { prefix: Vec::new(), gpu, strict }), fallback: None })
     }
 
     /// Feed the next chunk of the file. After an error the loader is spent (its memory freed).
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
-        let loader = self.inner.as_mut().ok_or_else(|| invalid("this loader has already finished or failed"))?;
-        if let Err(e) = loader.feed(chunk) {
+        let r = self.feed_inner(chunk);
+        if r.is_err() {
             self.inner = None;
-            return Err(js_error(e));
         }
-        Ok(())
+        r.map_err(js_error)
     }
 
     /// Bytes fed so far (all shards).
     pub fn received(&self) -> f64 {
-        self.inner.as_ref().map_or(0.0, |l| l.received() as f64)
+        match &self.inner {
+            Some(LoadState::Choosing { prefix, .. }) => prefix.len() as f64,
+            Some(LoadState::Cpu(l)) => l.received() as f64,
+            Some(LoadState::Gpu(l)) => l.received() as f64,
+            None => 0.0,
+        }
     }
 
     /// How many files the model is split into (1: a whole file), 0 until the first header is read.
     pub fn shards(&self) -> u32 {
-        self.inner.as_ref().and_then(|l| l.shards()).unwrap_or(0)
+        match &self.inner {
+            Some(LoadState::Cpu(l)) => l.shards(),
+            Some(LoadState::Gpu(l)) => l.shards(),
+            _ => None,
+        }
+        .unwrap_or(0)
     }
 
     /// The current shard has ended (checked whole); the next `feed` starts the next shard.
     #[wasm_bindgen(js_name = nextShard)]
     pub fn next_shard(&mut self) -> Result<(), JsValue> {
-        let loader = self.inner.as_mut().ok_or_else(|| invalid("this loader has already finished or failed"))?;
-        if let Err(e) = loader.next_shard() {
+        let r = match self.inner.as_mut() {
+            Some(LoadState::Cpu(l)) => l.next_shard(),
+            Some(LoadState::Gpu(l)) => l.next_shard(),
+            Some(LoadState::Choosing { .. }) => Err(HearthError::Truncated { what: "the GGUF header".into(), needed: 0, available: 0 }),
+            None => return Err(invalid("this loader has already finished or failed")),
+        };
+        if let Err(e) = r {
             self.inner = None;
             return Err(js_error(e));
         }
@@ -122,10 +186,95 @@ impl Loader {
 
     /// End of file: checks that everything arrived and builds the engine. Spends the loader.
     pub fn finish(&mut self) -> Result<WasmEngine, JsValue> {
-        let loader = self.inner.take().ok_or_else(|| invalid("this loader has already finished or failed"))?;
-        let engine = loader.finish().map_err(js_error)?;
-        let template = ChatTemplate::for_model(&engine.metadata, &engine.tokenizer).map_err(js_error)?;
-        Ok(WasmEngine { run: None, session: None, reused: 0, template, engine: Box::new(engine) })
+        let fallback = self.fallback.take();
+        let core = match self.inner.take() {
+            Some(LoadState::Cpu(l)) => AnyCore::Cpu(Core::new(l.finish().map_err(js_error)?)),
+            Some(LoadState::Gpu(l)) => AnyCore::Gpu(Core::new(l.finish().map_err(js_error)?)),
+            Some(LoadState::Choosing { prefix, .. }) => {
+                // The file ended inside its header: report it as the CPU loader would.
+                let mut l = EngineLoader::new(Cpu);
+                l.feed(&prefix).map_err(js_error)?;
+                l.finish().map_err(js_error)?;
+                return Err(invalid("the GGUF file ended inside its header"));
+            }
+            None => return Err(invalid("this loader has already finished or failed")),
+        };
+        let template = core_do!(&core, c => ChatTemplate::for_model(&c.engine.metadata, &c.engine.tokenizer)).map_err(js_error)?;
+        Ok(WasmEngine { core, cancel: Rc::new(Cell::new(false)), template, fallback })
+    }
+}
+
+impl Loader {
+    fn feed_inner(&mut self, chunk: &[u8]) -> Result<(), HearthError> {
+        match self.inner.as_mut() {
+            None => Err(HearthError::InvalidArgument("this loader has already finished or failed".into())),
+            Some(LoadState::Cpu(l)) => l.feed(chunk),
+            Some(LoadState::Gpu(l)) => l.feed(chunk),
+            Some(LoadState::Choosing { prefix, .. }) => {
+                prefix.extend_from_slice(chunk);
+                let header = match crate::gguf::parse_header(prefix) {
+                    Err(HearthError::Truncated { .. }) => return Ok(()),
+                    Err(e) => return Err(e),
+                    Ok(h) => h,
+                };
+                let Some(LoadState::Choosing { prefix, gpu, strict }) = self.inner.take() else { unreachable!() };
+                let fits = gpu.and_then(|g| g.check_model(&header).map(|_| g));
+                match fits {
+                    Ok(g) => {
+                        let mut l = EngineLoader::new(g);
+                        let r = l.feed(&prefix);
+                        self.inner = Some(LoadState::Gpu(l));
+                        r
+                    }
+                    Err(e) if strict => Err(e),
+                    Err(e) => {
+                        self.fallback = Some(e.to_string());
+                        let mut l = EngineLoader::new(Cpu);
+                        let r = l.feed(&prefix);
+                        self.inner = Some(LoadState::Cpu(l));
+                        r
+                    }
+                }
+            }
+        }
+    }
+}
+
+
+/// A loaded model on one backend, and its generation state. The engine is shared (immutable) so
+/// that tokenizing, rendering chats and info work while a step waits for the GPU; the session and
+/// the running generation sit behind a RefCell that a step holds across its await.
+struct Core<B: Backend> {
+    engine: Rc<Engine<B>>,
+    gen: Rc<RefCell<GenState<B>>>,
+}
+
+impl<B: Backend> Clone for Core<B> {
+    fn clone(&self) -> Self {
+        Core { engine: self.engine.clone(), gen: self.gen.clone() }
+    }
+}
+
+struct GenState<B: Backend> {
+    // Field order matters: `run` borrows the engine's tokenizer and is dropped first.
+    run: Option<Run>,
+    session: Option<Session<B>>,
+    /// Prompt tokens the last `start` found in the cache.
+    reused: u32,
+    /// Keeps the engine (and so the tokenizer `run` borrows) alive as long as this state.
+    _engine: Rc<Engine<B>>,
+}
+
+enum AnyCore {
+    Cpu(Core<Cpu>),
+    Gpu(Core<Gpu>),
+}
+
+impl<B: Backend> Core<B> {
+    fn new(engine: Engine<B>) -> Self {
+        let engine = Rc::new(engine);
+        let gen = GenState { run: None, session: None, reused: 0, _engine: engine.clone() };
+        Core { engine, gen: Rc::new(RefCell::new(gen)) }
     }
 }
 
@@ -214,7 +363,7 @@ fn real(name: &str, v: Option<f64>, default: f32, lo: f64, hi: f64) -> Result<f3
 
 /// A generation in progress: its text output (decoder and stop strings).
 struct Run {
-    /// Borrows `WasmEngine::engine.tokenizer` (see the safety note in `WasmEngine::start`).
+    /// Borrows the engine's tokenizer (see the safety note in `Core::start`).
     out: TextOutput<'static>,
 }
 
@@ -223,41 +372,61 @@ struct Run {
 /// generation runs at a time (`start` replaces it).
 #[wasm_bindgen(js_name = Engine)]
 pub struct WasmEngine {
-    // Field order matters: `run` borrows from `engine` and is dropped first.
-    run: Option<Run>,
-    session: Option<Session<Cpu>>,
-    /// Prompt tokens the last `start` found in the cache.
-    reused: u32,
+    core: AnyCore,
+    /// Set by `cancel` (which may come while a step waits for the GPU); the next step stops.
+    cancel: Rc<Cell<bool>>,
     /// The model's chat template (or the built-in one its vocabulary calls for).
     template: ChatTemplate,
-    engine: Box<Engine<Cpu>>,
+    /// Why "auto" chose the CPU, if it did.
+    fallback: Option<String>,
 }
 
 #[wasm_bindgen(js_class = Engine)]
 impl WasmEngine {
-    /// {name, nVocab, nCtxTrain, nLayer, nEmbd, nHead, nHeadKv, bos, eos, eog: [..], addBos}
+    /// {name, nVocab, nCtxTrain, nLayer, nEmbd, nHead, nHeadKv, bos, eos, eog: [..], addBos,
+    /// backend: "cpu" | "webgpu", gpu: {name, backend, deviceType, shaderF16} | null,
+    /// fallback: why "auto" chose the CPU | null}
     pub fn info(&self) -> JsValue {
-        let e = &self.engine;
-        let c = &e.model.config;
-        let t = &e.tokenizer;
         let o = js_sys::Object::new();
-        let name = e.metadata.opt_str("general.name").ok().flatten().unwrap_or("").to_string();
-        set(&o, "name", name);
-        set(&o, "architecture", e.metadata.opt_str("general.architecture").ok().flatten().unwrap_or("").to_string());
-        set(&o, "nVocab", c.n_vocab as f64);
-        set(&o, "nCtxTrain", c.context_length as f64);
-        set(&o, "nLayer", c.n_layer as f64);
-        set(&o, "nEmbd", c.n_embd as f64);
-        set(&o, "nHead", c.n_head as f64);
-        set(&o, "nHeadKv", c.n_head_kv as f64);
-        set(&o, "bos", t.bos().map_or(JsValue::NULL, |v| (v as f64).into()));
-        set(&o, "eos", t.eos().map_or(JsValue::NULL, |v| (v as f64).into()));
-        set(&o, "addBos", t.add_bos());
-        let eog = js_sys::Array::new();
-        for id in t.eog_ids() {
-            eog.push(&(id as f64).into());
+        core_do!(&self.core, c => {
+            let e = &c.engine;
+            let cfg = &e.model.config;
+            let t = &e.tokenizer;
+            let name = e.metadata.opt_str("general.name").ok().flatten().unwrap_or("").to_string();
+            set(&o, "name", name);
+            set(&o, "architecture", e.metadata.opt_str("general.architecture").ok().flatten().unwrap_or("").to_string());
+            set(&o, "nVocab", cfg.n_vocab as f64);
+            set(&o, "nCtxTrain", cfg.context_length as f64);
+            set(&o, "nLayer", cfg.n_layer as f64);
+            set(&o, "nEmbd", cfg.n_embd as f64);
+            set(&o, "nHead", cfg.n_head as f64);
+            set(&o, "nHeadKv", cfg.n_head_kv as f64);
+            set(&o, "bos", t.bos().map_or(JsValue::NULL, |v| (v as f64).into()));
+            set(&o, "eos", t.eos().map_or(JsValue::NULL, |v| (v as f64).into()));
+            set(&o, "addBos", t.add_bos());
+            let eog = js_sys::Array::new();
+            for id in t.eog_ids() {
+                eog.push(&(id as f64).into());
+            }
+            set(&o, "eog", eog);
+        });
+        match &self.core {
+            AnyCore::Cpu(_) => {
+                set(&o, "backend", "cpu");
+                set(&o, "gpu", JsValue::NULL);
+            }
+            AnyCore::Gpu(c) => {
+                let i = c.engine.model.backend.info();
+                let g = js_sys::Object::new();
+                set(&g, "name", i.name.clone());
+                set(&g, "backend", i.backend.clone());
+                set(&g, "deviceType", i.device_type.clone());
+                set(&g, "shaderF16", i.shader_f16);
+                set(&o, "backend", "webgpu");
+                set(&o, "gpu", g);
+            }
         }
-        set(&o, "eog", eog);
+        set(&o, "fallback", self.fallback.clone().map_or(JsValue::NULL, JsValue::from));
         o.into()
     }
 
@@ -293,7 +462,7 @@ impl WasmEngine {
         let n_ctx = count("contextSize", o.context_size, self.default_context(), 1)?;
         let max_tokens = count("maxTokens", o.max_tokens, GenerateOptions::default().max_tokens, 0)?;
         let reserve = max_tokens.min(n_ctx / 2);
-        let p = build_prompt(&self.template, &self.engine.tokenizer, &messages, today, n_ctx, reserve, policy).map_err(js_error)?;
+        let p = core_do!(&self.core, c => build_prompt(&self.template, &c.engine.tokenizer, &messages, today, n_ctx, reserve, policy)).map_err(js_error)?;
         let r = js_sys::Object::new();
         set(&r, "tokens", js_sys::Uint32Array::from(p.tokens.as_slice()));
         set(&r, "dropped", p.dropped as f64);
@@ -310,19 +479,104 @@ impl WasmEngine {
     }
 
     pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
-        self.engine.tokenizer.encode(text, add_special, parse_special)
+        core_do!(&self.core, c => c.engine.tokenizer.encode(text, add_special, parse_special))
     }
 
     /// Text of `ids` (control tokens not rendered, ids out of range ignored).
     pub fn decode(&self, ids: &[u32]) -> String {
-        self.engine.tokenizer.decode(ids, false, false)
+        core_do!(&self.core, c => c.engine.tokenizer.decode(ids, false, false))
     }
 
     /// Start a generation (replacing any running one): `prompt` is text (tokenized with BOS as the
     /// model asks, special-token text kept as text) or token ids (array or Uint32Array). Prefills
-    /// the prompt; returns the number of prompt tokens. Then call `step` until `done`.
-    pub fn start(&mut self, prompt: JsValue, options: JsValue) -> Result<u32, JsValue> {
-        self.run = None;
+    /// the prompt; resolves to the number of prompt tokens. Then call `step` until `done`.
+    pub fn start(&self, prompt: JsValue, options: JsValue) -> js_sys::Promise {
+        self.cancel.set(false);
+        let prepared = self.prepare(prompt, options);
+        match &self.core {
+            AnyCore::Cpu(c) => start_promise(c.clone(), prepared),
+            AnyCore::Gpu(c) => start_promise(c.clone(), prepared),
+        }
+    }
+
+    /// One token: {id, text, done: false}; at the end {id: null, text (any held-back text),
+    /// done: true, finishReason: "length"|"eos"|"context"|"stop"|"abort", completionTokens}.
+    /// Text that could begin a stop string is held back until it is known not to be one.
+    pub fn step(&self) -> js_sys::Promise {
+        let cancel = self.cancel.clone();
+        match &self.core {
+            AnyCore::Cpu(c) => {
+                let c = c.clone();
+                wasm_bindgen_futures::future_to_promise(async move { c.step(&cancel).await })
+            }
+            AnyCore::Gpu(c) => {
+                let c = c.clone();
+                wasm_bindgen_futures::future_to_promise(async move { c.step(&cancel).await })
+            }
+        }
+    }
+
+    /// Stop the running generation: the next `step` returns done with finishReason "abort".
+    pub fn cancel(&self) {
+        if self.running() {
+            self.cancel.set(true);
+        }
+    }
+
+    /// Prompt tokens the last `start` reused from the KV cache (not prefilled again).
+    #[wasm_bindgen(getter, js_name = reusedTokens)]
+    pub fn reused_tokens(&self) -> u32 {
+        core_do!(&self.core, c => c.gen.try_borrow().map_or(0, |g| g.reused))
+    }
+
+    /// Whether a generation is running.
+    #[wasm_bindgen(getter)]
+    pub fn running(&self) -> bool {
+        core_do!(&self.core, c => c.gen.try_borrow().map_or(true, |g| g.run.is_some()))
+    }
+
+    /// Tests: lose the GPU device as a driver reset would (nothing on the CPU).
+    #[wasm_bindgen(js_name = debugLoseDevice)]
+    pub fn debug_lose_device(&self) {
+        if let AnyCore::Gpu(c) = &self.core {
+            c.engine.model.backend.lose_device();
+        }
+    }
+
+    /// "cpu" or "webgpu".
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        match self.core {
+            AnyCore::Cpu(_) => "cpu".into(),
+            AnyCore::Gpu(_) => "webgpu".into(),
+        }
+    }
+}
+
+/// A generation's prompt ids, options and context size, checked.
+struct Prepared {
+    ids: Vec<u32>,
+    opts: GenerateOptions,
+    n_ctx: usize,
+}
+
+fn start_promise<B: Backend + 'static>(c: Core<B>, prepared: Result<Prepared, JsValue>) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        let p = prepared?;
+        c.start(p).await.map(|n| JsValue::from(n as f64))
+    })
+}
+
+impl WasmEngine {
+    /// The context size used when the caller names none: the model's, capped at 2048.
+    fn default_context(&self) -> usize {
+        match core_do!(&self.core, c => c.engine.model.config.context_length) {
+            0 => DEFAULT_CONTEXT,
+            c => c.min(DEFAULT_CONTEXT),
+        }
+    }
+
+    fn prepare(&self, prompt: JsValue, options: JsValue) -> Result<Prepared, JsValue> {
         let opts: StartOptions = if options.is_undefined() || options.is_null() {
             StartOptions::default()
         } else {
@@ -330,7 +584,7 @@ impl WasmEngine {
         };
         // Ids are checked against the vocabulary by `Session::start`.
         let ids: Vec<u32> = if let Some(text) = prompt.as_string() {
-            self.engine.tokenize_prompt(&text)
+            core_do!(&self.core, c => c.engine.tokenize_prompt(&text))
         } else if let Some(arr) = prompt.dyn_ref::<js_sys::Uint32Array>() {
             arr.to_vec()
         } else if js_sys::Array::is_array(&prompt) {
@@ -346,6 +600,10 @@ impl WasmEngine {
         } else {
             return Err(invalid("the prompt must be a string or an array of token ids"));
         };
+        let (n_vocab, n_layer, kv_dim) = core_do!(&self.core, c => {
+            let cfg = &c.engine.model.config;
+            (cfg.n_vocab, cfg.n_layer, cfg.kv_dim())
+        });
         let d = SamplerConfig::default();
         let sampler = SamplerConfig {
             temperature: real("temperature", opts.temperature, d.temperature, 0.0, 1e6)?,
@@ -359,7 +617,7 @@ impl WasmEngine {
             logit_bias: match &opts.logit_bias {
                 None => Vec::new(),
                 Some(map) => {
-                    let n_vocab = self.engine.model.config.n_vocab;
+                    let n_vocab = n_vocab;
                     let mut v = Vec::with_capacity(map.len());
                     for (k, &b) in map {
                         match k.parse::<u32>() {
@@ -394,44 +652,58 @@ impl WasmEngine {
                 Some(n) => Some(count("logprobs", Some(n), 0, 0)?.min(20)),
             },
         };
-        let c = &self.engine.model.config;
         let n_ctx = count("contextSize", opts.context_size, self.default_context(), 1)?;
-        let kv_bytes = 2 * 4 * (c.n_layer as u64) * (n_ctx as u64) * (c.kv_dim() as u64);
+        let kv_bytes = 2 * 4 * (n_layer as u64) * (n_ctx as u64) * (kv_dim as u64);
         if kv_bytes > KV_LIMIT_BYTES {
             return Err(js_error(HearthError::ModelTooBig { needed: kv_bytes, limit: KV_LIMIT_BYTES }));
         }
-        // Keep the session (and its cache) unless the context size changed.
-        if self.session.as_ref().is_some_and(|s| s.context_size() != n_ctx) {
-            self.session = None;
-        }
-        let session = match self.session.take() {
-            Some(s) => s,
-            None => self.engine.new_session(n_ctx).map_err(js_error)?,
-        };
-        let session = self.session.insert(session);
-        let reused = session.start(&self.engine, &ids, &gopts).map_err(js_error)?;
-        // SAFETY: the tokenizer lives inside `self.engine`, a Box that is never replaced, moved out
-        // of or mutably borrowed while `self.run` exists (no method takes `&mut self.engine`), and
-        // `run` is declared before `engine`, so it is dropped first. The 'static lifetime never
-        // escapes `Run`.
-        let tok: &'static Tokenizer = unsafe { &*(&self.engine.tokenizer as *const Tokenizer) };
-        self.run = Some(Run { out: TextOutput::new(tok, &gopts.stop) });
-        self.reused = reused as u32;
-        Ok(ids.len() as u32)
+        Ok(Prepared { ids, opts: gopts, n_ctx })
+    }
+}
+
+impl<B: Backend> Core<B> {
+    fn busy() -> JsValue {
+        invalid("a generation step is still running on this engine: await it first")
     }
 
-    /// One token: {id, text, done: false}; at the end {id: null, text (any held-back text),
-    /// done: true, finishReason: "length"|"eos"|"context"|"stop"|"abort", completionTokens}.
-    /// Text that could begin a stop string is held back until it is known not to be one.
-    pub fn step(&mut self) -> Result<JsValue, JsValue> {
-        let (Some(run), Some(session)) = (self.run.as_mut(), self.session.as_mut()) else {
+    async fn start(&self, p: Prepared) -> Result<usize, JsValue> {
+        let mut g = self.gen.try_borrow_mut().map_err(|_| Self::busy())?;
+        let g = &mut *g;
+        g.run = None;
+        // Keep the session (and its cache) unless the context size changed.
+        if g.session.as_ref().is_some_and(|s| s.context_size() != p.n_ctx) {
+            g.session = None;
+        }
+        let session = match g.session.take() {
+            Some(s) => s,
+            None => self.engine.new_session(p.n_ctx).map_err(js_error)?,
+        };
+        let session = g.session.insert(session);
+        let reused = session.start_async(&self.engine, &p.ids, &p.opts).await.map_err(js_error)?;
+        // SAFETY: the tokenizer lives inside the `Engine` behind `self.engine`, an Rc whose
+        // contents never move; `GenState` holds a clone of that Rc (declared after `run`, so
+        // dropped after it), so the tokenizer outlives every `Run`. The 'static lifetime never
+        // escapes `Run`.
+        let tok: &'static Tokenizer = unsafe { &*(&self.engine.tokenizer as *const Tokenizer) };
+        g.run = Some(Run { out: TextOutput::new(tok, &p.opts.stop) });
+        g.reused = reused as u32;
+        Ok(p.ids.len())
+    }
+
+    async fn step(&self, cancel: &Cell<bool>) -> Result<JsValue, JsValue> {
+        let mut g = self.gen.try_borrow_mut().map_err(|_| Self::busy())?;
+        let g = &mut *g;
+        let (Some(run), Some(session)) = (g.run.as_mut(), g.session.as_mut()) else {
             return Err(invalid("no generation is running (call start first)"));
         };
+        if cancel.take() {
+            session.cancel();
+        }
         let o = js_sys::Object::new();
-        let next = match session.next(&self.engine) {
+        let next = match session.next_async(&self.engine).await {
             Ok(n) => n,
             Err(e) => {
-                self.run = None;
+                g.run = None;
                 return Err(js_error(e));
             }
         };
@@ -461,7 +733,7 @@ impl WasmEngine {
             }
             return Ok(o.into());
         }
-        let run = self.run.take().expect("checked above");
+        let run = g.run.take().expect("checked above");
         let reason = match session.stop_reason().unwrap_or(StopReason::Cancelled) {
             _ if run.out.stopped() => "stop",
             StopReason::Length => "length",
@@ -477,34 +749,5 @@ impl WasmEngine {
         set(&o, "done", true);
         set(&o, "finishReason", reason);
         Ok(o.into())
-    }
-
-    /// Stop the running generation: the next `step` returns done with finishReason "abort".
-    pub fn cancel(&mut self) {
-        if let (Some(_), Some(session)) = (self.run.as_ref(), self.session.as_mut()) {
-            session.cancel();
-        }
-    }
-
-    /// Prompt tokens the last `start` reused from the KV cache (not prefilled again).
-    #[wasm_bindgen(getter, js_name = reusedTokens)]
-    pub fn reused_tokens(&self) -> u32 {
-        self.reused
-    }
-
-    /// Whether a generation is running.
-    #[wasm_bindgen(getter)]
-    pub fn running(&self) -> bool {
-        self.run.is_some()
-    }
-}
-
-impl WasmEngine {
-    /// The context size used when the caller names none: the model's, capped at 2048.
-    fn default_context(&self) -> usize {
-        match self.engine.model.config.context_length {
-            0 => DEFAULT_CONTEXT,
-            c => c.min(DEFAULT_CONTEXT),
-        }
     }
 }

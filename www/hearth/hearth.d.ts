@@ -15,7 +15,12 @@ export interface LoadProgress {
 }
 
 export interface LoadOptions {
-  /** "auto" (default) and "cpu" run the wasm SIMD128 engine; "webgpu" is not in this build yet (HearthError "backend_unavailable"). */
+  /**
+   * "auto" (default): WebGPU when the browser has a hardware adapter that can run every weight type
+   * of the model, else the wasm SIMD128 engine ("cpu"). "webgpu": WebGPU or a HearthError
+   * "backend_unavailable" / "unsupported_tensor_type". A GPU lost mid-generation ends that
+   * generation with "device_lost"; the next request reloads the model on the CPU.
+   */
   backend?: "auto" | "cpu" | "webgpu";
   /** KV cache positions per generation; default min(model context, 2048). */
   contextSize?: number;
@@ -69,7 +74,11 @@ export interface ModelInfo {
   nHeadKv: number;
   bos: number | null;
   eos: number | null;
-  backend: "cpu";
+  backend: "cpu" | "webgpu";
+  /** The WebGPU adapter, when backend is "webgpu". */
+  gpu: { name: string; backend: string; deviceType: string; shaderF16: boolean } | null;
+  /** Why "auto" (or a lost device) left the model on the CPU, if it did. */
+  backendFallback: string | null;
   /** "model": the GGUF's own tokenizer.chat_template; else the built-in one its vocabulary calls for. */
   chatTemplate: "model" | "llama3" | "chatml" | "llama2";
   /** Engine threads actually running (1 unless the threaded build started). */

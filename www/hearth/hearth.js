@@ -200,14 +200,11 @@ export class Hearth {
     const { contextSize, onProgress, signal, worker = true, backend = "auto", cache = false, sha256, threads } = options;
     if (signal?.aborted) throw abortError("loading");
     if (!BACKENDS.includes(backend)) throw new HearthError("invalid_argument", `backend must be one of ${BACKENDS.join(", ")}; got ${backend}`);
-    if (backend === "webgpu") {
-      throw new HearthError("backend_unavailable", "this build of Hearth has no WebGPU backend yet: use backend \"cpu\" or \"auto\"");
-    }
     const useWorker = worker && typeof Worker !== "undefined";
     const impl = useWorker ? new WorkerImpl() : new LocalImpl();
     try {
       if (cache) requestPersistence();
-      const info = await impl.load(source, { contextSize, onProgress, signal, cache, sha256, threads });
+      const info = await impl.load(source, { backend, contextSize, onProgress, signal, cache, sha256, threads });
       return new Hearth(impl, info);
     } catch (e) {
       impl.close();
@@ -280,6 +277,11 @@ export class Hearth {
     return this._impl.stats();
   }
 
+  /** Tests only: lose the GPU device as a driver reset would. */
+  async _debugLoseDevice() {
+    return this._impl.debugLoseDevice();
+  }
+
   /** Free the model (terminates its worker). */
   async unload() {
     if (this._closed) return;
@@ -336,7 +338,7 @@ class WorkerImpl {
   constructor() {
     this.t = new WorkerTransport();
   }
-  async load(source, { contextSize, onProgress, signal, cache, sha256, threads }) {
+  async load(source, { backend, contextSize, onProgress, signal, cache, sha256, threads }) {
     const t = this.t;
     const progress = (p) => onProgress?.(p);
     const bytes = isUrl(source) ? null : bytesOf(source);
@@ -346,7 +348,7 @@ class WorkerImpl {
     }
     if (isUrl(source) || isBlob(source) || Array.isArray(source)) {
       const src = Array.isArray(source) ? source.map((x) => (isUrl(x) ? resolveUrl(x) : x)) : isUrl(source) ? resolveUrl(source) : source;
-      const [rid, done] = t.request("load", { source: src, contextSize, cache, sha256, threads }, progress);
+      const [rid, done] = t.request("load", { source: src, backend, contextSize, cache, sha256, threads }, progress);
       const onAbort = () => t.abort(rid);
       signal?.addEventListener("abort", onAbort);
       try {
@@ -358,7 +360,7 @@ class WorkerImpl {
     if (!bytes) throw new HearthError("invalid_argument", "source must be a URL, File, Blob, ArrayBuffer or Uint8Array");
     // Bytes we hold: hand them over slice by slice (each slice is copied once into the worker and
     // fed at once), so there is never a second full copy of the file in flight.
-    await t.call("load-begin", { threads });
+    await t.call("load-begin", { threads, backend });
     const total = bytes.byteLength;
     progress({ phase: "load", loaded: 0, total });
     for (let off = 0; off < total; off += FEED_SLICE) {
@@ -386,6 +388,9 @@ class WorkerImpl {
   renderChat(messages, addGenerationPrompt) {
     return this.t.call("render", { messages, addGenerationPrompt });
   }
+  debugLoseDevice() {
+    return this.t.call("debug-lose-device");
+  }
   stats() {
     return this.t.call("stats");
   }
@@ -398,13 +403,14 @@ class WorkerImpl {
 }
 
 class LocalImpl {
-  async load(source, { contextSize, onProgress, signal, cache, sha256, threads }) {
+  async load(source, { backend, contextSize, onProgress, signal, cache, sha256, threads }) {
     const { Host, initWasm } = await import("./host.js");
     await initWasm(threads);
     this.host = new Host();
     try {
       const src = Array.isArray(source) ? source.map((x) => (isUrl(x) ? resolveUrl(x) : x)) : isUrl(source) ? resolveUrl(source) : source;
       return await this.host.load(src, {
+        backend,
         contextSize,
         cache,
         sha256,
@@ -431,6 +437,9 @@ class LocalImpl {
   }
   async renderChat(messages, addGenerationPrompt) {
     return wrap(() => this.host.renderChat(messages, addGenerationPrompt));
+  }
+  async debugLoseDevice() {
+    return this.host.debugLoseDevice();
   }
   async stats() {
     return wrap(() => this.host.stats());

@@ -106,9 +106,16 @@ export class Host {
 
   // ---- loading -------------------------------------------------------------------------------
 
-  beginLoad() {
+  /**
+   * A fresh loader for `backend` ("auto", "cpu" or "webgpu"). WebGPU needs an adapter; "auto"
+   * decides once the GGUF header has arrived (every weight type must have GPU kernels).
+   */
+  async beginLoad(backend = "auto") {
     if (this.loader) this.loader.free();
-    this.loader = new wasm.Loader();
+    this.loader = null;
+    const gpu = typeof navigator !== "undefined" && navigator.gpu;
+    if (backend === "webgpu" && !gpu) throw codeError("backend_unavailable", "this browser has no WebGPU (navigator.gpu): use backend \"cpu\" or \"auto\"");
+    this.loader = backend === "cpu" || (backend === "auto" && !gpu) ? new wasm.Loader() : await wasm.Loader.create(backend);
   }
 
   /** Feed one chunk; returns bytes received so far. */
@@ -156,7 +163,10 @@ export class Host {
       nHeadKv: raw.nHeadKv,
       bos: raw.bos,
       eos: raw.eos,
-      backend: "cpu",
+      backend: raw.backend,
+      // The adapter ({name, backend, deviceType, shaderF16}) on WebGPU; why "auto" chose the CPU.
+      gpu: raw.gpu,
+      backendFallback: raw.fallback,
       // The built-in template the vocabulary called for, or "model" (the GGUF's own).
       chatTemplate: engine.chatTemplate().builtin ?? "model",
       threads: poolThreads,
@@ -176,8 +186,11 @@ export class Host {
    * fetches the other shards itself. `isAborted()` is polled between chunks; `fetchSignal` aborts
    * downloads.
    */
-  async load(source, { contextSize, onProgress, isAborted = () => false, fetchSignal, cache = false, sha256 } = {}) {
-    this.beginLoad();
+  async load(source, { backend = "auto", contextSize, onProgress, isAborted = () => false, fetchSignal, cache = false, sha256 } = {}) {
+    // Kept so that a lost GPU can be replaced by the CPU on the next request.
+    this.source = { source, contextSize, cache, sha256 };
+    this.deviceLost = false;
+    await this.beginLoad(backend);
     // URLs go through the model store (kept for offline use, resumable, verified) when asked.
     this.cache = cache ? { sha256 } : null;
     // At most one progress report per MiB or 50 ms (a big model arrives in many small chunks);
@@ -340,6 +353,7 @@ export class Host {
    * an abort message can arrive.
    */
   async generate(req, { onChunk, isAborted = () => false } = {}) {
+    if (this.deviceLost) await this.reloadOnCpu();
     const e = this.engine;
     if (!e) throw codeError("invalid_argument", "no model is loaded");
     const o = req.options || {};
@@ -366,13 +380,13 @@ export class Host {
       contextSize: this.contextSize,
     };
     for (const k of Object.keys(opts)) if (opts[k] === undefined || opts[k] === null) delete opts[k];
-    const promptTokens = e.start(ids instanceof Uint32Array ? ids : Uint32Array.from(ids), opts);
+    const promptTokens = await this.guard(e.start(ids instanceof Uint32Array ? ids : Uint32Array.from(ids), opts));
     const t1 = performance.now();
     let ttft = null;
     let last;
     for (;;) {
       if (isAborted()) e.cancel();
-      const s = e.step();
+      const s = await this.guard(e.step());
       if (s.done) {
         last = s;
         break;
@@ -401,6 +415,33 @@ export class Host {
         tokensPerSecond: n > 0 && decodeMs > 0 ? (n * 1000) / decodeMs : 0,
       },
     };
+  }
+
+  /** Tests: lose the GPU device (the next step fails with "device_lost"). */
+  debugLoseDevice() {
+    this.engine?.debugLoseDevice();
+  }
+
+  /** Await an engine call; a lost GPU device moves the next request to the CPU. */
+  async guard(promise) {
+    try {
+      return await promise;
+    } catch (e) {
+      if (e && e.code === "device_lost") this.deviceLost = true;
+      throw e;
+    }
+  }
+
+  /** Load the same model again on the CPU (after the GPU device was lost). */
+  async reloadOnCpu() {
+    if (!this.source) {
+      this.deviceLost = false;
+      throw codeError("device_lost", "the GPU device was lost and this model was given as bytes the engine did not keep: load it again");
+    }
+    const { source, contextSize, cache, sha256 } = this.source;
+    const prev = this.info;
+    await this.load(source, { backend: "cpu", contextSize, cache, sha256 });
+    this.info.backendFallback = `the GPU device was lost while running on ${prev?.gpu?.name || "WebGPU"}`;
   }
 
   tokenize(text, addSpecial = true, parseSpecial = false) {

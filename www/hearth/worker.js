@@ -27,6 +27,7 @@ async function handle(msg) {
       loadCtl = new AbortController();
       try {
         const info = await host.load(msg.source, {
+          backend: msg.backend,
           contextSize: msg.contextSize,
           cache: msg.cache,
           sha256: msg.sha256,
@@ -42,7 +43,8 @@ async function handle(msg) {
     }
     case "load-begin":
       await initWasm(msg.threads);
-      host.beginLoad();
+      host.source = null; // bytes arrive in slices and are not kept
+      await host.beginLoad(msg.backend);
       return reply(rid, "result", { value: 0 });
     case "feed":
       return reply(rid, "result", { value: host.feed(msg.bytes) });
@@ -64,6 +66,8 @@ async function handle(msg) {
       return reply(rid, "result", { value: host.decode(msg.ids) });
     case "render":
       return reply(rid, "result", { value: host.renderChat(msg.messages, msg.addGenerationPrompt) });
+    case "debug-lose-device":
+      return reply(rid, "result", { value: host.debugLoseDevice() });
     case "stats":
       return reply(rid, "result", { value: host.stats() });
     case "unload":

@@ -75,13 +75,43 @@ impl Gpu {
         &self.ctx.info
     }
 
+    /// A software rasterizer (SwiftShader, lavapipe, a browser's fallback adapter): correct but
+    /// slower than the CPU backend's SIMD kernels, so "auto" does not choose it.
+    pub fn is_software(&self) -> bool {
+        let name = self.ctx.info.name.to_lowercase();
+        self.ctx.info.device_type == "Cpu" || ["swiftshader", "llvmpipe", "lavapipe"].iter().any(|s| name.contains(s))
+    }
+
+    /// Make the device lost, as a driver reset would (tests of the CPU fallback).
+    pub fn lose_device(&self) {
+        self.ctx.device.destroy();
+    }
+
     /// Whether `ty` has GPU kernels.
     pub fn supports(ty: TensorType) -> bool {
         kernels::type_source(ty).is_some()
     }
 
+    /// Whether this adapter can run the model a GGUF header describes: every weight type has
+    /// kernels and every row fits a buffer the adapter can bind (a tensor is split by rows).
+    pub fn check_model(&self, header: &crate::gguf::Header) -> Result<()> {
+        for t in &header.tensors {
+            if t.dims.len() == 1 {
+                continue; // read on the host
+            }
+            if !Gpu::supports(t.ty) {
+                return Err(HearthError::UnsupportedTensorType { name: t.name.clone(), ty: format!("{} (on the GPU)", t.ty.name()) });
+            }
+            let row = t.ty.byte_size(t.dims[0], t.dims[0]).unwrap_or(u64::MAX);
+            if row > self.ctx.max_chunk_bytes() {
+                return Err(HearthError::ModelTooBig { needed: row, limit: self.ctx.max_chunk_bytes() });
+            }
+        }
+        Ok(())
+    }
+
     /// The index of the largest value of the last row (a greedy step reads back four bytes).
-    pub async fn argmax(&self, x: &GpuTensor) -> Result<u32> {
+    pub async fn argmax_last(&self, x: &GpuTensor) -> Result<u32> {
         let out = self.ctx.alloc(4)?;
         let n = x.cols as u32;
         let off = ((x.rows - 1) * x.cols) as u64 * 4;
@@ -92,7 +122,7 @@ impl Gpu {
     }
 
     /// `to_vec`, asynchronous (what the browser needs).
-    pub async fn read(&self, x: &GpuTensor) -> Result<Vec<f32>> {
+    pub async fn read_all(&self, x: &GpuTensor) -> Result<Vec<f32>> {
         let n = x.rows * x.cols;
         let bytes = self.ctx.read(&x.buf, n as u64 * 4).await?;
         Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
@@ -295,15 +325,17 @@ impl Backend for Gpu {
         Ok(out)
     }
 
+    /// Natively the readback waits for the device inside; in the browser this is an error (use
+    /// `read`).
     fn to_vec(&self, x: &GpuTensor) -> Result<Vec<f32>> {
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            pollster::block_on(self.read(x))
-        }
-        #[cfg(target_arch = "wasm32")]
-        {
-            let _ = x;
-            Err(HearthError::Compute("the browser's WebGPU reads back asynchronously: use Gpu::read".into()))
-        }
+        super::now(self.read_all(x))
+    }
+
+    async fn read(&self, x: &GpuTensor) -> Result<Vec<f32>> {
+        self.read_all(x).await
+    }
+
+    async fn argmax(&self, x: &GpuTensor) -> Result<Option<u32>> {
+        self.argmax_last(x).await.map(Some)
     }
 }
