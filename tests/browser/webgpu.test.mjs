@@ -1,0 +1,101 @@
+// The WebGPU backend in headless Chromium (SwiftShader's adapter: no shader-f16, so the f32 paths
+// run): the fixtures give the CPU backend's results within tolerance, greedy steps pick the token
+// on the GPU, and a lost device ends that generation with "device_lost" while the next request
+// runs on the CPU.
+//
+// Needs pkg/ (scripts/build-wasm), Chromium and playwright-core (scripts/test sets all up).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, root } from "./harness.mjs";
+import path from "node:path";
+
+// Software rendering is slow: one fixture per family of kernels the GPU runs.
+const FIXTURES = ["spm-f32", "bpe-f16", "bpe-q4_0", "spm-q8_0"];
+
+let server, browser, page;
+
+before(async () => {
+  assertPkgBuilt();
+  const fixtures = fixtureDir(FIXTURES);
+  server = await startServer({ mounts: { "/fixtures": fixtures, "/test": path.join(root, "tests/browser") } });
+  browser = await launchBrowser();
+  page = await browser.newPage();
+  logPage(page, "webgpu");
+  await page.goto(server.url + "test/api.html");
+  await page.waitForFunction(() => window.hearthReady === true, null, { timeout: 30000 });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+/** Greedy tokens and the first step's top log-probabilities of `fixture` on `backend`. */
+function run(fixture, backend) {
+  return page.evaluate(
+    async ({ fixture, backend }) => {
+      const m = await Hearth.load(`/fixtures/${fixture}.gguf`, { backend, contextSize: 128 });
+      const out = { backend: m.info.backend, gpu: m.info.gpu, tokens: [], top: null };
+      // Greedy without logprobs: the GPU picks each token itself.
+      for await (const c of m.generate("The quick brown fox", { maxTokens: 8, temperature: 0, stopAtEos: false })) out.tokens.push(...c.tokenIds);
+      // With logprobs the logits come back whole.
+      for await (const c of m.generate("The quick brown fox", { maxTokens: 1, temperature: 0, stopAtEos: false, logprobs: 5 })) {
+        if (c.logprobs) out.top = c.logprobs[0].topLogprobs.map((t) => [t.id, t.logprob]);
+      }
+      await m.unload();
+      return out;
+    },
+    { fixture, backend },
+  );
+}
+
+test("every GPU kernel family gives the CPU backend's results in Chromium (SwiftShader, f32 paths)", async () => {
+  for (const fixture of FIXTURES) {
+    const [cpu, gpu] = [await run(fixture, "cpu"), await run(fixture, "webgpu")];
+    assert.equal(cpu.backend, "cpu");
+    assert.equal(gpu.backend, "webgpu", fixture);
+    assert.equal(gpu.gpu.shaderF16, false, "SwiftShader has no shader-f16: the f32 paths ran");
+    // The GPU keeps activations in f32 where the CPU rounds them to 8 bits before quantized
+    // matmuls (as llama.cpp does): exact agreement on float weights, tenths on these small,
+    // high-gain random models otherwise (tests/gpu.rs holds the GPU to 1e-4 of exact f32).
+    const tol = fixture.endsWith("f32") ? 1e-3 : fixture.endsWith("f16") ? 0.05 : 1.5;
+    const want = new Map(cpu.top);
+    for (const [id, lp] of gpu.top) if (want.has(id)) assert.ok(Math.abs(want.get(id) - lp) <= tol, `${fixture}: token ${id} logprob ${lp} vs ${want.get(id)}`);
+    assert.equal(gpu.top[0][0], gpu.tokens[0], `${fixture}: the GPU's argmax is the top logprob`);
+    if (fixture.endsWith("f32")) assert.deepEqual(gpu.tokens, cpu.tokens, "f32: the same greedy tokens");
+    assert.equal(gpu.tokens.length, 8);
+  }
+});
+
+test("a GPU device lost mid-generation ends it with device_lost; the next request runs on the CPU", async () => {
+  const r = await page.evaluate(async () => {
+    const m = await Hearth.load("/fixtures/spm-f32.gguf", { backend: "webgpu", contextSize: 128 });
+    const opts = { maxTokens: 6, temperature: 0, stopAtEos: false };
+    const before = [];
+    for await (const c of m.generate("Once upon a time", opts)) before.push(...c.tokenIds);
+    let code = null;
+    const partial = [];
+    try {
+      for await (const c of m.generate("Once upon a time", opts)) {
+        partial.push(...c.tokenIds);
+        if (partial.length === 2) await m._debugLoseDevice();
+      }
+    } catch (e) {
+      code = e.code;
+    }
+    const after = [];
+    let final;
+    for await (const c of m.generate("Once upon a time", opts)) {
+      after.push(...c.tokenIds);
+      if (c.done) final = c;
+    }
+    const stats = await m.stats();
+    await m.unload();
+    return { before, partial, code, after, finish: final.finishReason };
+  });
+  assert.equal(r.code, "device_lost");
+  assert.ok(r.partial.length >= 2 && r.partial.length < 6, `stopped early: ${r.partial}`);
+  assert.deepEqual(r.after, r.before, "the CPU continues with the same tokens");
+  assert.equal(r.finish, "length");
+});
