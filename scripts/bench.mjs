@@ -6,7 +6,7 @@
 // ready; native: llama_cpp.Llama(), which mmaps), peak memory. Before each measurement it waits
 // for a quiet machine (CPU busy under --max-busy over 3 s, from /proc/stat).
 //
-//   scripts/bench [--quick] [--quants q4_0,q4_k_m,q8_0] [--threads 1,2] [--engines hearth,wllama,native]
+//   scripts/bench [--quick] [--quants q4_0,q4_k_m,q8_0] [--threads 1,2] [--engines hearth,wllama,native,webgpu]
 //                 [--prompt-tokens 83] [--new-tokens 64] [--cache DIR] [--python PY] [--write | --no-write]
 //                 [--no-build] [--max-busy 0.1] [--quiet-timeout 600]
 //
@@ -144,11 +144,11 @@ if (missing.length) {
 
 const PROMPT_TEXT = "The hearth keeps the kitchen warm while the quick brown fox jumps over the lazy dog. ".repeat(12);
 
-async function runHearth(page, q, threads) {
+async function runHearth(page, q, threads, backend = "cpu") {
   return page.evaluate(
-    async ({ url, text, promptTokens, newTokens, threads }) => {
+    async ({ url, text, promptTokens, newTokens, threads, backend }) => {
       const t0 = performance.now();
-      const llm = await window.Hearth.load(url, { contextSize: 512, threads });
+      const llm = await window.Hearth.load(url, { contextSize: 512, threads, backend });
       const loadMs = performance.now() - t0;
       const ids = (await llm.tokenize(text, { addSpecial: true })).slice(0, promptTokens);
       // wllama takes text: the prompt's text, checked to tokenize back to the same ids.
@@ -173,7 +173,7 @@ async function runHearth(page, q, threads) {
         memBytes: stats.wasmMemoryBytes,
       };
     },
-    { url: `/models/llama1b-${q}.gguf`, text: PROMPT_TEXT, promptTokens: opt.promptTokens, newTokens: opt.newTokens, threads },
+    { url: `/models/llama1b-${q}.gguf`, text: PROMPT_TEXT, promptTokens: opt.promptTokens, newTokens: opt.newTokens, threads, backend },
   );
 }
 
@@ -259,6 +259,8 @@ try {
     for (const threads of opt.threads) {
       for (const engine of opt.engines) {
         if (engine !== "hearth" && !ids) continue;
+        // The GPU does not use the CPU threads: one row per model.
+        if (engine === "webgpu" && threads !== opt.threads[0]) continue;
         const label = `${engine} ${QUANT[q] || q} ${threads}t`;
         const quiet = await waitQuiet(label);
         log(`== ${label} (load ${quiet.load})`);
@@ -273,6 +275,18 @@ try {
           ids = r.ids;
           promptText = r.promptText;
           if (!r.sameIds) log(`!! the prompt's text does not tokenize back to the same ${ids.length} ids: wllama's prompt may differ slightly`);
+          delete r.ids;
+          delete r.promptText;
+          await page.close();
+        } else if (engine === "webgpu") {
+          // Hearth's WebGPU backend in the same browser (here: SwiftShader, a software adapter;
+          // on a machine with a GPU, its hardware adapter).
+          const page = await browser.newPage();
+          page.on("pageerror", (e) => log(`[webgpu pageerror] ${e.message}`));
+          await page.goto(server.url + "test/api.html");
+          await page.waitForFunction(() => window.hearthReady === true);
+          r = await runHearth(page, q, 1, "webgpu");
+          r.threads = 1;
           delete r.ids;
           delete r.promptText;
           await page.close();
