@@ -17,6 +17,7 @@ const DEFAULTS = Object.freeze({
   topP: 0.9,
   maxTokens: 256,
   contextSize: 2048,
+  backend: "auto",
 });
 
 const $ = (id) => document.getElementById(id);
@@ -138,6 +139,7 @@ function sanitize(s) {
     topP: num(s.topP, 0, 1, DEFAULTS.topP),
     maxTokens: num(s.maxTokens, 1, 8192, DEFAULTS.maxTokens, true),
     contextSize: num(s.contextSize, 128, 32768, DEFAULTS.contextSize, true),
+    backend: ["auto", "cpu", "webgpu"].includes(s.backend) ? s.backend : DEFAULTS.backend,
   };
 }
 
@@ -148,6 +150,7 @@ function fillSettingsForm() {
   f.topP.value = settings.topP;
   f.maxTokens.value = settings.maxTokens;
   f.contextSize.value = settings.contextSize;
+  f.backend.value = settings.backend;
 }
 
 /** Offer a reload when the context size differs from the one the current model was loaded with. */
@@ -163,6 +166,7 @@ function saveSettingsFromForm() {
     topP: f.topP.value,
     maxTokens: f.maxTokens.value,
     contextSize: f.contextSize.value,
+    backend: f.backend.value,
   });
   try {
     localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings));
@@ -247,6 +251,7 @@ async function loadModel(source, label, knownBytes = 0) {
   try {
     const next = await Hearth.load(source, {
       contextSize: settings.contextSize,
+      backend: settings.backend,
       // URL models go to the model store (the demo is kept by the service worker).
       cache: !isDemo && typeof source === "string" && el.keepOffline.checked && Hearth.models.available,
       signal: ctl.signal,
@@ -272,8 +277,10 @@ async function loadModel(source, label, knownBytes = 0) {
     el.modelSummary.textContent = `${info.name}${bytes ? ` · ${sizeLabel(bytes)}` : ""}`;
     el.modelSummary.title = `${label}${info.fileName ? ` (${info.fileName})` : ""} — ${info.nLayer} layers, ${info.nEmbd} wide, vocabulary ${info.nVocab}, context ${info.contextSize ?? settings.contextSize} of ${info.contextLength}`;
     const secs = ((performance.now() - started) / 1000).toFixed(1);
+    const where = info.backend === "webgpu" ? `on WebGPU (${info.gpu?.name || "GPU"})` : `on the CPU (${info.threads} thread${info.threads === 1 ? "" : "s"})`;
     addNotice(
-      `Loaded ${isDemo ? "the bundled demo model" : info.name}${bytes ? ` (${sizeLabel(bytes)})` : ""} in ${secs} s.` +
+      `Loaded ${isDemo ? "the bundled demo model" : info.name}${bytes ? ` (${sizeLabel(bytes)})` : ""} in ${secs} s, ${where}.` +
+        (settings.backend === "webgpu" || !info.backendFallback ? "" : ` WebGPU not used: ${info.backendFallback}.`) +
         (isDemo ? " Its weights are random, so expect gibberish — load a real GGUF above for answers." : ""),
     );
     setState("ready", readyText());
