@@ -36,8 +36,17 @@ pub fn type_source(ty: TensorType) -> Option<&'static str> {
     Some(match ty {
         TensorType::F32 => include_str!("wgsl/types/f32.wgsl"),
         TensorType::F16 => include_str!("wgsl/types/f16.wgsl"),
+        TensorType::BF16 => include_str!("wgsl/types/bf16.wgsl"),
         TensorType::Q4_0 => include_str!("wgsl/types/q4_0.wgsl"),
+        TensorType::Q4_1 => include_str!("wgsl/types/q4_1.wgsl"),
+        TensorType::Q5_0 => include_str!("wgsl/types/q5_0.wgsl"),
+        TensorType::Q5_1 => include_str!("wgsl/types/q5_1.wgsl"),
         TensorType::Q8_0 => include_str!("wgsl/types/q8_0.wgsl"),
+        TensorType::Q2_K => include_str!("wgsl/types/q2_k.wgsl"),
+        TensorType::Q3_K => include_str!("wgsl/types/q3_k.wgsl"),
+        TensorType::Q4_K => include_str!("wgsl/types/q4_k.wgsl"),
+        TensorType::Q5_K => include_str!("wgsl/types/q5_k.wgsl"),
+        TensorType::Q6_K => include_str!("wgsl/types/q6_k.wgsl"),
         _ => return None,
     })
 }

@@ -32,3 +32,18 @@ fn i8x4(v: u32) -> vec4<f32> {
 fn u8x4(v: u32) -> vec4<f32> {
     return vec4<f32>(vec4<u32>(v & 0xffu, (v >> 8u) & 0xffu, (v >> 16u) & 0xffu, v >> 24u));
 }
+
+// Bits 0..3 of qh moved to bit 4 of bytes 0..3 (the fifth bits of four Q5_0/Q5_1 values).
+fn fifth_bits(qh: u32) -> u32 {
+    return ((qh & 1u) | ((qh & 2u) << 7u) | ((qh & 4u) << 14u) | ((qh & 8u) << 21u)) << 4u;
+}
+
+// ggml's get_scale_min_k4: the 6-bit scale and minimum of sub-block g (of 8) of a Q4_K/Q5_K
+// block whose 12 scale bytes start at byte s.
+fn scale_min_k4(s: u32, g: u32) -> vec2<u32> {
+    if (g < 4u) {
+        return vec2<u32>(w_byte(s + g) & 63u, w_byte(s + g + 4u) & 63u);
+    }
+    return vec2<u32>((w_byte(s + g + 4u) & 15u) | ((w_byte(s + g - 4u) >> 6u) << 4u),
+                     (w_byte(s + g + 4u) >> 4u) | ((w_byte(s + g) >> 6u) << 4u));
+}
