@@ -1,5 +1,6 @@
-// Prepended to every kernel. Weights are GGUF blocks in u32 words (`w`, declared by the kernel);
-// blocks are not 4-byte aligned (Q4_0 is 18 bytes), so fields are read by byte address.
+// Prepended (after bytes.wgsl) to the kernels generic over the weight type (matvec, matmul,
+// embed). Weights are GGUF blocks in u32 words (`w`, declared by the kernel); blocks are not
+// 4-byte aligned (Q4_0 is 18 bytes), so the types' dequant4 reads fields by byte address.
 
 fn w_byte(b: u32) -> u32 {
     return (w[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu;
@@ -21,21 +22,6 @@ fn w_u32(b: u32) -> u32 {
 
 fn w_f16(b: u32) -> f32 {
     return unpack2x16float(w_u16(b)).x;
-}
-
-// The four bytes of v as signed values.
-fn i8x4(v: u32) -> vec4<f32> {
-    return vec4<f32>(vec4<i32>(bitcast<i32>(v << 24u), bitcast<i32>(v << 16u), bitcast<i32>(v << 8u), bitcast<i32>(v)) >> vec4<u32>(24u));
-}
-
-// The four bytes of v as unsigned values.
-fn u8x4(v: u32) -> vec4<f32> {
-    return vec4<f32>(vec4<u32>(v & 0xffu, (v >> 8u) & 0xffu, (v >> 16u) & 0xffu, v >> 24u));
-}
-
-// Bits 0..3 of qh moved to bit 4 of bytes 0..3 (the fifth bits of four Q5_0/Q5_1 values).
-fn fifth_bits(qh: u32) -> u32 {
-    return ((qh & 1u) | ((qh & 2u) << 7u) | ((qh & 4u) << 14u) | ((qh & 8u) << 21u)) << 4u;
 }
 
 // ggml's get_scale_min_k4: the 6-bit scale and minimum of sub-block g (of 8) of a Q4_K/Q5_K
