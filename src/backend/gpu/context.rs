@@ -25,6 +25,9 @@ pub struct GpuOptions {
     /// Split weights into buffers of at most this many bytes (tests use it to exercise the split
     /// on small tensors); the adapter's own limit applies anyway.
     pub max_chunk_bytes: Option<u64>,
+    /// Use the f32 kernels even where the adapter has shader-f16 (tests run both paths on one
+    /// adapter; the f32 path is what headless Chromium's SwiftShader gets).
+    pub disable_f16: bool,
 }
 
 /// What the adapter is and what it allows.
@@ -33,7 +36,10 @@ pub struct GpuInfo {
     pub name: String,
     pub backend: String,
     pub device_type: String,
+    /// The adapter has shader-f16.
     pub shader_f16: bool,
+    /// The kernels use it: the KV cache in f16, F16 weights read as vec4<f16>.
+    pub f16: bool,
     pub max_storage_binding: u64,
     pub max_buffer: u64,
 }
@@ -94,7 +100,10 @@ impl Ctx {
             .map_err(|e| unavailable(format!("no WebGPU adapter: {e}")))?;
         let a_info = adapter.get_info();
         let shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
-        let features = if shader_f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() };
+        // Not even requested when unused, so an `enable f16` left in an f32 kernel fails here as
+        // it would on an adapter without the feature.
+        let f16 = shader_f16 && !opts.disable_f16;
+        let features = if f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() };
         // Ask for everything the adapter allows: the binding size decides how weights split.
         let limits = adapter.limits();
         let (device, queue) = adapter
@@ -123,6 +132,7 @@ impl Ctx {
             backend: format!("{:?}", a_info.backend),
             device_type: format!("{:?}", a_info.device_type),
             shader_f16,
+            f16,
             max_storage_binding: limits.max_storage_buffer_binding_size as u64,
             max_buffer: limits.max_buffer_size,
         };
@@ -216,7 +226,7 @@ impl Ctx {
         if let Some(p) = self.pipelines.borrow().get(&(kernel, ty)) {
             return Ok(p.clone());
         }
-        let src = kernels::module_source(kernel, ty)
+        let src = kernels::module_source(kernel, ty, self.info.f16)
             .ok_or_else(|| HearthError::Gpu(format!("no {kernel:?} kernel for {}", ty.map(|t| t.name()).unwrap_or_default())))?;
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&format!("{kernel:?}")),
@@ -284,11 +294,7 @@ impl Ctx {
         Ok(())
     }
 
-    /// Record a copy of `bytes` from the start of `src` to `dst` at `at`.
-    pub fn copy(&self, src: &wgpu::Buffer, dst: &wgpu::Buffer, at: u64, bytes: u64) -> Result<()> {
-        self.copy_from(src, 0, dst, at, bytes)
-    }
-
+    /// Record a copy of `bytes` from `src` at `from` to `dst` at `at`.
     pub fn copy_from(&self, src: &wgpu::Buffer, from: u64, dst: &wgpu::Buffer, at: u64, bytes: u64) -> Result<()> {
         self.check()?;
         self.with_recorder(|r| r.encoder.copy_buffer_to_buffer(src, from, dst, at, bytes));

@@ -1,13 +1,23 @@
-//! The WGSL sources: one kernel per file in `wgsl/`; kernels that read weights are prefixed with
-//! `common.wgsl` (byte-addressed reads) and the weight type's `wgsl/types/*.wgsl` (`QK`,
-//! `BLOCK_BYTES`, `dequant4`), so one kernel file serves every type.
+//! The WGSL sources: one kernel per file in `wgsl/`. Every module starts with a prelude
+//! (`prelude_f16.wgsl` with shader-f16, else `prelude_f32.wgsl`) naming the KV-cache and F16
+//! weight element types. Kernels generic over the weight type (matvec, matmul, embed) follow it
+//! with `bytes.wgsl`, `common.wgsl` (byte-addressed reads) and the type's `wgsl/types/*.wgsl`
+//! (`QK`, `BLOCK_BYTES`, `dequant4`), so one kernel file serves every type; the fast decode
+//! matvec is `matvec_fast.wgsl` with the type's `wgsl/fast/*.wgsl` (its weight binding, `UNIT`,
+//! `unit_dot`).
 
 use crate::gguf::TensorType;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
+    /// Any type, one workgroup per (row, token): the decode fallback.
     Matvec,
+    /// Decode for the types with a file in `wgsl/fast/`.
+    MatvecFast,
+    /// Prefill: tiles of activation rows x weight rows.
+    Matmul,
     Embed,
+    KvStore,
     RmsNorm,
     Rope,
     Attention,
@@ -16,11 +26,23 @@ pub enum Kernel {
     Argmax,
 }
 
+/// Weight rows per workgroup of `MatvecFast` (its ROWS).
+pub const FAST_ROWS: usize = 8;
+/// The output tile of `Matmul` (TM = TN) and its step over k (TK).
+pub const TILE: usize = 64;
+pub const TILE_K: usize = 16;
+/// Activation rows from which `matmul` uses the tiled kernel: below this the matvec reads the
+/// weights `rows` times, which is cheaper than a mostly empty 64-row tile.
+pub const TILED_FROM_ROWS: usize = 4;
+
 impl Kernel {
     fn source(self) -> &'static str {
         match self {
             Kernel::Matvec => include_str!("wgsl/matvec.wgsl"),
+            Kernel::MatvecFast => include_str!("wgsl/matvec_fast.wgsl"),
+            Kernel::Matmul => include_str!("wgsl/matmul.wgsl"),
             Kernel::Embed => include_str!("wgsl/embed.wgsl"),
+            Kernel::KvStore => include_str!("wgsl/kv_store.wgsl"),
             Kernel::RmsNorm => include_str!("wgsl/rms_norm.wgsl"),
             Kernel::Rope => include_str!("wgsl/rope.wgsl"),
             Kernel::Attention => include_str!("wgsl/attention.wgsl"),
@@ -36,16 +58,92 @@ pub fn type_source(ty: TensorType) -> Option<&'static str> {
     Some(match ty {
         TensorType::F32 => include_str!("wgsl/types/f32.wgsl"),
         TensorType::F16 => include_str!("wgsl/types/f16.wgsl"),
+        TensorType::BF16 => include_str!("wgsl/types/bf16.wgsl"),
         TensorType::Q4_0 => include_str!("wgsl/types/q4_0.wgsl"),
+        TensorType::Q4_1 => include_str!("wgsl/types/q4_1.wgsl"),
+        TensorType::Q5_0 => include_str!("wgsl/types/q5_0.wgsl"),
+        TensorType::Q5_1 => include_str!("wgsl/types/q5_1.wgsl"),
         TensorType::Q8_0 => include_str!("wgsl/types/q8_0.wgsl"),
+        TensorType::Q2_K => include_str!("wgsl/types/q2_k.wgsl"),
+        TensorType::Q3_K => include_str!("wgsl/types/q3_k.wgsl"),
+        TensorType::Q4_K => include_str!("wgsl/types/q4_k.wgsl"),
+        TensorType::Q5_K => include_str!("wgsl/types/q5_k.wgsl"),
+        TensorType::Q6_K => include_str!("wgsl/types/q6_k.wgsl"),
         _ => return None,
     })
 }
 
-/// The whole module for `kernel` (specialized for weight type `ty` when it reads weights).
-pub fn module_source(kernel: Kernel, ty: Option<TensorType>) -> Option<String> {
-    match ty {
-        None => Some(kernel.source().to_string()),
-        Some(ty) => Some(format!("{}\n{}\n{}", include_str!("wgsl/common.wgsl"), type_source(ty)?, kernel.source())),
+/// A type's fast matvec file and the row lengths it takes (a multiple of its values per unit).
+fn fast_source(ty: TensorType) -> Option<(&'static str, usize)> {
+    Some(match ty {
+        TensorType::Q4_0 => (include_str!("wgsl/fast/q4_0.wgsl"), 32),
+        TensorType::Q8_0 => (include_str!("wgsl/fast/q8_0.wgsl"), 32),
+        TensorType::Q4_K => (include_str!("wgsl/fast/q4_k.wgsl"), 256),
+        TensorType::Q6_K => (include_str!("wgsl/fast/q6_k.wgsl"), 256),
+        TensorType::F16 => (include_str!("wgsl/fast/f16.wgsl"), 8),
+        _ => return None,
+    })
+}
+
+/// The kernel `matmul` runs for `rows` activation rows of length `k` against a `ty` weight.
+pub fn pick_matmul(ty: TensorType, rows: usize, k: usize) -> Kernel {
+    if rows >= TILED_FROM_ROWS && k % TILE_K == 0 {
+        Kernel::Matmul
+    } else if fast_source(ty).is_some_and(|(_, unit)| k % unit == 0) {
+        Kernel::MatvecFast
+    } else {
+        Kernel::Matvec
+    }
+}
+
+/// The whole module for `kernel` (specialized for weight type `ty` when it reads weights), with
+/// the f16 prelude when `f16`.
+pub fn module_source(kernel: Kernel, ty: Option<TensorType>, f16: bool) -> Option<String> {
+    let prelude = if f16 { include_str!("wgsl/prelude_f16.wgsl") } else { include_str!("wgsl/prelude_f32.wgsl") };
+    let bytes = include_str!("wgsl/bytes.wgsl");
+    let body = match (kernel, ty) {
+        (Kernel::MatvecFast, Some(ty)) => format!("{bytes}\n{}\n{}", kernel.source(), fast_source(ty)?.0),
+        (Kernel::Matvec | Kernel::Matmul | Kernel::Embed, Some(ty)) => {
+            format!("{bytes}\n{}\n{}\n{}", include_str!("wgsl/common.wgsl"), type_source(ty)?, kernel.source())
+        }
+        (Kernel::Matvec | Kernel::MatvecFast | Kernel::Matmul | Kernel::Embed, None) => return None,
+        (_, _) => kernel.source().to_string(),
+    };
+    Some(format!("{prelude}\n{body}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_picks_the_tiled_kernel_for_prefill_and_the_fast_matvec_for_decode() {
+        for ty in [TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::F16] {
+            assert_eq!(pick_matmul(ty, 1, 2048), Kernel::MatvecFast, "{ty}");
+            assert_eq!(pick_matmul(ty, 3, 2048), Kernel::MatvecFast, "{ty}");
+            assert_eq!(pick_matmul(ty, 4, 2048), Kernel::Matmul, "{ty}");
+            assert_eq!(pick_matmul(ty, 64, 2048), Kernel::Matmul, "{ty}");
+        }
+        for ty in [TensorType::F32, TensorType::BF16, TensorType::Q4_1, TensorType::Q5_K, TensorType::Q3_K] {
+            assert_eq!(pick_matmul(ty, 1, 2048), Kernel::Matvec, "{ty}");
+            assert_eq!(pick_matmul(ty, 64, 2048), Kernel::Matmul, "{ty}");
+        }
+        // Rows the fast F16 kernel or the tiles cannot cut evenly fall back to the generic matvec.
+        assert_eq!(pick_matmul(TensorType::F16, 1, 12), Kernel::Matvec);
+        assert_eq!(pick_matmul(TensorType::F16, 64, 12), Kernel::Matvec);
+    }
+
+    #[test]
+    fn weight_kernels_need_a_type_with_kernels() {
+        assert!(module_source(Kernel::Matmul, Some(TensorType::Q4_K), false).is_some());
+        assert!(module_source(Kernel::MatvecFast, Some(TensorType::Q5_K), false).is_none());
+        assert!(module_source(Kernel::Matvec, TensorType::from_name("iq2_xxs"), true).is_none());
+        for ty in TensorType::SUPPORTED {
+            assert!(module_source(Kernel::Matvec, Some(ty), false).is_some(), "{ty} has GPU kernels");
+        }
+        assert!(module_source(Kernel::Embed, None, true).is_none());
+        let f16 = module_source(Kernel::Attention, None, true).unwrap();
+        assert!(f16.starts_with("// ") && f16.contains("\nenable f16;"), "the f16 prelude leads");
+        assert!(!module_source(Kernel::Attention, None, false).unwrap().contains("enable f16"));
     }
 }

@@ -2,7 +2,9 @@
 //! once as their GGUF blocks (u32 words, split by rows across buffers when a tensor exceeds the
 //! adapter's binding limit) and dequantized inside the kernels; a forward pass records every
 //! dispatch into one command encoder and only a readback (`to_vec`, `argmax`) submits it.
-//! Kernels live in `wgsl/`, one per file; `wgsl/types/` gives each weight type's `dequant4`.
+//! Kernels live in `wgsl/`, one per file; `wgsl/types/` gives each weight type's `dequant4`,
+//! `wgsl/fast/` the decode matvec of the common types. `matmul` runs the tiled kernel for
+//! prefill (4 or more rows) and a matvec for decode (see `kernels::pick_matmul`).
 
 mod context;
 mod kernels;
@@ -15,7 +17,7 @@ use crate::error::{HearthError, Result};
 use crate::gguf::{TensorInfo, TensorType};
 pub use context::{GpuInfo, GpuOptions};
 use context::Ctx;
-use kernels::Kernel;
+use kernels::{Kernel, FAST_ROWS, TILE};
 
 /// The backend: a device, its queue and the recorder of the pass in progress.
 #[derive(Clone)]
@@ -52,6 +54,7 @@ pub struct GpuVector {
     buf: wgpu::Buffer,
 }
 
+/// Per layer, positions x kv_dim values: f16 when the kernels use f16 (`GpuInfo::f16`), else f32.
 pub struct GpuKvCache {
     k: Vec<wgpu::Buffer>,
     v: Vec<wgpu::Buffer>,
@@ -214,7 +217,10 @@ impl Backend for Gpu {
     }
 
     fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize) -> Result<GpuKvCache> {
-        let bytes = n_ctx as u64 * kv_dim as u64 * 4;
+        if kv_dim % 4 != 0 {
+            return Err(HearthError::Compute(format!("the GPU KV cache needs rows of a multiple of 4 values, not {kv_dim}")));
+        }
+        let bytes = n_ctx as u64 * kv_dim as u64 * if self.ctx.info.f16 { 2 } else { 4 };
         if bytes > self.ctx.max_chunk_bytes() {
             return Err(HearthError::ModelTooBig { needed: bytes, limit: self.ctx.max_chunk_bytes() });
         }
@@ -247,10 +253,22 @@ impl Backend for Gpu {
             return Err(HearthError::Compute(format!("matmul: input has {} columns, weight rows are {} long", x.cols, w.cols)));
         }
         let out = self.tensor(x.rows, w.rows)?;
+        let kernel = kernels::pick_matmul(w.ty, x.rows, w.cols);
         for c in &w.chunks {
-            let (gx, gy) = grid(c.rows);
-            let p = [c.rows as u32, w.cols as u32, w.row_bytes as u32, c.row0 as u32, w.rows as u32];
-            self.ctx.dispatch(Kernel::Matvec, Some(w.ty), &p, &[&c.buf, &x.buf, &out.buf], [gx, gy, x.rows as u32])?;
+            let bufs = [&c.buf, &x.buf, &out.buf];
+            match kernel {
+                Kernel::Matmul => {
+                    let p = [x.rows as u32, c.rows as u32, w.cols as u32, w.row_bytes as u32, c.row0 as u32, w.rows as u32];
+                    let groups = [c.rows.div_ceil(TILE) as u32, x.rows.div_ceil(TILE) as u32, 1];
+                    self.ctx.dispatch(kernel, Some(w.ty), &p, &bufs, groups)?;
+                }
+                _ => {
+                    // Matvec: one workgroup per row; MatvecFast: per FAST_ROWS rows; z = token.
+                    let (gx, gy) = grid(if kernel == Kernel::MatvecFast { c.rows.div_ceil(FAST_ROWS) } else { c.rows });
+                    let p = [c.rows as u32, w.cols as u32, w.row_bytes as u32, c.row0 as u32, w.rows as u32];
+                    self.ctx.dispatch(kernel, Some(w.ty), &p, &bufs, [gx, gy, x.rows as u32])?;
+                }
+            }
         }
         Ok(out)
     }
@@ -285,14 +303,18 @@ impl Backend for Gpu {
         if pos0 + n_new > cache.n_ctx {
             return Err(HearthError::ContextOverflow { tokens: pos0 + n_new, context: cache.n_ctx });
         }
-        let bytes = (n_new * kv_dim * 4) as u64;
-        let at = (pos0 * kv_dim * 4) as u64;
-        self.ctx.copy(&k.buf, &cache.k[layer], at, bytes)?;
-        self.ctx.copy(&v.buf, &cache.v[layer], at, bytes)?;
+        let head_dim = q.cols / n_head;
+        if head_dim % 4 != 0 || head_dim > 256 {
+            return Err(HearthError::Compute(format!("GPU attention takes heads of a multiple of 4 up to 256 values, not {head_dim}")));
+        }
+        // New rows into the cache (converted to its element type), then one dispatch for all rows.
+        let n4 = n_new * kv_dim / 4;
+        let (gx, gy) = grid(n4.div_ceil(64));
+        let p = [n4 as u32, (pos0 * kv_dim / 4) as u32, gx * 64];
+        self.ctx.dispatch(Kernel::KvStore, None, &p, &[&k.buf, &v.buf, &cache.k[layer], &cache.v[layer]], [gx, gy, 1])?;
         let n_kv = pos0 + n_new;
         let scores = self.ctx.alloc((n_new * n_head * n_kv) as u64 * 4)?;
         let out = self.tensor(n_new, q.cols)?;
-        let head_dim = q.cols / n_head;
         let p = [n_head as u32, (n_head / n_head_kv) as u32, head_dim as u32, kv_dim as u32, pos0 as u32, scale.to_bits(), n_kv as u32];
         self.ctx.dispatch(
             Kernel::Attention,

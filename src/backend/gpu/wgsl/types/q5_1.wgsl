@@ -1,0 +1,9 @@
+// Q5_1: f16 scale d, f16 minimum m, then qh and nibbles laid out as Q5_0's; x = d * q + m.
+const QK: u32 = 32u;
+const BLOCK_BYTES: u32 = 24u;
+
+fn dequant4(b: u32, i: u32) -> vec4<f32> {
+    let q = w_u32(b + 8u + (i & 15u));
+    let n = select(q, q >> 4u, i >= 16u) & 0x0f0f0f0fu;
+    return w_f16(b) * u8x4(n | fifth_bits(w_u32(b + 4u) >> i)) + w_f16(b + 2u);
+}
