@@ -277,9 +277,9 @@ export class Hearth {
     return this._impl.stats();
   }
 
-  /** Tests only: lose the GPU device as a driver reset would. */
-  async _debugLoseDevice() {
-    return this._impl.debugLoseDevice();
+  /** Tests only: lose the GPU device as a driver reset would (now, or after n tokens of the next generation). */
+  async _debugLoseDevice(afterSteps = 0) {
+    return this._impl.debugLoseDevice(afterSteps);
   }
 
   /** Free the model (terminates its worker). */
@@ -388,8 +388,8 @@ class WorkerImpl {
   renderChat(messages, addGenerationPrompt) {
     return this.t.call("render", { messages, addGenerationPrompt });
   }
-  debugLoseDevice() {
-    return this.t.call("debug-lose-device");
+  debugLoseDevice(afterSteps) {
+    return this.t.call("debug-lose-device", { afterSteps });
   }
   stats() {
     return this.t.call("stats");
@@ -438,8 +438,8 @@ class LocalImpl {
   async renderChat(messages, addGenerationPrompt) {
     return wrap(() => this.host.renderChat(messages, addGenerationPrompt));
   }
-  async debugLoseDevice() {
-    return this.host.debugLoseDevice();
+  async debugLoseDevice(afterSteps) {
+    return this.host.debugLoseDevice(afterSteps);
   }
   async stats() {
     return wrap(() => this.host.stats());

@@ -392,6 +392,7 @@ export class Host {
         break;
       }
       if (ttft === null) ttft = performance.now() - t0;
+      if (this.loseAfter && --this.loseAfter === 0) e.debugLoseDevice();
       const chunk = { text: s.text, tokenIds: [s.id], done: false };
       if (s.logprob) chunk.logprobs = [logprobEntry(s.logprob, s.topLogprobs)];
       onChunk(chunk);
@@ -417,9 +418,13 @@ export class Host {
     };
   }
 
-  /** Tests: lose the GPU device (the next step fails with "device_lost"). */
-  debugLoseDevice() {
-    this.engine?.debugLoseDevice();
+  /**
+   * Tests: lose the GPU device, now or after `afterSteps` tokens of the next generation (a
+   * deterministic "mid-generation"); the step after it fails with "device_lost".
+   */
+  debugLoseDevice(afterSteps = 0) {
+    if (afterSteps > 0) this.loseAfter = afterSteps;
+    else this.engine?.debugLoseDevice();
   }
 
   /** Await an engine call; a lost GPU device moves the next request to the CPU. */

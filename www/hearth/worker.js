@@ -67,7 +67,7 @@ async function handle(msg) {
     case "render":
       return reply(rid, "result", { value: host.renderChat(msg.messages, msg.addGenerationPrompt) });
     case "debug-lose-device":
-      return reply(rid, "result", { value: host.debugLoseDevice() });
+      return reply(rid, "result", { value: host.debugLoseDevice(msg.afterSteps) });
     case "stats":
       return reply(rid, "result", { value: host.stats() });
     case "unload":
