@@ -118,7 +118,7 @@ fn weights_split_across_buffers_give_the_same_results() {
     let mut rng = Rng::new(11);
     for disable_f16 in [false, true] {
         let whole = gpu_with(GpuOptions { disable_f16, ..GpuOptions::default() });
-        let split = gpu_with(GpuOptions { max_chunk_bytes: Some(1000), disable_f16 });
+        let split = gpu_with(GpuOptions { max_chunk_bytes: Some(1000), disable_f16, ..GpuOptions::default() });
         let (n, k) = (37, 256);
         for ty in [TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::F16, TensorType::Q5_K] {
             let w = random(&mut rng, n * k, 1.0);

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use hearth::backend::cpu::Cpu;
+use hearth::backend::Backend;
 use hearth::sampler::SamplerConfig;
 use hearth::{Engine, EngineLoader, GenerateOptions, HearthError, Result};
 use serde_json::json;
@@ -115,6 +116,10 @@ enum Command {
         #[arg(long, default_value_t = 4096)]
         ctx_size: usize,
     },
+    /// WebGPU kernel throughput (native wgpu on Vulkan) on Llama-3.2-1B's matrix shapes: the
+    /// decode matvec and the prefill matmul per weight type, in GB/s of weights and GFLOP/s; with
+    /// --model, whole-model prefill and decode speed too. JSON lines on stdout, a table on stderr.
+    BenchGpu(BenchGpuArgs),
     /// Split a GGUF file into shards named like llama.cpp's gguf-split output
     /// (OUT-00001-of-0000N.gguf, ...); load a split model by its first shard.
     Split {
@@ -161,9 +166,13 @@ fn read_header(path: &Path) -> Result<hearth::gguf::Header> {
 
 /// Load a model file; for a split model, the first shard's path (the others are found beside it).
 fn load(path: &Path) -> Result<Engine<Cpu>> {
-    let mut loader = EngineLoader::new(Cpu);
+    load_with(Cpu, path)
+}
+
+fn load_with<B: Backend>(backend: B, path: &Path) -> Result<Engine<B>> {
+    let mut loader = EngineLoader::new(backend);
     let mut chunk = vec![0u8; 4 << 20];
-    let mut feed = |loader: &mut EngineLoader<Cpu>, path: &Path| -> Result<()> {
+    let mut feed = |loader: &mut EngineLoader<B>, path: &Path| -> Result<()> {
         let mut f = std::fs::File::open(path).map_err(|e| HearthError::Io(format!("{}: {e}", path.display())))?;
         loop {
             let n = f.read(&mut chunk)?;
@@ -214,6 +223,118 @@ fn bench_chat(engine: &Engine<Cpu>, history: &[usize], n_ctx: usize) -> Result<(
         fresh.next(engine)?;
         let without = t.elapsed().as_secs_f64() * 1e3;
         print(json!({ "history_tokens": turn2.len(), "reused_tokens": reused, "second_turn_ttft_ms": with_reuse, "without_reuse_ms": without }));
+    }
+    Ok(())
+}
+
+/// Options of `bench-gpu`.
+#[derive(clap::Args)]
+struct BenchGpuArgs {
+    /// Weight types to time.
+    #[arg(long, value_delimiter = ',', default_value = "q4_0,q4_k,q6_k,q8_0,f16")]
+    types: Vec<String>,
+    /// Activation rows of the prefill matmul.
+    #[arg(long, default_value_t = 64)]
+    rows: usize,
+    /// GPU time to aim for per measurement (repeats are chosen from a first run).
+    #[arg(long, default_value_t = 0.5)]
+    seconds: f64,
+    /// Leave out the 128256 x 2048 output projection.
+    #[arg(long)]
+    no_output: bool,
+    /// Use the f32 kernels even where the adapter has shader-f16.
+    #[arg(long)]
+    no_f16: bool,
+    /// Time the generic matvec (one row per workgroup) for every matmul instead, as a baseline.
+    #[arg(long)]
+    generic: bool,
+    /// A model (e.g. from `hearth fixture --bench`) to time prefill and decode on.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, default_value_t = 64)]
+    prompt_tokens: usize,
+    #[arg(long, default_value_t = 16)]
+    decode_tokens: usize,
+}
+
+/// Llama-3.2-1B's matrices: (rows, columns, name).
+const BENCH_SHAPES: [(usize, usize, &str); 4] =
+    [(2048, 2048, "attn_q/o 2048x2048"), (8192, 2048, "ffn_gate/up 8192x2048"), (2048, 8192, "ffn_down 2048x8192"), (128256, 2048, "output 128256x2048")];
+
+fn bench_gpu(o: &BenchGpuArgs) -> Result<()> {
+    use hearth::backend::gpu::{Gpu, GpuOptions};
+    use hearth::gguf::{TensorInfo, TensorType};
+    let gpu = Gpu::new_blocking(GpuOptions { disable_f16: o.no_f16, generic_kernels: o.generic, ..GpuOptions::default() })?;
+    let info = gpu.info().clone();
+    print(json!({ "adapter": info.name, "backend": info.backend, "device_type": info.device_type, "f16": info.f16, "generic_kernels": o.generic }));
+    eprintln!("{} ({}, {}), f16 kernels: {}, generic kernels only: {}", info.name, info.backend, info.device_type, info.f16, o.generic);
+    eprintln!("{:<6} {:<22} {:>5} {:>10} {:>8} {:>9}", "type", "matrix", "rows", "ms/call", "GB/s", "GFLOP/s");
+    let mut rng = hearth::sampler::Rng::new(1);
+    let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_f64() as f32 - 0.5).collect() };
+    for name in &o.types {
+        let ty = TensorType::from_name(name)
+            .filter(|&t| Gpu::supports(t))
+            .ok_or_else(|| HearthError::InvalidArgument(format!("'{name}' is not a weight type the GPU backend runs")))?;
+        for &(n, k, label) in &BENCH_SHAPES {
+            if o.no_output && n == 128256 {
+                continue;
+            }
+            // Quantize 64 random rows and repeat them: the bytes, not the values, set the speed.
+            let block = hearth::fixture::encode(&random(64 * k), &[k as u64, 64], ty)?;
+            let bytes = block.repeat(n / 64);
+            let w = gpu.upload(&TensorInfo { name: label.into(), dims: vec![k as u64, n as u64], ty, offset: 0, size: bytes.len() as u64 }, &bytes)?;
+            drop(bytes);
+            // Prefill sends only its last row through the output projection (Logits::Last).
+            let rows_list = if n == 128256 { vec![1] } else { vec![1, o.rows] };
+            for rows in rows_list {
+                let x = gpu.tensor_from(rows, k, &random(rows * k))?;
+                // Record `reps` calls, then time from their submission to a 4-byte readback: the
+                // GPU's time, not the recording's (a real GPU runs a small matvec faster than
+                // the CPU records it). The first batch also compiles the pipeline.
+                let run = |reps: usize| -> Result<f64> {
+                    let mut out = gpu.matmul(&x, &w)?;
+                    for _ in 1..reps {
+                        out = gpu.matmul(&x, &w)?;
+                    }
+                    let t = std::time::Instant::now();
+                    pollster::block_on(gpu.argmax(&out))?;
+                    Ok(t.elapsed().as_secs_f64())
+                };
+                run(1)?;
+                let once = run(1)?;
+                let reps = ((o.seconds / once) as usize).clamp(1, 1000);
+                let per_call = run(reps)? / reps as f64;
+                let gbps = w.bytes() as f64 / per_call / 1e9;
+                let gflops = 2.0 * (n * k * rows) as f64 / per_call / 1e9;
+                print(json!({ "type": ty.name(), "matrix": label, "rows": rows, "k": k, "n": n, "reps": reps, "ms_per_call": per_call * 1e3, "gb_per_s": gbps, "gflop_per_s": gflops }));
+                eprintln!("{:<6} {:<22} {:>5} {:>10.3} {:>8.2} {:>9.2}", ty.name(), label, rows, per_call * 1e3, gbps, gflops);
+            }
+        }
+    }
+    if let Some(path) = &o.model {
+        let t = std::time::Instant::now();
+        let engine = load_with(gpu, path)?;
+        let load_s = t.elapsed().as_secs_f64();
+        let n_vocab = engine.model.config.n_vocab as u32;
+        let prompt: Vec<u32> = (0..o.prompt_tokens as u32).map(|i| (i * 7919 + 13) % n_vocab).collect();
+        let n_ctx = o.prompt_tokens + o.decode_tokens + 8;
+        // Warm-up: compiles every pipeline both phases use.
+        let mut seq = engine.new_sequence(n_ctx)?;
+        engine.prefill(&mut seq, &prompt[..4.min(prompt.len())], 4)?;
+        engine.model.forward(&mut seq, &[1], hearth::model::Logits::Last)?;
+        let mut seq = engine.new_sequence(n_ctx)?;
+        let t = std::time::Instant::now();
+        let mut logits = engine.prefill(&mut seq, &prompt, prompt.len())?;
+        let prefill_s = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        for _ in 0..o.decode_tokens {
+            let next = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0) as u32;
+            logits = engine.model.forward(&mut seq, &[next], hearth::model::Logits::Last)?;
+        }
+        let decode_s = t.elapsed().as_secs_f64();
+        let (prefill_tps, decode_tps) = (prompt.len() as f64 / prefill_s, o.decode_tokens as f64 / decode_s);
+        print(json!({ "model": path.display().to_string(), "load_s": load_s, "prompt_tokens": prompt.len(), "prefill_tok_per_s": prefill_tps, "decode_tokens": o.decode_tokens, "decode_tok_per_s": decode_tps }));
+        eprintln!("{}: load {load_s:.2} s, prefill {} tokens {prefill_tps:.2} tok/s, decode {} tokens {decode_tps:.2} tok/s (logits read back each step)", path.display(), prompt.len(), o.decode_tokens);
     }
     Ok(())
 }
@@ -285,6 +406,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::BenchChat { model, history, ctx_size } => bench_chat(&load(&model)?, &history, ctx_size)?,
+        Command::BenchGpu(args) => bench_gpu(&args)?,
         Command::Split { model, shards, out } => {
             let bytes = std::fs::read(&model).map_err(|e| HearthError::Io(format!("{}: {e}", model.display())))?;
             for (i, shard) in hearth::gguf::split_file(&bytes, shards)?.iter().enumerate() {

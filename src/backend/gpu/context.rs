@@ -28,6 +28,9 @@ pub struct GpuOptions {
     /// Use the f32 kernels even where the adapter has shader-f16 (tests run both paths on one
     /// adapter; the f32 path is what headless Chromium's SwiftShader gets).
     pub disable_f16: bool,
+    /// Run every matmul on the generic one-row-per-workgroup matvec (no fast decode kernels, no
+    /// tiles): the baseline `hearth bench-gpu --generic` compares the kernels against.
+    pub generic_kernels: bool,
 }
 
 /// What the adapter is and what it allows.
@@ -49,6 +52,7 @@ pub(super) struct Ctx {
     pub queue: wgpu::Queue,
     pub info: GpuInfo,
     chunk_limit: u64,
+    pub generic_kernels: bool,
     pipelines: RefCell<HashMap<(Kernel, Option<TensorType>), wgpu::ComputePipeline>>,
     pool: Rc<RefCell<HashMap<u64, Vec<wgpu::Buffer>>>>,
     rec: RefCell<Option<Recorder>>,
@@ -152,6 +156,7 @@ impl Ctx {
             queue,
             info,
             chunk_limit,
+            generic_kernels: opts.generic_kernels,
             pipelines: RefCell::default(),
             pool: Rc::default(),
             rec: RefCell::default(),

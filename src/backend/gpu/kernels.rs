@@ -87,9 +87,9 @@ fn fast_source(ty: TensorType) -> Option<(&'static str, usize)> {
 
 /// The kernel `matmul` runs for `rows` activation rows of length `k` against a `ty` weight.
 pub fn pick_matmul(ty: TensorType, rows: usize, k: usize) -> Kernel {
-    if rows >= TILED_FROM_ROWS && k % TILE_K == 0 {
+    if rows >= TILED_FROM_ROWS && k.is_multiple_of(TILE_K) {
         Kernel::Matmul
-    } else if fast_source(ty).is_some_and(|(_, unit)| k % unit == 0) {
+    } else if fast_source(ty).is_some_and(|(_, unit)| k.is_multiple_of(unit)) {
         Kernel::MatvecFast
     } else {
         Kernel::Matvec

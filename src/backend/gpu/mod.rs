@@ -62,6 +62,13 @@ pub struct GpuKvCache {
     n_ctx: usize,
 }
 
+impl GpuWeight {
+    /// Bytes of the weight as stored (what one matvec reads).
+    pub fn bytes(&self) -> u64 {
+        (self.rows * self.row_bytes) as u64
+    }
+}
+
 impl Gpu {
     /// Open the first adapter (asynchronous: the browser's WebGPU only answers that way).
     pub async fn new(opts: GpuOptions) -> Result<Gpu> {
@@ -217,7 +224,7 @@ impl Backend for Gpu {
     }
 
     fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize) -> Result<GpuKvCache> {
-        if kv_dim % 4 != 0 {
+        if !kv_dim.is_multiple_of(4) {
             return Err(HearthError::Compute(format!("the GPU KV cache needs rows of a multiple of 4 values, not {kv_dim}")));
         }
         let bytes = n_ctx as u64 * kv_dim as u64 * if self.ctx.info.f16 { 2 } else { 4 };
@@ -253,7 +260,7 @@ impl Backend for Gpu {
             return Err(HearthError::Compute(format!("matmul: input has {} columns, weight rows are {} long", x.cols, w.cols)));
         }
         let out = self.tensor(x.rows, w.rows)?;
-        let kernel = kernels::pick_matmul(w.ty, x.rows, w.cols);
+        let kernel = if self.ctx.generic_kernels { Kernel::Matvec } else { kernels::pick_matmul(w.ty, x.rows, w.cols) };
         for c in &w.chunks {
             let bufs = [&c.buf, &x.buf, &out.buf];
             match kernel {
@@ -304,7 +311,7 @@ impl Backend for Gpu {
             return Err(HearthError::ContextOverflow { tokens: pos0 + n_new, context: cache.n_ctx });
         }
         let head_dim = q.cols / n_head;
-        if head_dim % 4 != 0 || head_dim > 256 {
+        if !head_dim.is_multiple_of(4) || head_dim > 256 {
             return Err(HearthError::Compute(format!("GPU attention takes heads of a multiple of 4 up to 256 values, not {head_dim}")));
         }
         // New rows into the cache (converted to its element type), then one dispatch for all rows.
