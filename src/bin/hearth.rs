@@ -297,7 +297,7 @@ fn bench_gpu(o: &BenchGpuArgs) -> Result<()> {
                         out = gpu.matmul(&x, &w)?;
                     }
                     let t = std::time::Instant::now();
-                    pollster::block_on(gpu.argmax(&out))?;
+                    pollster::block_on(gpu.argmax_last(&out))?;
                     Ok(t.elapsed().as_secs_f64())
                 };
                 run(1)?;

@@ -256,7 +256,7 @@ impl Backend for Gpu {
     }
 
     fn matmul(&self, x: &GpuTensor, w: &GpuWeight) -> Result<GpuTensor> {
-        if x.cols != w.cols || w.cols % 4 != 0 {
+        if x.cols != w.cols || !w.cols.is_multiple_of(4) {
             return Err(HearthError::Compute(format!("matmul: input has {} columns, weight rows are {} long", x.cols, w.cols)));
         }
         let out = self.tensor(x.rows, w.rows)?;
