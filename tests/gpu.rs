@@ -141,6 +141,31 @@ fn weights_split_across_buffers_give_the_same_results() {
     }
 }
 
+/// A weight as large as the adapter's storage-binding limit (128 MiB on lavapipe: an F16
+/// output projection of 32768 rows) is split so that every buffer, with the padding word after
+/// its data, can still be bound.
+#[test]
+fn a_weight_as_large_as_the_binding_limit_binds() {
+    let gpu = gpu_with(GpuOptions::default());
+    let limit = gpu.info().max_storage_binding as usize;
+    if limit > 1 << 30 {
+        eprintln!("skipped: the binding limit ({limit} bytes) is too large to fill in a test");
+        return;
+    }
+    let k = 2048;
+    let n = limit / (2 * k);
+    let mut bytes = vec![0u8; n * 2 * k];
+    for c in bytes[(n - 1) * 2 * k..].chunks_exact_mut(2) {
+        c.copy_from_slice(&half::f16::ONE.to_bits().to_le_bytes());
+    }
+    let w = gpu.upload(&info("w", &[k as u64, n as u64], TensorType::F16), &bytes).unwrap();
+    drop(bytes);
+    let x = gpu.tensor_from(1, k, &vec![1.0; k]).unwrap();
+    let y = gpu.to_vec(&gpu.matmul(&x, &w).unwrap()).unwrap();
+    assert_eq!(y[n - 1], k as f32);
+    assert!(y[..n - 1].iter().all(|&v| v == 0.0));
+}
+
 #[test]
 fn elementwise_kernels_match_the_cpu_backend() {
     for gpu in gpus() {

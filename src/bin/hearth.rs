@@ -233,7 +233,7 @@ struct BenchGpuArgs {
     /// Weight types to time.
     #[arg(long, value_delimiter = ',', default_value = "q4_0,q4_k,q6_k,q8_0,f16")]
     types: Vec<String>,
-    /// Activation rows of the prefill matmul.
+    /// Activation rows of the prefill matmul (1: time the decode matvec only).
     #[arg(long, default_value_t = 64)]
     rows: usize,
     /// GPU time to aim for per measurement (repeats are chosen from a first run).
@@ -285,8 +285,8 @@ fn bench_gpu(o: &BenchGpuArgs) -> Result<()> {
             let w = gpu.upload(&TensorInfo { name: label.into(), dims: vec![k as u64, n as u64], ty, offset: 0, size: bytes.len() as u64 }, &bytes)?;
             drop(bytes);
             // Prefill sends only its last row through the output projection (Logits::Last).
-            let rows_list = if n == 128256 { vec![1] } else { vec![1, o.rows] };
-            for rows in rows_list {
+            let prefill = o.rows > 1 && n != 128256;
+            for rows in if prefill { vec![1, o.rows] } else { vec![1] } {
                 let x = gpu.tensor_from(rows, k, &random(rows * k))?;
                 // Record `reps` calls, then time from their submission to a 4-byte readback: the
                 // GPU's time, not the recording's (a real GPU runs a small matvec faster than

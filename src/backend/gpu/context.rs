@@ -19,6 +19,9 @@ use crate::gguf::TensorType;
 const PARAM_SLOT: usize = 256;
 /// Dispatches recorded before the encoder is submitted anyway (a decode step is ~250).
 const PARAM_SLOTS: usize = 2048;
+/// Bytes `upload_words` adds after the data: kernels read whole words, and the last block's
+/// last word may begin inside the data and end past it.
+const UPLOAD_PAD: u64 = 4;
 
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
@@ -140,8 +143,8 @@ impl Ctx {
             max_storage_binding: limits.max_storage_buffer_binding_size as u64,
             max_buffer: limits.max_buffer_size,
         };
-        // Weight chunks: whole binding-size multiples of 4 bytes, within both limits.
-        let mut chunk_limit = info.max_storage_binding.min(info.max_buffer) & !3;
+        // Weight chunks: whole words, within both limits once `upload_words` has added its pad.
+        let mut chunk_limit = (info.max_storage_binding.min(info.max_buffer) - UPLOAD_PAD) & !3;
         if let Some(m) = opts.max_chunk_bytes {
             chunk_limit = chunk_limit.min(m.max(4));
         }
@@ -210,7 +213,7 @@ impl Ctx {
         self.check()?;
         let mut padded = Vec::with_capacity(data.len() + 8);
         padded.extend_from_slice(data);
-        padded.resize(data.len().next_multiple_of(4) + 4, 0);
+        padded.resize(data.len().next_multiple_of(4) + UPLOAD_PAD as usize, 0);
         Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: None,
             contents: &padded,
