@@ -199,3 +199,27 @@ fn split_writes_shards_that_generate_loads_from_the_first() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.starts_with("hearth: error [io]:") && stderr.contains("00003-of-00003"), "{stderr}");
 }
+
+/// `bench-gpu` (on lavapipe here): a JSON line for the adapter, one per timed matrix and rows,
+/// and one for the model; an unknown weight type fails before any GPU work.
+#[test]
+fn bench_gpu_prints_a_json_line_per_measurement() {
+    let (model, _) = fixture("bench-gpu");
+    let args = ["bench-gpu", "--types", "q8_0", "--rows", "4", "--no-output", "--seconds", "0.01", "--prompt-tokens", "6", "--decode-tokens", "2"];
+    let out = hearth(&[&args[..], &["--model", path_str(&model.0)]].concat());
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(out.status.success(), "hearth failed: {}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1 + 3 * 2 + 1, "{stdout}");
+    assert_eq!(keys(&lines[0]), ["adapter", "backend", "device_type", "f16", "generic_kernels"]);
+    for (l, rows) in lines[1..7].iter().zip([1, 4, 1, 4, 1, 4]) {
+        assert_eq!(keys(l), ["gb_per_s", "gflop_per_s", "k", "matrix", "ms_per_call", "n", "reps", "rows", "type"]);
+        assert_eq!((l["type"].as_str(), l["rows"].as_u64()), (Some("Q8_0"), Some(rows)));
+        assert!(l["gb_per_s"].as_f64().unwrap() > 0.0 && l["gflop_per_s"].as_f64().unwrap() > 0.0, "{l}");
+    }
+    let m = &lines[7];
+    assert_eq!(keys(m), ["decode_tok_per_s", "decode_tokens", "load_s", "model", "prefill_tok_per_s", "prompt_tokens"]);
+    assert_eq!((m["prompt_tokens"].as_u64(), m["decode_tokens"].as_u64()), (Some(6), Some(2)));
+    assert!(m["prefill_tok_per_s"].as_f64().unwrap() > 0.0 && m["decode_tok_per_s"].as_f64().unwrap() > 0.0, "{m}");
+    assert_fails_with(&hearth(&["bench-gpu", "--types", "iq2_xxs"]), "invalid_argument", "bench-gpu of a type without GPU kernels");
+}

@@ -264,6 +264,15 @@ const BENCH_SHAPES: [(usize, usize, &str); 4] =
 fn bench_gpu(o: &BenchGpuArgs) -> Result<()> {
     use hearth::backend::gpu::{Gpu, GpuOptions};
     use hearth::gguf::{TensorInfo, TensorType};
+    let types = o
+        .types
+        .iter()
+        .map(|name| {
+            TensorType::from_name(name)
+                .filter(|&t| Gpu::supports(t))
+                .ok_or_else(|| HearthError::InvalidArgument(format!("'{name}' is not a weight type the GPU backend runs")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let gpu = Gpu::new_blocking(GpuOptions { disable_f16: o.no_f16, generic_kernels: o.generic, ..GpuOptions::default() })?;
     let info = gpu.info().clone();
     print(json!({ "adapter": info.name, "backend": info.backend, "device_type": info.device_type, "f16": info.f16, "generic_kernels": o.generic }));
@@ -271,10 +280,7 @@ fn bench_gpu(o: &BenchGpuArgs) -> Result<()> {
     eprintln!("{:<6} {:<22} {:>5} {:>10} {:>8} {:>9}", "type", "matrix", "rows", "ms/call", "GB/s", "GFLOP/s");
     let mut rng = hearth::sampler::Rng::new(1);
     let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_f64() as f32 - 0.5).collect() };
-    for name in &o.types {
-        let ty = TensorType::from_name(name)
-            .filter(|&t| Gpu::supports(t))
-            .ok_or_else(|| HearthError::InvalidArgument(format!("'{name}' is not a weight type the GPU backend runs")))?;
+    for ty in types {
         for &(n, k, label) in &BENCH_SHAPES {
             if o.no_output && n == 128256 {
                 continue;
