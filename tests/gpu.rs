@@ -219,8 +219,10 @@ fn f16_rounded(x: &[f32]) -> Vec<f32> {
 
 /// Causal attention over a cache filled in three steps (a prefill, one decode row, three more
 /// rows), grouped query heads; heads of 16 and 128 values (16 and 2 groups of positions in the
-/// weighted sum) and 70 positions (more than a workgroup's 64 threads). On the f16 path the
-/// reference gets k and v rounded to f16, as the cache stores them; the rest is f32 on both.
+/// weighted sum) and 70 positions: two blocks of the online softmax, with keys past 64 three
+/// times larger so that maxima move into the second block and what was summed is rescaled. On
+/// the f16 path the reference gets k and v rounded to f16, as the cache stores them; the rest is
+/// f32 on both.
 #[test]
 fn attention_matches_the_cpu_backend() {
     let mut rng = Rng::new(9);
@@ -231,7 +233,8 @@ fn attention_matches_the_cpu_backend() {
             let mut gc = gpu.new_kv_cache(2, 80, kv_dim).unwrap();
             let mut pos = 0;
             for rows in steps {
-                let (q, mut k, mut v) = (random(&mut rng, rows * q_dim, 1.0), random(&mut rng, rows * kv_dim, 1.0), random(&mut rng, rows * kv_dim, 1.0));
+                let k_scale = if pos >= 64 { 3.0 } else { 1.0 };
+                let (q, mut k, mut v) = (random(&mut rng, rows * q_dim, 1.0), random(&mut rng, rows * kv_dim, k_scale), random(&mut rng, rows * kv_dim, 1.0));
                 let ((_, gq), (_, gk), (_, gv)) = (both(&gpu, rows, q_dim, &q), both(&gpu, rows, kv_dim, &k), both(&gpu, rows, kv_dim, &v));
                 if gpu.info().f16 {
                     (k, v) = (f16_rounded(&k), f16_rounded(&v));

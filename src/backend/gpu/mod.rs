@@ -319,17 +319,10 @@ impl Backend for Gpu {
         let (gx, gy) = grid(n4.div_ceil(64));
         let p = [n4 as u32, (pos0 * kv_dim / 4) as u32, gx * 64];
         self.ctx.dispatch(Kernel::KvStore, None, &p, &[&k.buf, &v.buf, &cache.k[layer], &cache.v[layer]], [gx, gy, 1])?;
-        let n_kv = pos0 + n_new;
-        let scores = self.ctx.alloc((n_new * n_head * n_kv) as u64 * 4)?;
         let out = self.tensor(n_new, q.cols)?;
-        let p = [n_head as u32, (n_head / n_head_kv) as u32, head_dim as u32, kv_dim as u32, pos0 as u32, scale.to_bits(), n_kv as u32];
-        self.ctx.dispatch(
-            Kernel::Attention,
-            None,
-            &p,
-            &[&q.buf, &cache.k[layer], &cache.v[layer], &scores, &out.buf],
-            [n_head as u32, n_new as u32, 1],
-        )?;
+        let p = [n_head as u32, (n_head / n_head_kv) as u32, head_dim as u32, kv_dim as u32, pos0 as u32, scale.to_bits()];
+        let bufs = [&q.buf, &cache.k[layer], &cache.v[layer], &out.buf];
+        self.ctx.dispatch(Kernel::Attention, None, &p, &bufs, [n_head as u32, n_new as u32, 1])?;
         Ok(out)
     }
 
