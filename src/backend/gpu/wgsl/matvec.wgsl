@@ -1,5 +1,6 @@
 // y[t, row0 + r] = dot(W[r, :], x[t, :]) for one chunk of weight rows (any type: `dequant4` comes
 // from the type's file). One workgroup per (row, token); the 64 threads stride over the row.
+// The decode path of the types without a kernel in wgsl/fast/ (and the benchmark's baseline).
 struct P {
     n: u32,          // rows in this chunk
     k: u32,          // row length (values)
