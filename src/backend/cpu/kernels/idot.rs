@@ -1,17 +1,39 @@
-//! Integer dot products shared by the quantized families: the weight block is first unpacked to
-//! one i8 per value, then multiplied with the i8 activation quants. Integer sums are exact, so the
-//! SIMD128 versions return exactly what the scalar ones do.
+//! Integer dot products shared by the quantized families. A weight block is unpacked to one byte
+//! per value, and every type but Q8_0 unpacks to *unsigned* values in 0..=127: the offset of the
+//! symmetric types (Q4_0's 8, Q5_0's 16, Q3_K's 4, Q6_K's 32) is taken off afterwards with the
+//! activations' block sums, as ggml's x86 code does around pmaddubsw. A 7-bit operand is what the
+//! relaxed-SIMD dot instruction needs to give the same result on every CPU (with the top bit set
+//! it is implementation-defined), so the same unpacking serves the SIMD128 and the relaxed build.
+//! Integer sums are exact, so every version (scalar, SIMD128, relaxed SIMD, AVX2) returns the same
+//! integers.
+//!
+//! The relaxed build (cargo feature `relaxed`, wasm32 only) adds the `Relaxed` instruction set,
+//! which the matmul driver runs inside a `#[target_feature(enable = "relaxed-simd")]` function:
+//! only these kernels change, so the build shares every compiled dependency with the plain one.
 
-/// Σ a[i] * b[i] over one 32-value block.
+/// Σ u[i] * a[i] over one 32-value block; u in 0..=127.
 #[inline(always)]
-pub fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
+pub fn dot32(u: &[i8; 32], a: &[i8; 32]) -> i32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
-        simd::dot32(a, b)
+        simd::dot32::<simd::Plain>(u, a)
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {
-        dot32_ref(a, b)
+        dot32_ref(u, a)
+    }
+}
+
+/// Σ w[i] * a[i] over one 32-value block of full-range signed weights (Q8_0).
+#[inline(always)]
+pub fn dot32_signed(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd::dot32_signed(w, a)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        dot32_ref(w, a)
     }
 }
 
@@ -26,16 +48,18 @@ pub fn dot32_ref(a: &[i8; 32], b: &[i8; 32]) -> i32 {
     s
 }
 
-/// Σ_g sc[g] * Σ_l q[16g + l] * a[16g + l] over one 256-value super-block of 16 groups.
+/// Σ_g sc[g] * Σ_l u[16g + l] * a[16g + l] over one 256-value super-block of 16 groups; u in
+/// 0..=127. `PAIRED`: the scales come in equal pairs (one per 32 values, Q4_K / Q5_K), which the
+/// SIMD version uses to multiply half as often.
 #[inline(always)]
-pub fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+pub fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
-        simd::dot256(q, a, sc)
+        simd::dot256::<simd::Plain, PAIRED>(u, a, sc)
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {
-        dot256_ref(q, a, sc)
+        dot256_ref(u, a, sc)
     }
 }
 
@@ -55,9 +79,22 @@ pub fn dot256_ref(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
     sums.iter().sum()
 }
 
-/// Σ_g m[g] * bsums[g]: the per-group minimum terms of the K-quants.
+/// Σ_g m[g] * bsums[g]: the K-quants' minimum and offset terms.
 #[inline(always)]
 pub fn dot16_i16(m: &[i16; 16], bsums: &[i16; 16]) -> i32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd::dot16_i16(m, bsums)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        dot16_i16_ref(m, bsums)
+    }
+}
+
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
+#[inline(always)]
+pub fn dot16_i16_ref(m: &[i16; 16], bsums: &[i16; 16]) -> i32 {
     let mut s = 0i32;
     for g in 0..16 {
         s += m[g] as i32 * bsums[g] as i32;
@@ -67,8 +104,9 @@ pub fn dot16_i16(m: &[i16; 16], bsums: &[i16; 16]) -> i32 {
 
 /// The integer primitives, chosen per instruction set by the matmul driver.
 pub trait Isa {
-    fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32;
-    fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32;
+    fn dot32(u: &[i8; 32], a: &[i8; 32]) -> i32;
+    fn dot32_signed(w: &[i8; 32], a: &[i8; 32]) -> i32;
+    fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32;
 }
 
 /// Scalar, or SIMD128 on wasm32.
@@ -76,12 +114,36 @@ pub struct Portable;
 
 impl Isa for Portable {
     #[inline(always)]
-    fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
-        dot32(a, b)
+    fn dot32(u: &[i8; 32], a: &[i8; 32]) -> i32 {
+        dot32(u, a)
     }
     #[inline(always)]
-    fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
-        dot256(q, a, sc)
+    fn dot32_signed(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+        dot32_signed(w, a)
+    }
+    #[inline(always)]
+    fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+        dot256::<PAIRED>(u, a, sc)
+    }
+}
+
+/// Relaxed SIMD: only inside the driver's `relaxed-simd` function (the relaxed build).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+pub struct Relaxed;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+impl Isa for Relaxed {
+    #[inline(always)]
+    fn dot32(u: &[i8; 32], a: &[i8; 32]) -> i32 {
+        simd::dot32::<simd::Relaxed>(u, a)
+    }
+    #[inline(always)]
+    fn dot32_signed(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+        simd::dot32_signed(w, a)
+    }
+    #[inline(always)]
+    fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+        simd::dot256::<simd::Relaxed, PAIRED>(u, a, sc)
     }
 }
 
@@ -92,14 +154,19 @@ pub struct Avx2;
 #[cfg(target_arch = "x86_64")]
 impl Isa for Avx2 {
     #[inline(always)]
-    fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
+    fn dot32(u: &[i8; 32], a: &[i8; 32]) -> i32 {
         // SAFETY: reached only from code that checked for AVX2 (matmul::rows).
-        unsafe { avx2::dot32(a, b) }
+        unsafe { avx2::dot32(u, a) }
     }
     #[inline(always)]
-    fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+    fn dot32_signed(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+        // SAFETY: as above. avx2::dot32 widens both operands as signed.
+        unsafe { avx2::dot32(w, a) }
+    }
+    #[inline(always)]
+    fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
         // SAFETY: as above.
-        unsafe { avx2::dot256(q, a, sc) }
+        unsafe { avx2::dot256(u, a, sc) }
     }
 }
 
@@ -122,6 +189,7 @@ pub mod avx2 {
         _mm_cvtsi128_si32(s)
     }
 
+    /// Any signed bytes (both operands sign-extended to i16).
     #[inline]
     #[target_feature(enable = "avx2")]
     pub unsafe fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
@@ -131,8 +199,7 @@ pub mod avx2 {
         hsum(_mm256_add_epi32(lo, hi))
     }
 
-    /// q * scale fits i16 for every K-quant (|q| <= 32, |scale| <= 128 at most), and pairs of
-    /// (q * scale) * a fit i32.
+    /// q * scale fits i16 (q in 0..=127, |scale| <= 128), and pairs of (q * scale) * a fit i32.
     #[inline]
     #[target_feature(enable = "avx2")]
     pub unsafe fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
@@ -149,13 +216,39 @@ pub mod avx2 {
 pub mod simd {
     use core::arch::wasm32::*;
 
-    /// Σ of the products of 16 i8 pairs, as 4 i32 partial sums.
+    /// acc + Σ u[i] * a[i] over 16 byte pairs, spread over the 4 lanes; u must be in 0..=127.
+    pub trait Dot16 {
+        fn dot16(u: v128, a: v128, acc: v128) -> v128;
+    }
+
+    /// SIMD128: widen to i16 and multiply-add pairs (x86: pmovsxbw, pmaddwd).
+    pub struct Plain;
+    impl Dot16 for Plain {
+        #[inline(always)]
+        fn dot16(u: v128, a: v128, acc: v128) -> v128 {
+            dot16_signed(u, a, acc)
+        }
+    }
+
+    /// One relaxed-SIMD instruction (x86 in V8: vpdpbusd with AVX-VNNI, else pmaddubsw +
+    /// pmaddwd + paddd). Exact because u, the unsigned operand, is below 128. Only inlined into
+    /// code compiled with the relaxed-simd target feature.
+    #[cfg(feature = "relaxed")]
+    pub struct Relaxed;
+    #[cfg(feature = "relaxed")]
+    impl Dot16 for Relaxed {
+        #[inline(always)]
+        fn dot16(u: v128, a: v128, acc: v128) -> v128 {
+            i32x4_relaxed_dot_i8x16_i7x16_add(a, u, acc)
+        }
+    }
+
+    /// acc + Σ w[i] * a[i] over 16 pairs of any signed bytes.
     #[inline(always)]
-    pub fn mul_i8(a: v128, b: v128) -> v128 {
-        i32x4_add(
-            i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(a, b)),
-            i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(a, b)),
-        )
+    pub fn dot16_signed(w: v128, a: v128, acc: v128) -> v128 {
+        let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(w), i16x8_extend_low_i8x16(a));
+        let hi = i32x4_dot_i16x8(i16x8_extend_high_i8x16(w), i16x8_extend_high_i8x16(a));
+        i32x4_add(acc, i32x4_add(lo, hi))
     }
 
     #[inline(always)]
@@ -163,6 +256,14 @@ pub mod simd {
         let v = i32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
         let v = i32x4_add(v, i32x4_shuffle::<1, 0, 3, 2>(v, v));
         i32x4_extract_lane::<0>(v)
+    }
+
+    /// [Σ a, Σ b, Σ c, Σ d] (lane sums of four vectors at once).
+    #[inline(always)]
+    pub fn hsum4(a: v128, b: v128, c: v128, d: v128) -> v128 {
+        let ab = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
+        let cd = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(c, d), i32x4_shuffle::<2, 6, 3, 7>(c, d));
+        i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(ab, cd), i32x4_shuffle::<2, 3, 6, 7>(ab, cd))
     }
 
     /// 16 bytes at `p` (any alignment).
@@ -181,6 +282,13 @@ pub mod simd {
     }
 
     #[inline(always)]
+    pub fn load_i16(p: &[i16]) -> v128 {
+        assert!(p.len() >= 8);
+        // SAFETY: as above.
+        unsafe { v128_load(p.as_ptr() as *const v128) }
+    }
+
+    #[inline(always)]
     pub fn store(p: &mut [i8], v: v128) {
         assert!(p.len() >= 16);
         // SAFETY: 16 writable bytes; unaligned stores are allowed.
@@ -188,18 +296,66 @@ pub mod simd {
     }
 
     #[inline(always)]
-    pub fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
-        hsum_i32(i32x4_add(mul_i8(load(&a[..16]), load(&b[..16])), mul_i8(load(&a[16..]), load(&b[16..]))))
+    pub fn store_i16(p: &mut [i16], v: v128) {
+        assert!(p.len() >= 8);
+        // SAFETY: as above.
+        unsafe { v128_store(p.as_mut_ptr() as *mut v128, v) }
     }
 
     #[inline(always)]
-    pub fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
-        let mut acc = i32x4_splat(0);
-        for g in 0..16 {
-            let p = mul_i8(load(&q[g * 16..]), load(&a[g * 16..]));
-            acc = i32x4_add(acc, i32x4_mul(p, i32x4_splat(sc[g] as i32)));
+    pub fn dot32<D: Dot16>(u: &[i8; 32], a: &[i8; 32]) -> i32 {
+        let acc = D::dot16(load(&u[..16]), load(&a[..16]), i32x4_splat(0));
+        hsum_i32(D::dot16(load(&u[16..]), load(&a[16..]), acc))
+    }
+
+    #[inline(always)]
+    pub fn dot32_signed(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+        let acc = dot16_signed(load(&w[..16]), load(&a[..16]), i32x4_splat(0));
+        hsum_i32(dot16_signed(load(&w[16..]), load(&a[16..]), acc))
+    }
+
+    /// Group sums first (four groups' lanes reduced together), then one multiply by the scales per
+    /// four groups; with paired scales, groups of 32.
+    #[inline(always)]
+    pub fn dot256<D: Dot16, const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+        let z = i32x4_splat(0);
+        let (s_lo, s_hi) = (load_i16(&sc[..8]), load_i16(&sc[8..]));
+        let mut acc = z;
+        if PAIRED {
+            // One scale per 32 values: sc[0], sc[2], ..., sc[14].
+            let s = i16x8_shuffle::<0, 2, 4, 6, 8, 10, 12, 14>(s_lo, s_hi);
+            for h in 0..2 {
+                let g = |j: usize| {
+                    let at = (4 * h + j) * 32;
+                    D::dot16(load(&u[at + 16..]), load(&a[at + 16..]), D::dot16(load(&u[at..]), load(&a[at..]), z))
+                };
+                let sums = hsum4(g(0), g(1), g(2), g(3));
+                let scales = if h == 0 { i32x4_extend_low_i16x8(s) } else { i32x4_extend_high_i16x8(s) };
+                acc = i32x4_add(acc, i32x4_mul(sums, scales));
+            }
+        } else {
+            for q in 0..4 {
+                let g = |j: usize| {
+                    let at = (4 * q + j) * 16;
+                    D::dot16(load(&u[at..]), load(&a[at..]), z)
+                };
+                let sums = hsum4(g(0), g(1), g(2), g(3));
+                let scales = match q {
+                    0 => i32x4_extend_low_i16x8(s_lo),
+                    1 => i32x4_extend_high_i16x8(s_lo),
+                    2 => i32x4_extend_low_i16x8(s_hi),
+                    _ => i32x4_extend_high_i16x8(s_hi),
+                };
+                acc = i32x4_add(acc, i32x4_mul(sums, scales));
+            }
         }
         hsum_i32(acc)
+    }
+
+    #[inline(always)]
+    pub fn dot16_i16(m: &[i16; 16], b: &[i16; 16]) -> i32 {
+        let lo = i32x4_dot_i16x8(load_i16(&m[..8]), load_i16(&b[..8]));
+        hsum_i32(i32x4_add(lo, i32x4_dot_i16x8(load_i16(&m[8..]), load_i16(&b[8..]))))
     }
 }
 
@@ -208,41 +364,77 @@ mod tests {
     use super::*;
     use crate::sampler::Rng;
 
+    /// The unsigned operand at its extremes (0, 127) and random in 0..=127, against signed
+    /// activations at theirs (-128, 127) and random; signed weights over the whole i8 range.
     #[test]
     fn dots_match_the_reference_on_extremes() {
         let mut rng = Rng::new(3);
-        for round in 0..200 {
-            let mut q = [0i8; 256];
+        for round in 0..300 {
+            let mut u = [0i8; 256];
+            let mut w = [0i8; 256];
             let mut a = [0i8; 256];
             let mut sc = [0i16; 16];
             for i in 0..256 {
-                q[i] = match round % 3 {
+                u[i] = match round % 3 {
+                    0 => 0,
+                    1 => 127,
+                    _ => (rng.next_u64() >> 57) as i8,
+                };
+                w[i] = match round % 3 {
                     0 => -128,
                     1 => 127,
                     _ => (rng.next_u64() >> 7) as i8,
                 };
-                a[i] = if round % 2 == 0 { (rng.next_u64() >> 9) as i8 } else { -127 };
+                a[i] = match round % 5 {
+                    0 => -128,
+                    1 => 127,
+                    _ => (rng.next_u64() >> 9) as i8,
+                };
             }
             for s in sc.iter_mut() {
                 *s = ((rng.next_u64() >> 20) as i8) as i16;
             }
-            let (q32, a32): (&[i8; 32], &[i8; 32]) = (q[..32].try_into().unwrap(), a[..32].try_into().unwrap());
-            assert_eq!(dot32(q32, a32), dot32_ref(q32, a32));
-            assert_eq!(dot256(&q, &a, &sc), dot256_ref(&q, &a, &sc));
+            // Q4_K / Q5_K: 6-bit scales in equal pairs.
+            let mut paired = sc;
+            for j in 0..8 {
+                paired[2 * j] = (sc[j] & 63).abs();
+                paired[2 * j + 1] = paired[2 * j];
+            }
+            let (u32, w32, a32): (&[i8; 32], &[i8; 32], &[i8; 32]) =
+                (u[..32].try_into().unwrap(), w[..32].try_into().unwrap(), a[..32].try_into().unwrap());
+            assert_eq!(dot32(u32, a32), dot32_ref(u32, a32));
+            assert_eq!(dot32_signed(w32, a32), dot32_ref(w32, a32));
+            assert_eq!(dot256::<false>(&u, &a, &sc), dot256_ref(&u, &a, &sc));
+            assert_eq!(dot256::<true>(&u, &a, &paired), dot256_ref(&u, &a, &paired));
+            let (m, b): (&[i16; 16], &[i16; 16]) = (sc[..].try_into().unwrap(), &a.map(|v| v as i16 * 16)[..16].try_into().unwrap());
+            assert_eq!(dot16_i16(m, b), dot16_i16_ref(m, b));
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+            relaxed::check(&u, &a, &sc, &paired);
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2.
                 unsafe {
-                    assert_eq!(avx2::dot32(q32, a32), dot32_ref(q32, a32));
-                    if round % 3 == 2 {
-                        // |q| <= 32 as in every K-quant, for the i16 product with the scale.
-                        let q6 = q.map(|v| v >> 2);
-                        assert_eq!(avx2::dot256(&q6, &a, &sc), dot256_ref(&q6, &a, &sc));
-                    }
+                    assert_eq!(avx2::dot32(u32, a32), dot32_ref(u32, a32));
+                    assert_eq!(avx2::dot32(w32, a32), dot32_ref(w32, a32));
+                    assert_eq!(avx2::dot256(&u, &a, &sc), dot256_ref(&u, &a, &sc));
                 }
             }
-            let direct: i64 = (0..256).map(|i| q[i] as i64 * a[i] as i64 * sc[i / 16] as i64).sum();
-            assert_eq!(dot256_ref(&q, &a, &sc) as i64, direct);
+            let direct: i64 = (0..256).map(|i| u[i] as i64 * a[i] as i64 * sc[i / 16] as i64).sum();
+            assert_eq!(dot256_ref(&u, &a, &sc) as i64, direct);
+        }
+    }
+
+    /// The relaxed instructions, run from a function compiled with them (as the driver does).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+    mod relaxed {
+        use super::super::{dot256_ref, dot32_ref, Isa, Relaxed};
+
+        #[target_feature(enable = "relaxed-simd")]
+        pub fn check(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16], paired: &[i16; 16]) {
+            let (u32, a32): (&[i8; 32], &[i8; 32]) = (u[..32].try_into().unwrap(), a[..32].try_into().unwrap());
+            assert_eq!(Relaxed::dot32(u32, a32), dot32_ref(u32, a32));
+            assert_eq!(Relaxed::dot256::<false>(u, a, sc), dot256_ref(u, a, sc));
+            assert_eq!(Relaxed::dot256::<true>(u, a, paired), dot256_ref(u, a, paired));
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The K-quants (256-value super-blocks against Q8_K activations). A super-block is unpacked to
-//! one i8 per value plus a scale (and minimum) per 16 values; the integer sums are exact, so only
-//! the float steps matter for matching ggml: per super-block d * Σ scale·(q·a) into one sum and
-//! dmin * Σ min·bsum into another (as ggml's x86 kernels keep them), added at the end.
+//! one byte per value (the stored unsigned value, 0..=63: Q3_K's offset 4 and Q6_K's 32 are taken
+//! off with the activations' block sums, see idot) plus a scale (and minimum) per 16 values; the
+//! integer sums are exact, so only the float steps matter for matching ggml: per super-block
+//! d * Σ scale·(q·a) into one sum and dmin * Σ min·bsum into another (as ggml's x86 kernels keep
+//! them), added at the end.
 
 #![allow(non_camel_case_types)] // ggml's type names
 
@@ -12,6 +14,7 @@ use super::Kernel;
 
 #[derive(PartialEq, Debug)]
 pub struct Unpacked {
+    /// Stored values, 0..=63.
     pub q: [i8; 256],
     /// Scale and minimum of each 16 values.
     pub sc: [i16; 16],
@@ -66,8 +69,9 @@ fn scales_q3k(s: &[u8], u: &mut Unpacked) {
     }
 }
 
+/// `$mins`: dmin * min terms; `$offset`: value = q - offset; `$paired`: one scale per 32 values.
 macro_rules! k_kernel {
-    ($name:ident, $bytes:expr, $mins:expr) => {
+    ($name:ident, $bytes:expr, $mins:expr, $offset:expr, $paired:expr) => {
         pub struct $name;
         impl Kernel for $name {
             const QK: usize = 256;
@@ -93,7 +97,10 @@ macro_rules! k_kernel {
             }
             #[inline(always)]
             fn dot<I: Isa>(u: &Unpacked, a: &BlockQ8K, acc: &mut [f32; 2]) {
-                let isum = I::dot256(&u.q, &a.qs, &u.sc);
+                let mut isum = I::dot256::<$paired>(&u.q, &a.qs, &u.sc);
+                if $offset != 0 {
+                    isum -= $offset * dot16_i16(&u.sc, &a.bsums);
+                }
                 acc[0] += (u.d * a.d) * isum as f32;
                 if $mins {
                     acc[1] -= (u.dmin * a.d) * dot16_i16(&u.mn, &a.bsums) as f32;
@@ -114,11 +121,11 @@ macro_rules! k_kernel {
     };
 }
 
-k_kernel!(Q2_K, 84, true);
-k_kernel!(Q3_K, 110, false);
-k_kernel!(Q4_K, 144, true);
-k_kernel!(Q5_K, 176, true);
-k_kernel!(Q6_K, 210, false);
+k_kernel!(Q2_K, 84, true, 0, false);
+k_kernel!(Q3_K, 110, false, 4, false);
+k_kernel!(Q4_K, 144, true, 0, true);
+k_kernel!(Q5_K, 176, true, 0, true);
+k_kernel!(Q6_K, 210, false, 32, false);
 
 /// Scalar unpacking; value order as in ggml's dequantize_row_*.
 #[allow(non_snake_case)]
@@ -152,7 +159,7 @@ mod scalar {
                 let m = 1u8 << (half * 4 + j);
                 for l in 0..32 {
                     let v = ((qs[half * 32 + l] >> (2 * j)) & 3) as i8;
-                    u.q[half * 128 + j * 32 + l] = v - if hm[l] & m != 0 { 0 } else { 4 };
+                    u.q[half * 128 + j * 32 + l] = v + if hm[l] & m != 0 { 4 } else { 0 };
                 }
             }
         }
@@ -197,10 +204,10 @@ mod scalar {
             let (ql, qh) = (&b[64 * half..64 * half + 64], &b[128 + 32 * half..128 + 32 * half + 32]);
             let q = &mut u.q[128 * half..128 * half + 128];
             for l in 0..32 {
-                q[l] = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8 - 32;
-                q[l + 32] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
-                q[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
-                q[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
+                q[l] = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8;
+                q[l + 32] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i8;
+                q[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8;
+                q[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8;
             }
         }
         for g in 0..16 {
@@ -232,7 +239,7 @@ mod dequant {
         for (g, o) in out[..256].chunks_exact_mut(16).enumerate() {
             let dl = u.d * u.sc[g] as f32;
             for (o, &q) in o.iter_mut().zip(&u.q[16 * g..]) {
-                *o = dl * q as f32;
+                *o = dl * (q - 4) as f32;
             }
         }
     }
@@ -263,7 +270,7 @@ mod dequant {
         scalar::Q6_K(b, &mut u);
         for (g, o) in out[..256].chunks_exact_mut(16).enumerate() {
             for (o, &q) in o.iter_mut().zip(&u.q[16 * g..]) {
-                *o = u.d * u.sc[g] as f32 * q as f32;
+                *o = u.d * u.sc[g] as f32 * (q - 32) as f32;
             }
         }
     }
@@ -272,9 +279,33 @@ mod dequant {
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[allow(non_snake_case)]
 pub(super) mod simd {
-    use super::super::idot::simd::{load_u8, store};
+    use super::super::idot::simd::{load_u8, store, store_i16};
     use super::*;
     use core::arch::wasm32::*;
+
+    /// Bytes 0..8 of `v` as i16 (zero-extended), each twice: the per-16 form of per-32 values.
+    #[inline(always)]
+    fn twice_lo(v: v128) -> v128 {
+        i8x16_shuffle::<0, 16, 0, 16, 1, 16, 1, 16, 2, 16, 2, 16, 3, 16, 3, 16>(v, u8x16_splat(0))
+    }
+    #[inline(always)]
+    fn twice_hi(v: v128) -> v128 {
+        i8x16_shuffle::<4, 16, 4, 16, 5, 16, 5, 16, 6, 16, 6, 16, 7, 16, 7, 16>(v, u8x16_splat(0))
+    }
+
+    /// get_scale_min_k4 for all 8 sub-blocks at once, on 32-bit words (as ggml's x86 code does):
+    /// scales and minimums per 16 values.
+    #[inline(always)]
+    fn scales_k4(s: &[u8], u: &mut Unpacked) {
+        let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+        let (a0, a1, a2) = (w(0), w(1), w(2));
+        let sc = u32x4(a0 & 0x3f3f3f3f, (a2 & 0x0f0f0f0f) | (((a0 >> 6) & 0x03030303) << 4), 0, 0);
+        let mn = u32x4(a1 & 0x3f3f3f3f, ((a2 >> 4) & 0x0f0f0f0f) | (((a1 >> 6) & 0x03030303) << 4), 0, 0);
+        store_i16(&mut u.sc[..8], twice_lo(sc));
+        store_i16(&mut u.sc[8..], twice_hi(sc));
+        store_i16(&mut u.mn[..8], twice_lo(mn));
+        store_i16(&mut u.mn[8..], twice_hi(mn));
+    }
 
     #[inline(always)]
     pub fn Q2_K(b: &[u8], u: &mut Unpacked) {
@@ -288,28 +319,28 @@ pub(super) mod simd {
                 }
             }
         }
-        for g in 0..16 {
-            u.sc[g] = (b[g] & 0xF) as i16;
-            u.mn[g] = (b[g] >> 4) as i16;
-        }
+        let s = load_u8(&b[..16]);
+        let (sc, mn) = (v128_and(s, u8x16_splat(0xF)), u8x16_shr(s, 4));
+        store_i16(&mut u.sc[..8], u16x8_extend_low_u8x16(sc));
+        store_i16(&mut u.sc[8..], u16x8_extend_high_u8x16(sc));
+        store_i16(&mut u.mn[..8], u16x8_extend_low_u8x16(mn));
+        store_i16(&mut u.mn[8..], u16x8_extend_high_u8x16(mn));
         (u.d, u.dmin) = (h(b, 80), h(b, 82));
     }
 
     #[inline(always)]
     pub fn Q3_K(b: &[u8], u: &mut Unpacked) {
         let three = u8x16_splat(3);
-        let four = u8x16_splat(4);
-        let zero = u8x16_splat(0);
+        let one = u8x16_splat(1);
         for k in 0..2 {
             let hm = load_u8(&b[16 * k..]);
             for half in 0..2 {
                 let v = load_u8(&b[32 + half * 32 + 16 * k..]);
                 for j in 0..4 {
-                    let m = u8x16_splat(1 << (half * 4 + j));
                     let q = v128_and(u8x16_shr(v, 2 * j as u32), three);
-                    // 4 where the mask bit is clear.
-                    let sub = v128_and(i8x16_eq(v128_and(hm, m), zero), four);
-                    store(&mut u.q[half * 128 + j * 32 + 16 * k..], i8x16_sub(q, sub));
+                    // + 4 where the mask bit is set.
+                    let hi = i8x16_shl(v128_and(u8x16_shr(hm, (half * 4 + j) as u32), one), 2);
+                    store(&mut u.q[half * 128 + j * 32 + 16 * k..], v128_or(q, hi));
                 }
             }
         }
@@ -353,7 +384,6 @@ pub(super) mod simd {
     pub fn Q6_K(b: &[u8], u: &mut Unpacked) {
         let m4 = u8x16_splat(0xF);
         let three = u8x16_splat(3);
-        let off = i8x16_splat(32);
         for half in 0..2 {
             for k in 0..2 {
                 let l0 = load_u8(&b[64 * half + 16 * k..]);
@@ -361,15 +391,15 @@ pub(super) mod simd {
                 let qh = load_u8(&b[128 + 32 * half + 16 * k..]);
                 let hb = |s: u32| i8x16_shl(v128_and(u8x16_shr(qh, s), three), 4);
                 let q = &mut u.q[128 * half + 16 * k..];
-                store(&mut q[0..], i8x16_sub(v128_or(v128_and(l0, m4), hb(0)), off));
-                store(&mut q[32..], i8x16_sub(v128_or(v128_and(l1, m4), hb(2)), off));
-                store(&mut q[64..], i8x16_sub(v128_or(u8x16_shr(l0, 4), hb(4)), off));
-                store(&mut q[96..], i8x16_sub(v128_or(u8x16_shr(l1, 4), hb(6)), off));
+                store(&mut q[0..], v128_or(v128_and(l0, m4), hb(0)));
+                store(&mut q[32..], v128_or(v128_and(l1, m4), hb(2)));
+                store(&mut q[64..], v128_or(u8x16_shr(l0, 4), hb(4)));
+                store(&mut q[96..], v128_or(u8x16_shr(l1, 4), hb(6)));
             }
         }
-        for g in 0..16 {
-            u.sc[g] = b[192 + g] as i8 as i16;
-        }
+        let s = load_u8(&b[192..208]);
+        store_i16(&mut u.sc[..8], i16x8_extend_low_i8x16(s));
+        store_i16(&mut u.sc[8..], i16x8_extend_high_i8x16(s));
         u.d = h(b, 208);
     }
 }

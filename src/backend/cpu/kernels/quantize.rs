@@ -10,6 +10,8 @@ pub struct BlockQ8_0 {
     /// f16-rounded scale.
     pub d: f32,
     pub qs: [i8; 32],
+    /// Σqs, for the offsets of Q4_0 / Q5_0 weights (not part of ggml's block).
+    pub sum: i32,
 }
 
 #[derive(Clone, Copy)]
@@ -29,7 +31,7 @@ pub struct BlockQ8K {
 }
 
 impl BlockQ8_0 {
-    pub const ZERO: Self = Self { d: 0.0, qs: [0; 32] };
+    pub const ZERO: Self = Self { d: 0.0, qs: [0; 32], sum: 0 };
 }
 impl BlockQ8_1 {
     pub const ZERO: Self = Self { d: 0.0, s: 0.0, qs: [0; 32] };
@@ -85,7 +87,7 @@ pub fn q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     for (b, xs) in out.iter_mut().zip(x.chunks_exact(32)) {
         let amax = amax32(xs);
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-        scale_round32(xs, id, &mut b.qs);
+        b.sum = scale_round32(xs, id, &mut b.qs);
         b.d = round_f16(amax / 127.0);
     }
 }
@@ -232,6 +234,7 @@ pub(super) mod tests {
                 let q: Vec<i8> = xs.iter().map(|&v| nearest_int(v * id) as i8).collect();
                 let sum: i32 = q.iter().map(|&v| v as i32).sum();
                 assert_eq!(a.qs.to_vec(), q);
+                assert_eq!(a.sum, sum);
                 assert_eq!(b.qs.to_vec(), q);
                 assert_eq!(a.d.to_bits(), f16::from_f32(d).to_f32().to_bits());
                 assert_eq!(b.d.to_bits(), a.d.to_bits());
