@@ -49,8 +49,7 @@ pub fn dot32_ref(a: &[i8; 32], b: &[i8; 32]) -> i32 {
 }
 
 /// Σ_g sc[g] * Σ_l u[16g + l] * a[16g + l] over one 256-value super-block of 16 groups; u in
-/// 0..=127. `PAIRED`: the scales come in equal pairs (one per 32 values, Q4_K / Q5_K), which the
-/// SIMD version uses to multiply half as often.
+/// 0..=127. `PAIRED`: 8 groups of 32 values instead (Q4_K / Q5_K), scales in `sc[..8]`.
 #[inline(always)]
 pub fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -59,24 +58,21 @@ pub fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) 
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {
-        dot256_ref(u, a, sc)
+        dot256_ref::<PAIRED>(u, a, sc)
     }
 }
 
 // Scalar reference: what runs off wasm, and what the wasm tests compare against.
 #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
-pub fn dot256_ref(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
-    let mut sums = [0i32; 16];
-    for (g, s) in sums.iter_mut().enumerate() {
-        let (qg, ag) = (&q[g * 16..g * 16 + 16], &a[g * 16..g * 16 + 16]);
-        let mut t = 0i32;
-        for l in 0..16 {
-            t += qg[l] as i32 * ag[l] as i32;
-        }
-        *s = t * sc[g] as i32;
+pub fn dot256_ref<const PAIRED: bool>(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+    let size = if PAIRED { 32 } else { 16 };
+    let mut sum = 0i32;
+    for (g, (qg, ag)) in q.chunks_exact(size).zip(a.chunks_exact(size)).enumerate() {
+        let t: i32 = qg.iter().zip(ag).map(|(&q, &a)| q as i32 * a as i32).sum();
+        sum += t * sc[g] as i32;
     }
-    sums.iter().sum()
+    sum
 }
 
 /// Σ_g m[g] * bsums[g]: the K-quants' minimum and offset terms.
@@ -95,17 +91,38 @@ pub fn dot16_i16(m: &[i16; 16], bsums: &[i16; 16]) -> i32 {
 #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
 pub fn dot16_i16_ref(m: &[i16; 16], bsums: &[i16; 16]) -> i32 {
-    let mut s = 0i32;
-    for g in 0..16 {
-        s += m[g] as i32 * bsums[g] as i32;
+    m.iter().zip(bsums).map(|(&m, &b)| m as i32 * b as i32).sum()
+}
+
+/// Σ_j m[j] * bsums[j] over 8 groups of 32 (Q4_K / Q5_K minimums).
+#[inline(always)]
+pub fn dot8_i16(m: &[i16; 8], bsums: &[i16; 8]) -> i32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd::hsum_i32(core::arch::wasm32::i32x4_dot_i16x8(simd::load_i16(m), simd::load_i16(bsums)))
     }
-    s
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        dot8_i16_ref(m, bsums)
+    }
+}
+
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
+#[inline(always)]
+pub fn dot8_i16_ref(m: &[i16; 8], bsums: &[i16; 8]) -> i32 {
+    m.iter().zip(bsums).map(|(&m, &b)| m as i32 * b as i32).sum()
 }
 
 /// The integer primitives, chosen per instruction set by the matmul driver.
 pub trait Isa {
     fn dot32(u: &[i8; 32], a: &[i8; 32]) -> i32;
     fn dot32_signed(w: &[i8; 32], a: &[i8; 32]) -> i32;
+    /// dot32_signed where no operand is -128 (so either can be negated): the relaxed build's
+    /// Q8_0 dot, Σ |w| * (±a).
+    #[inline(always)]
+    fn dot32_symmetric(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+        Self::dot32_signed(w, a)
+    }
     fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32;
 }
 
@@ -142,6 +159,10 @@ impl Isa for Relaxed {
         simd::dot32_signed(w, a)
     }
     #[inline(always)]
+    fn dot32_symmetric(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+        simd::dot32_symmetric(w, a)
+    }
+    #[inline(always)]
     fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
         simd::dot256::<simd::Relaxed, PAIRED>(u, a, sc)
     }
@@ -166,7 +187,7 @@ impl Isa for Avx2 {
     #[inline(always)]
     fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
         // SAFETY: as above.
-        unsafe { avx2::dot256(u, a, sc) }
+        unsafe { avx2::dot256::<PAIRED>(u, a, sc) }
     }
 }
 
@@ -202,10 +223,11 @@ pub mod avx2 {
     /// q * scale fits i16 (q in 0..=127, |scale| <= 128), and pairs of (q * scale) * a fit i32.
     #[inline]
     #[target_feature(enable = "avx2")]
-    pub unsafe fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+    pub unsafe fn dot256<const PAIRED: bool>(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
         let mut acc = _mm256_setzero_si256();
         for g in 0..16 {
-            let qs = _mm256_mullo_epi16(widen(q.as_ptr().add(16 * g)), _mm256_set1_epi16(sc[g]));
+            let s = sc[if PAIRED { g / 2 } else { g }];
+            let qs = _mm256_mullo_epi16(widen(q.as_ptr().add(16 * g)), _mm256_set1_epi16(s));
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(qs, widen(a.as_ptr().add(16 * g))));
         }
         hsum(acc)
@@ -249,6 +271,21 @@ pub mod simd {
         let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(w), i16x8_extend_low_i8x16(a));
         let hi = i32x4_dot_i16x8(i16x8_extend_high_i8x16(w), i16x8_extend_high_i8x16(a));
         i32x4_add(acc, i32x4_add(lo, hi))
+    }
+
+    /// (v >> n) & mask in every byte, with a 16-bit shift: the bits it brings in from the next
+    /// byte land above `mask` (which must be below 256 >> n). V8 lowers an 8-bit shift to this
+    /// shift plus a mask it rebuilds at every use.
+    #[inline(always)]
+    pub fn shr_mask(v: v128, n: u32, mask: v128) -> v128 {
+        v128_and(u16x8_shr(v, n), mask)
+    }
+
+    /// v << n in every byte whose value is below 256 >> n (so no bit crosses into the next byte),
+    /// with a 16-bit shift (see shr_mask).
+    #[inline(always)]
+    pub fn shl_small(v: v128, n: u32) -> v128 {
+        i16x8_shl(v, n)
     }
 
     #[inline(always)]
@@ -314,16 +351,28 @@ pub mod simd {
         hsum_i32(dot16_signed(load(&w[16..]), load(&a[16..]), acc))
     }
 
+    /// Σ w * a as Σ |w| * (a negated where w < 0): |w| is the 7-bit operand. Exact when no
+    /// operand is -128 (|-128| has the top bit set, and -(-128) does not fit).
+    #[cfg(feature = "relaxed")]
+    #[inline(always)]
+    pub fn dot32_symmetric(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+        let half = |w: v128, a: v128, acc: v128| {
+            let neg = i8x16_shr(w, 7);
+            Relaxed::dot16(i8x16_abs(w), i8x16_sub(v128_xor(a, neg), neg), acc)
+        };
+        let acc = half(load(&w[..16]), load(&a[..16]), i32x4_splat(0));
+        hsum_i32(half(load(&w[16..]), load(&a[16..]), acc))
+    }
+
     /// Group sums first (four groups' lanes reduced together), then one multiply by the scales per
-    /// four groups; with paired scales, groups of 32.
+    /// four groups.
     #[inline(always)]
     pub fn dot256<D: Dot16, const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
         let z = i32x4_splat(0);
-        let (s_lo, s_hi) = (load_i16(&sc[..8]), load_i16(&sc[8..]));
+        let s_lo = load_i16(&sc[..8]);
         let mut acc = z;
         if PAIRED {
-            // One scale per 32 values: sc[0], sc[2], ..., sc[14].
-            let s = i16x8_shuffle::<0, 2, 4, 6, 8, 10, 12, 14>(s_lo, s_hi);
+            let s = s_lo;
             for h in 0..2 {
                 let g = |j: usize| {
                     let at = (4 * h + j) * 32;
@@ -334,6 +383,7 @@ pub mod simd {
                 acc = i32x4_add(acc, i32x4_mul(sums, scales));
             }
         } else {
+            let s_hi = load_i16(&sc[8..]);
             for q in 0..4 {
                 let g = |j: usize| {
                     let at = (4 * q + j) * 16;
@@ -394,33 +444,40 @@ mod tests {
             for s in sc.iter_mut() {
                 *s = ((rng.next_u64() >> 20) as i8) as i16;
             }
-            // Q4_K / Q5_K: 6-bit scales in equal pairs.
-            let mut paired = sc;
+            // Q4_K / Q5_K: 8 6-bit scales (groups of 32).
+            let mut paired = [0i16; 16];
             for j in 0..8 {
-                paired[2 * j] = (sc[j] & 63).abs();
-                paired[2 * j + 1] = paired[2 * j];
+                paired[j] = sc[j] & 63;
             }
             let (u32, w32, a32): (&[i8; 32], &[i8; 32], &[i8; 32]) =
                 (u[..32].try_into().unwrap(), w[..32].try_into().unwrap(), a[..32].try_into().unwrap());
             assert_eq!(dot32(u32, a32), dot32_ref(u32, a32));
             assert_eq!(dot32_signed(w32, a32), dot32_ref(w32, a32));
-            assert_eq!(dot256::<false>(&u, &a, &sc), dot256_ref(&u, &a, &sc));
-            assert_eq!(dot256::<true>(&u, &a, &paired), dot256_ref(&u, &a, &paired));
-            let (m, b): (&[i16; 16], &[i16; 16]) = (sc[..].try_into().unwrap(), &a.map(|v| v as i16 * 16)[..16].try_into().unwrap());
-            assert_eq!(dot16_i16(m, b), dot16_i16_ref(m, b));
+            let (ws, as_) = (w32.map(|v| v.max(-127)), a32.map(|v| v.max(-127)));
+            assert_eq!(Portable::dot32_symmetric(&ws, &as_), dot32_ref(&ws, &as_));
+            assert_eq!(dot256::<false>(&u, &a, &sc), dot256_ref::<false>(&u, &a, &sc));
+            assert_eq!(dot256::<true>(&u, &a, &paired), dot256_ref::<true>(&u, &a, &paired));
+            // Block sums of 16 and 32 activations at their extremes.
+            let (b16, b32): ([i16; 16], [i16; 8]) = (std::array::from_fn(|i| a[i] as i16 * 16), std::array::from_fn(|i| a[i] as i16 * 32));
+            assert_eq!(dot16_i16(&sc, &b16), dot16_i16_ref(&sc, &b16));
+            let m8: [i16; 8] = std::array::from_fn(|i| paired[i]);
+            assert_eq!(dot8_i16(&m8, &b32), dot8_i16_ref(&m8, &b32));
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
-            relaxed::check(&u, &a, &sc, &paired);
+            relaxed::check(&u, &w, &a, &sc, &paired);
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2.
                 unsafe {
                     assert_eq!(avx2::dot32(u32, a32), dot32_ref(u32, a32));
                     assert_eq!(avx2::dot32(w32, a32), dot32_ref(w32, a32));
-                    assert_eq!(avx2::dot256(&u, &a, &sc), dot256_ref(&u, &a, &sc));
+                    assert_eq!(avx2::dot256::<false>(&u, &a, &sc), dot256_ref::<false>(&u, &a, &sc));
+                    assert_eq!(avx2::dot256::<true>(&u, &a, &paired), dot256_ref::<true>(&u, &a, &paired));
                 }
             }
             let direct: i64 = (0..256).map(|i| u[i] as i64 * a[i] as i64 * sc[i / 16] as i64).sum();
-            assert_eq!(dot256_ref(&u, &a, &sc) as i64, direct);
+            assert_eq!(dot256_ref::<false>(&u, &a, &sc) as i64, direct);
+            let direct: i64 = (0..256).map(|i| u[i] as i64 * a[i] as i64 * paired[i / 32] as i64).sum();
+            assert_eq!(dot256_ref::<true>(&u, &a, &paired) as i64, direct);
         }
     }
 
@@ -430,11 +487,16 @@ mod tests {
         use super::super::{dot256_ref, dot32_ref, Isa, Relaxed};
 
         #[target_feature(enable = "relaxed-simd")]
-        pub fn check(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16], paired: &[i16; 16]) {
-            let (u32, a32): (&[i8; 32], &[i8; 32]) = (u[..32].try_into().unwrap(), a[..32].try_into().unwrap());
+        pub fn check(u: &[i8; 256], w: &[i8; 256], a: &[i8; 256], sc: &[i16; 16], paired: &[i16; 16]) {
+            let (u32, w32, a32): (&[i8; 32], &[i8; 32], &[i8; 32]) =
+                (u[..32].try_into().unwrap(), w[..32].try_into().unwrap(), a[..32].try_into().unwrap());
             assert_eq!(Relaxed::dot32(u32, a32), dot32_ref(u32, a32));
-            assert_eq!(Relaxed::dot256::<false>(u, a, sc), dot256_ref(u, a, sc));
-            assert_eq!(Relaxed::dot256::<true>(u, a, paired), dot256_ref(u, a, paired));
+            assert_eq!(Relaxed::dot32_signed(w32, a32), dot32_ref(w32, a32));
+            // Signed weights and activations in -127..=127, extremes included.
+            let (ws, as_) = (w32.map(|v| v.max(-127)), a32.map(|v| v.max(-127)));
+            assert_eq!(Relaxed::dot32_symmetric(&ws, &as_), dot32_ref(&ws, &as_));
+            assert_eq!(Relaxed::dot256::<false>(u, a, sc), dot256_ref::<false>(u, a, sc));
+            assert_eq!(Relaxed::dot256::<true>(u, a, paired), dot256_ref::<true>(u, a, paired));
         }
     }
 }

@@ -8,7 +8,7 @@
 #![allow(non_camel_case_types)] // ggml's type names
 
 use super::f16_bits_to_f32 as h2f;
-use super::idot::{dot16_i16, Isa};
+use super::idot::{dot16_i16, dot8_i16, Isa};
 use super::quantize::{self, BlockQ8K};
 use super::Kernel;
 
@@ -16,7 +16,8 @@ use super::Kernel;
 pub struct Unpacked {
     /// Stored values, 0..=63.
     pub q: [i8; 256],
-    /// Scale and minimum of each 16 values.
+    /// Scale and minimum of each group: 16 groups of 16 values, or for Q4_K / Q5_K 8 groups of
+    /// 32 (`sc[..8]`, `mn[..8]`; the rest stays 0).
     pub sc: [i16; 16],
     pub mn: [i16; 16],
     pub d: f32,
@@ -37,15 +38,13 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
-/// Q4_K / Q5_K scales (12 bytes) as per-16 scales and minimums (each 32-value sub-block twice).
+/// Q4_K / Q5_K scales (12 bytes) as the 8 sub-blocks' scales and minimums.
 #[inline(always)]
 fn scales_k4(s: &[u8], u: &mut Unpacked) {
     for j in 0..8 {
         let (sc, m) = scale_min_k4(j, s);
-        u.sc[2 * j] = sc as i16;
-        u.sc[2 * j + 1] = sc as i16;
-        u.mn[2 * j] = m as i16;
-        u.mn[2 * j + 1] = m as i16;
+        u.sc[j] = sc as i16;
+        u.mn[j] = m as i16;
     }
 }
 
@@ -69,7 +68,7 @@ fn scales_q3k(s: &[u8], u: &mut Unpacked) {
     }
 }
 
-/// `$mins`: dmin * min terms; `$offset`: value = q - offset; `$paired`: one scale per 32 values.
+/// `$mins`: dmin * min terms; `$offset`: value = q - offset; `$paired`: groups of 32 values.
 macro_rules! k_kernel {
     ($name:ident, $bytes:expr, $mins:expr, $offset:expr, $paired:expr) => {
         pub struct $name;
@@ -103,7 +102,8 @@ macro_rules! k_kernel {
                 }
                 acc[0] += (u.d * a.d) * isum as f32;
                 if $mins {
-                    acc[1] -= (u.dmin * a.d) * dot16_i16(&u.mn, &a.bsums) as f32;
+                    let m = if $paired { dot8_i16(u.mn[..8].try_into().unwrap(), &a.bsums32) } else { dot16_i16(&u.mn, &a.bsums) };
+                    acc[1] -= (u.dmin * a.d) * m as f32;
                 }
             }
             #[inline(always)]
@@ -258,7 +258,7 @@ mod dequant {
 
     fn k4(u: &Unpacked, out: &mut [f32]) {
         for (g, o) in out[..256].chunks_exact_mut(32).enumerate() {
-            let (d1, m1) = (u.d * u.sc[2 * g] as f32, u.dmin * u.mn[2 * g] as f32);
+            let (d1, m1) = (u.d * u.sc[g] as f32, u.dmin * u.mn[g] as f32);
             for (o, &q) in o.iter_mut().zip(&u.q[32 * g..]) {
                 *o = d1 * q as f32 - m1;
             }
@@ -279,32 +279,22 @@ mod dequant {
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[allow(non_snake_case)]
 pub(super) mod simd {
-    use super::super::idot::simd::{load_u8, store, store_i16};
+    use super::super::idot::simd::{load_u8, shl_small, shr_mask, store, store_i16};
     use super::*;
     use core::arch::wasm32::*;
 
-    /// Bytes 0..8 of `v` as i16 (zero-extended), each twice: the per-16 form of per-32 values.
-    #[inline(always)]
-    fn twice_lo(v: v128) -> v128 {
-        i8x16_shuffle::<0, 16, 0, 16, 1, 16, 1, 16, 2, 16, 2, 16, 3, 16, 3, 16>(v, u8x16_splat(0))
-    }
-    #[inline(always)]
-    fn twice_hi(v: v128) -> v128 {
-        i8x16_shuffle::<4, 16, 4, 16, 5, 16, 5, 16, 6, 16, 6, 16, 7, 16, 7, 16>(v, u8x16_splat(0))
-    }
-
-    /// get_scale_min_k4 for all 8 sub-blocks at once, on 32-bit words (as ggml's x86 code does):
-    /// scales and minimums per 16 values.
+    /// get_scale_min_k4 for all 8 sub-blocks at once, on 32-bit words (as ggml's x86 code does).
     #[inline(always)]
     fn scales_k4(s: &[u8], u: &mut Unpacked) {
         let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
         let (a0, a1, a2) = (w(0), w(1), w(2));
-        let sc = u32x4(a0 & 0x3f3f3f3f, (a2 & 0x0f0f0f0f) | (((a0 >> 6) & 0x03030303) << 4), 0, 0);
-        let mn = u32x4(a1 & 0x3f3f3f3f, ((a2 >> 4) & 0x0f0f0f0f) | (((a1 >> 6) & 0x03030303) << 4), 0, 0);
-        store_i16(&mut u.sc[..8], twice_lo(sc));
-        store_i16(&mut u.sc[8..], twice_hi(sc));
-        store_i16(&mut u.mn[..8], twice_lo(mn));
-        store_i16(&mut u.mn[8..], twice_hi(mn));
+        let sc = a0 & 0x3f3f3f3f;
+        let sc_hi = (a2 & 0x0f0f0f0f) | (((a0 >> 6) & 0x03030303) << 4);
+        let mn = a1 & 0x3f3f3f3f;
+        let mn_hi = ((a2 >> 4) & 0x0f0f0f0f) | (((a1 >> 6) & 0x03030303) << 4);
+        let v = u32x4(sc, sc_hi, mn, mn_hi);
+        store_i16(&mut u.sc[..8], u16x8_extend_low_u8x16(v));
+        store_i16(&mut u.mn[..8], u16x8_extend_high_u8x16(v));
     }
 
     #[inline(always)]
@@ -314,13 +304,13 @@ pub(super) mod simd {
             for k in 0..2 {
                 let v = load_u8(&b[16 + half * 32 + 16 * k..]);
                 for j in 0..4 {
-                    let q = v128_and(u8x16_shr(v, 2 * j as u32), three);
-                    store(&mut u.q[half * 128 + j * 32 + 16 * k..], q);
+                    store(&mut u.q[half * 128 + j * 32 + 16 * k..], shr_mask(v, 2 * j as u32, three));
                 }
             }
         }
         let s = load_u8(&b[..16]);
-        let (sc, mn) = (v128_and(s, u8x16_splat(0xF)), u8x16_shr(s, 4));
+        let m4 = u8x16_splat(0xF);
+        let (sc, mn) = (v128_and(s, m4), shr_mask(s, 4, m4));
         store_i16(&mut u.sc[..8], u16x8_extend_low_u8x16(sc));
         store_i16(&mut u.sc[8..], u16x8_extend_high_u8x16(sc));
         store_i16(&mut u.mn[..8], u16x8_extend_low_u8x16(mn));
@@ -337,9 +327,9 @@ pub(super) mod simd {
             for half in 0..2 {
                 let v = load_u8(&b[32 + half * 32 + 16 * k..]);
                 for j in 0..4 {
-                    let q = v128_and(u8x16_shr(v, 2 * j as u32), three);
+                    let q = shr_mask(v, 2 * j as u32, three);
                     // + 4 where the mask bit is set.
-                    let hi = i8x16_shl(v128_and(u8x16_shr(hm, (half * 4 + j) as u32), one), 2);
+                    let hi = shl_small(shr_mask(hm, (half * 4 + j) as u32, one), 2);
                     store(&mut u.q[half * 128 + j * 32 + 16 * k..], v128_or(q, hi));
                 }
             }
@@ -355,7 +345,7 @@ pub(super) mod simd {
             for k in 0..2 {
                 let v = load_u8(&b[16 + 32 * j + 16 * k..]);
                 store(&mut u.q[64 * j + 16 * k..], v128_and(v, m4));
-                store(&mut u.q[64 * j + 32 + 16 * k..], u8x16_shr(v, 4));
+                store(&mut u.q[64 * j + 32 + 16 * k..], shr_mask(v, 4, m4));
             }
         }
         scales_k4(&b[4..16], u);
@@ -370,10 +360,10 @@ pub(super) mod simd {
             let qh = load_u8(&b[16 + 16 * k..]);
             for j in 0..4 {
                 let v = load_u8(&b[48 + 32 * j + 16 * k..]);
-                let h0 = i8x16_shl(v128_and(u8x16_shr(qh, 2 * j as u32), one), 4);
-                let h1 = i8x16_shl(v128_and(u8x16_shr(qh, 2 * j as u32 + 1), one), 4);
+                let h0 = shl_small(shr_mask(qh, 2 * j as u32, one), 4);
+                let h1 = shl_small(shr_mask(qh, 2 * j as u32 + 1, one), 4);
                 store(&mut u.q[64 * j + 16 * k..], v128_or(v128_and(v, m4), h0));
-                store(&mut u.q[64 * j + 32 + 16 * k..], v128_or(u8x16_shr(v, 4), h1));
+                store(&mut u.q[64 * j + 32 + 16 * k..], v128_or(shr_mask(v, 4, m4), h1));
             }
         }
         scales_k4(&b[4..16], u);
@@ -389,12 +379,12 @@ pub(super) mod simd {
                 let l0 = load_u8(&b[64 * half + 16 * k..]);
                 let l1 = load_u8(&b[64 * half + 32 + 16 * k..]);
                 let qh = load_u8(&b[128 + 32 * half + 16 * k..]);
-                let hb = |s: u32| i8x16_shl(v128_and(u8x16_shr(qh, s), three), 4);
+                let hb = |s: u32| shl_small(shr_mask(qh, s, three), 4);
                 let q = &mut u.q[128 * half + 16 * k..];
                 store(&mut q[0..], v128_or(v128_and(l0, m4), hb(0)));
                 store(&mut q[32..], v128_or(v128_and(l1, m4), hb(2)));
-                store(&mut q[64..], v128_or(u8x16_shr(l0, 4), hb(4)));
-                store(&mut q[96..], v128_or(u8x16_shr(l1, 4), hb(6)));
+                store(&mut q[64..], v128_or(shr_mask(l0, 4, m4), hb(4)));
+                store(&mut q[96..], v128_or(shr_mask(l1, 4, m4), hb(6)));
             }
         }
         let s = load_u8(&b[192..208]);

@@ -18,6 +18,8 @@ pub struct Unpacked {
     pub q: [i8; 32],
     pub d: f32,
     pub m: f32,
+    /// Q8_0: some quant is -128 (see Isa::dot32_symmetric).
+    pub has_min: bool,
 }
 
 fn h(b: &[u8], at: usize) -> f32 {
@@ -42,7 +44,7 @@ macro_rules! legacy_kernel {
             const ACT_ZERO: $act = <$act>::ZERO;
             const ACC_ZERO: [f32; 2] = [0.0; 2];
             fn unpacked() -> Unpacked {
-                Unpacked { q: [0; 32], d: 0.0, m: 0.0 }
+                Unpacked { q: [0; 32], d: 0.0, m: 0.0, has_min: false }
             }
             #[inline(always)]
             fn quantize(x: &[f32], out: &mut [$act]) {
@@ -85,7 +87,8 @@ macro_rules! legacy_kernel {
         $acc[1] += $u.m * $a.s;
     };
     (@dot signed, $u:ident, $a:ident, $acc:ident) => {
-        $acc[0] += ($u.d * $a.d) * I::dot32_signed(&$u.q, &$a.qs) as f32;
+        let isum = if $u.has_min || $a.has_min { I::dot32_signed(&$u.q, &$a.qs) } else { I::dot32_symmetric(&$u.q, &$a.qs) };
+        $acc[0] += ($u.d * $a.d) * isum as f32;
     };
     // dequantize_row_*: x*d (+ m).
     (@deq offset $off:literal, $q:ident, $u:ident) => { ($q as i32 - $off) as f32 * $u.d };
@@ -152,13 +155,14 @@ mod scalar {
         for j in 0..32 {
             u.q[j] = b[2 + j] as i8;
         }
+        u.has_min = u.q.contains(&i8::MIN);
     }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[allow(non_snake_case)]
 pub(super) mod simd {
-    use super::super::idot::simd::{load_u8, store};
+    use super::super::idot::simd::{load_u8, shr_mask, store};
     use super::*;
     use core::arch::wasm32::*;
 
@@ -166,7 +170,8 @@ pub(super) mod simd {
     #[inline(always)]
     fn nibbles(b: &[u8]) -> (v128, v128) {
         let v = load_u8(b);
-        (v128_and(v, u8x16_splat(0x0F)), u8x16_shr(v, 4))
+        let m4 = u8x16_splat(0x0F);
+        (v128_and(v, m4), shr_mask(v, 4, m4))
     }
 
     /// The fifth bits of values 0..16 and 16..32 as 0x10 bytes.
@@ -217,7 +222,10 @@ pub(super) mod simd {
     #[inline(always)]
     pub fn Q8_0(b: &[u8], u: &mut Unpacked) {
         u.d = h(b, 0);
-        store(&mut u.q[..16], load_u8(&b[2..18]));
-        store(&mut u.q[16..], load_u8(&b[18..34]));
+        let (lo, hi) = (load_u8(&b[2..18]), load_u8(&b[18..34]));
+        store(&mut u.q[..16], lo);
+        store(&mut u.q[16..], hi);
+        let min = i8x16_splat(i8::MIN);
+        u.has_min = v128_any_true(v128_or(i8x16_eq(lo, min), i8x16_eq(hi, min)));
     }
 }
