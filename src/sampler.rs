@@ -135,10 +135,15 @@ impl Sampler {
         if cand.is_empty() {
             return argmax(&logits);
         }
-        cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if c.top_k > 0 {
+        // Most likely first (ties: lower id first). A total order, so with top-k, partitioning out
+        // the k best and sorting only those gives the same list as sorting the whole vocabulary
+        // (128K entries for Llama 3, every token) and cutting it.
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if c.top_k > 0 && c.top_k < cand.len() {
+            cand.select_nth_unstable_by(c.top_k - 1, order);
             cand.truncate(c.top_k);
         }
+        cand.sort_by(order);
         let probs = |cand: &[(u32, f32)]| -> Vec<f64> {
             let max = cand[0].1 as f64;
             let e: Vec<f64> = cand.iter().map(|&(_, l)| (l as f64 - max).exp()).collect();
@@ -239,6 +244,29 @@ mod tests {
         assert_ne!(draw(cfg.clone()), draw(SamplerConfig { seed: 43, ..cfg.clone() }));
         let top1 = draw(SamplerConfig { top_k: 1, ..cfg });
         assert!(top1.iter().all(|&t| t == argmax(&logits)));
+    }
+
+    /// Top-k keeps exactly the k best of the full order (ties by id), so sampling draws what it
+    /// draws from those k alone with the rest masked out.
+    #[test]
+    fn top_k_keeps_the_k_best_of_the_whole_order() {
+        let mut rng = Rng::new(7);
+        // Few distinct values: many ties, also across the k-th place.
+        let logits: Vec<f32> = (0..1000).map(|_| (rng.next_u64() % 13) as f32 * 0.25).collect();
+        let k = 40;
+        let mut order: Vec<u32> = (0..1000).collect();
+        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+        let mut masked = vec![f32::NEG_INFINITY; 1000];
+        for &i in &order[..k] {
+            masked[i as usize] = logits[i as usize];
+        }
+        let cfg = SamplerConfig { temperature: 1.0, top_k: k, top_p: 0.9, min_p: 0.02, seed: 11, ..Default::default() };
+        let (mut a, mut b) = (Sampler::new(cfg.clone()), Sampler::new(SamplerConfig { top_k: 0, ..cfg }));
+        let got: Vec<u32> = (0..200).map(|_| a.sample(&logits, &[])).collect();
+        let want: Vec<u32> = (0..200).map(|_| b.sample(&masked, &[])).collect();
+        assert_eq!(got, want);
+        assert!(got.iter().all(|t| order[..k].contains(t)));
+        assert!(got.iter().collect::<std::collections::HashSet<_>>().len() > 5);
     }
 
     #[test]

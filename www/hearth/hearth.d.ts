@@ -83,10 +83,13 @@ export interface ModelInfo {
   chatTemplate: "model" | "llama3" | "chatml" | "llama2";
   /** Engine threads actually running (1 unless the threaded build started). */
   threads: number;
+  /** The engine build running: "relaxed" (relaxed-SIMD integer dot products, where the browser has them) or "simd128". */
+  simd: "relaxed" | "simd128";
 }
 
 export interface EngineStats {
   threads: number;
+  simd: "relaxed" | "simd128";
   /** The engine's wasm memory; it never shrinks, so this is its peak so far. */
   wasmMemoryBytes: number;
 }

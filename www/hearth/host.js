@@ -8,6 +8,8 @@ import { ModelStore, contentLength, fetchModel, readChunk } from "./store.js";
 let wasm = null;
 /** Threads in the engine's pool (1: the single-thread build). */
 let poolThreads = 1;
+/** "relaxed" when the relaxed-SIMD build runs, else "simd128". */
+let simdLevel = "simd128";
 let ready = null;
 
 /** Most threads used when the caller names none (decode is memory-bound well before this). */
@@ -20,10 +22,53 @@ function defaultThreads() {
 }
 
 /**
+ * Whether this browser runs relaxed-SIMD integer dot products, and runs them right. A module
+ * using an opcode the engine lacks fails validation as a whole, so the relaxed builds are only
+ * safe after this test. Beyond validating, the probe runs one i32x4.relaxed_dot_i8x16_i7x16_add_s
+ * on known values (7-bit second operand, where every correct engine gives the exact sums) and
+ * checks the answer: some V8 versions' baseline compiler emitted it over its own input register
+ * on AVX-VNNI CPUs (node 20 does), and those get the plain build.
+ */
+export function relaxedSimdWorks() {
+  try {
+    const a = [-128, 127, -1, 5, 0, -77, 100, -128, 1, 2, 3, 4, -5, -6, -7, 127];
+    const b = [127, 127, 3, 0, 9, 1, 127, 64, 2, 4, 8, 16, 127, 0, 1, 126];
+    const c = [1, -2, 1000, -70000];
+    const want = c.map((acc, i) => acc + [0, 1, 2, 3].reduce((s, j) => s + a[4 * i + j] * b[4 * i + j], 0));
+    const i32 = (v) => [v & 255, (v >> 8) & 255, (v >> 16) & 255, (v >>> 24) & 255];
+    const v128 = (bytes) => [0xfd, 0x0c, ...bytes.map((x) => x & 255)];
+    const body = [
+      0x00, // no locals
+      ...v128(a),
+      ...v128(b),
+      ...v128(c.flatMap(i32)),
+      0xfd, 0x93, 0x02, // i32x4.relaxed_dot_i8x16_i7x16_add_s
+      ...v128(want.flatMap(i32)),
+      0xfd, 0x37, // i32x4.eq
+      0xfd, 0xa3, 0x01, // i32x4.all_true
+      0x0b,
+    ];
+    const bytes = new Uint8Array([
+      0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+      0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, // type: () -> i32
+      0x03, 0x02, 0x01, 0x00, // one function of that type
+      0x07, 0x05, 0x01, 0x01, 0x66, 0x00, 0x00, // export "f"
+      0x0a, body.length + 2, 0x01, body.length, ...body,
+    ]);
+    if (!WebAssembly.validate(bytes)) return false;
+    return new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.f() === 1;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Instantiate the wasm module once per realm. `threads` (default: the core count, at most 8):
  * above 1, in a cross-origin isolated Worker, the threaded build (pkg/threads/) starts that many
  * pool workers; otherwise, or if it fails to start, the single-thread build runs. Outside a Worker
- * it is always one thread (the page's thread may not block). Resolves to the thread count.
+ * it is always one thread (the page's thread may not block). Where relaxed SIMD works
+ * (`relaxedSimdWorks`), each build's relaxed variant (hearth_wasm_relaxed_bg.wasm beside it, same
+ * JS glue) is tried first. Resolves to the thread count.
  */
 export function initWasm(threads) {
   if (!ready) {
@@ -36,14 +81,20 @@ export function initWasm(threads) {
   return ready;
 }
 
+/** The wasm file of a build: pkg/{dir}hearth_wasm[_relaxed]_bg.wasm. */
+function wasmUrl(dir, relaxed) {
+  return new URL(`./${dir}hearth_wasm${relaxed ? "_relaxed" : ""}_bg.wasm`, import.meta.url);
+}
+
 async function startWasm(threads) {
   if (threads != null && (!Number.isInteger(threads) || threads < 1)) throw codeError("invalid_argument", `threads must be a positive integer, got ${threads}`);
   const inWorker = typeof WorkerGlobalScope !== "undefined" && self instanceof WorkerGlobalScope;
   const n = inWorker ? (threads ?? defaultThreads()) : 1;
+  const variants = relaxedSimdWorks() ? [true, false] : [false];
   if (n > 1 && globalThis.crossOriginIsolated) {
     try {
       const m = await import("./threads/hearth_wasm.js");
-      await m.default({ module_or_path: new URL("./threads/hearth_wasm_bg.wasm", import.meta.url) });
+      const relaxed = await initVariant(m, "threads/", variants);
       let timer;
       const late = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`its ${n} workers did not start in ${THREADS_START_MS / 1000} s`)), THREADS_START_MS)));
       try {
@@ -53,16 +104,31 @@ async function startWasm(threads) {
       }
       wasm = m;
       poolThreads = m.threadCount();
+      simdLevel = relaxed ? "relaxed" : "simd128";
       return poolThreads;
     } catch (e) {
       console.warn(`Hearth: the threaded engine did not start (${e && e.message ? e.message : e}); running on one thread`);
     }
   }
   const m = await import("./hearth_wasm.js");
-  await m.default({ module_or_path: new URL("./hearth_wasm_bg.wasm", import.meta.url) });
+  const relaxed = await initVariant(m, "", variants);
   wasm = m;
   poolThreads = 1;
+  simdLevel = relaxed ? "relaxed" : "simd128";
   return poolThreads;
+}
+
+/** Instantiate glue `m` with the first of `variants` (relaxed or not) that starts; returns which. */
+async function initVariant(m, dir, variants) {
+  for (const relaxed of variants) {
+    try {
+      await m.default({ module_or_path: wasmUrl(dir, relaxed) });
+      return relaxed;
+    } catch (e) {
+      if (!relaxed) throw e;
+      console.warn(`Hearth: the relaxed-SIMD engine did not start (${e && e.message ? e.message : e}); using the SIMD128 one`);
+    }
+  }
 }
 
 export function codeError(code, message) {
@@ -170,13 +236,15 @@ export class Host {
       // The built-in template the vocabulary called for, or "model" (the GGUF's own).
       chatTemplate: engine.chatTemplate().builtin ?? "model",
       threads: poolThreads,
+      // Which build's kernels run: "relaxed" (relaxed-SIMD integer dots) or "simd128".
+      simd: simdLevel,
     };
     return this.info;
   }
 
-  /** Engine threads and the wasm memory's size (it never shrinks: this is its peak). */
+  /** Engine threads, SIMD build and the wasm memory's size (it never shrinks: this is its peak). */
   stats() {
-    return { threads: poolThreads, wasmMemoryBytes: wasm ? wasm.memoryBytes() : 0 };
+    return { threads: poolThreads, simd: simdLevel, wasmMemoryBytes: wasm ? wasm.memoryBytes() : 0 };
   }
 
   /**

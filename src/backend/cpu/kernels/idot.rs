@@ -1,17 +1,39 @@
-//! Integer dot products shared by the quantized families: the weight block is first unpacked to
-//! one i8 per value, then multiplied with the i8 activation quants. Integer sums are exact, so the
-//! SIMD128 versions return exactly what the scalar ones do.
+//! Integer dot products shared by the quantized families. A weight block is unpacked to one byte
+//! per value, and every type but Q8_0 unpacks to *unsigned* values in 0..=127: the offset of the
+//! symmetric types (Q4_0's 8, Q5_0's 16, Q3_K's 4, Q6_K's 32) is taken off afterwards with the
+//! activations' block sums, as ggml's x86 code does around pmaddubsw. A 7-bit operand is what the
+//! relaxed-SIMD dot instruction needs to give the same result on every CPU (with the top bit set
+//! it is implementation-defined), so the same unpacking serves the SIMD128 and the relaxed build.
+//! Integer sums are exact, so every version (scalar, SIMD128, relaxed SIMD, AVX2) returns the same
+//! integers.
+//!
+//! The relaxed build (cargo feature `relaxed`, wasm32 only) adds the `Relaxed` instruction set,
+//! which the matmul driver runs inside a `#[target_feature(enable = "relaxed-simd")]` function:
+//! only these kernels change, so the build shares every compiled dependency with the plain one.
 
-/// Σ a[i] * b[i] over one 32-value block.
+/// Σ u[i] * a[i] over one 32-value block; u in 0..=127.
 #[inline(always)]
-pub fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
+pub fn dot32(u: &[i8; 32], a: &[i8; 32]) -> i32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
-        simd::dot32(a, b)
+        simd::dot32::<simd::Plain>(u, a)
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {
-        dot32_ref(a, b)
+        dot32_ref(u, a)
+    }
+}
+
+/// Σ w[i] * a[i] over one 32-value block of full-range signed weights (Q8_0).
+#[inline(always)]
+pub fn dot32_signed(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd::dot32_signed(w, a)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        dot32_ref(w, a)
     }
 }
 
@@ -26,49 +48,82 @@ pub fn dot32_ref(a: &[i8; 32], b: &[i8; 32]) -> i32 {
     s
 }
 
-/// Σ_g sc[g] * Σ_l q[16g + l] * a[16g + l] over one 256-value super-block of 16 groups.
+/// Σ_g sc[g] * Σ_l u[16g + l] * a[16g + l] over one 256-value super-block of 16 groups; u in
+/// 0..=127. `PAIRED`: 8 groups of 32 values instead (Q4_K / Q5_K), scales in `sc[..8]`.
 #[inline(always)]
-pub fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+pub fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
-        simd::dot256(q, a, sc)
+        simd::dot256::<simd::Plain, PAIRED>(u, a, sc)
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {
-        dot256_ref(q, a, sc)
+        dot256_ref::<PAIRED>(u, a, sc)
     }
 }
 
 // Scalar reference: what runs off wasm, and what the wasm tests compare against.
 #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
-pub fn dot256_ref(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
-    let mut sums = [0i32; 16];
-    for (g, s) in sums.iter_mut().enumerate() {
-        let (qg, ag) = (&q[g * 16..g * 16 + 16], &a[g * 16..g * 16 + 16]);
-        let mut t = 0i32;
-        for l in 0..16 {
-            t += qg[l] as i32 * ag[l] as i32;
-        }
-        *s = t * sc[g] as i32;
+pub fn dot256_ref<const PAIRED: bool>(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+    let size = if PAIRED { 32 } else { 16 };
+    let mut sum = 0i32;
+    for (g, (qg, ag)) in q.chunks_exact(size).zip(a.chunks_exact(size)).enumerate() {
+        let t: i32 = qg.iter().zip(ag).map(|(&q, &a)| q as i32 * a as i32).sum();
+        sum += t * sc[g] as i32;
     }
-    sums.iter().sum()
+    sum
 }
 
-/// Σ_g m[g] * bsums[g]: the per-group minimum terms of the K-quants.
+/// Σ_g m[g] * bsums[g]: the K-quants' minimum and offset terms.
 #[inline(always)]
 pub fn dot16_i16(m: &[i16; 16], bsums: &[i16; 16]) -> i32 {
-    let mut s = 0i32;
-    for g in 0..16 {
-        s += m[g] as i32 * bsums[g] as i32;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd::dot16_i16(m, bsums)
     }
-    s
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        dot16_i16_ref(m, bsums)
+    }
+}
+
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
+#[inline(always)]
+pub fn dot16_i16_ref(m: &[i16; 16], bsums: &[i16; 16]) -> i32 {
+    m.iter().zip(bsums).map(|(&m, &b)| m as i32 * b as i32).sum()
+}
+
+/// Σ_j m[j] * bsums[j] over 8 groups of 32 (Q4_K / Q5_K minimums).
+#[inline(always)]
+pub fn dot8_i16(m: &[i16; 8], bsums: &[i16; 8]) -> i32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd::hsum_i32(core::arch::wasm32::i32x4_dot_i16x8(simd::load_i16(m), simd::load_i16(bsums)))
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        dot8_i16_ref(m, bsums)
+    }
+}
+
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
+#[inline(always)]
+pub fn dot8_i16_ref(m: &[i16; 8], bsums: &[i16; 8]) -> i32 {
+    m.iter().zip(bsums).map(|(&m, &b)| m as i32 * b as i32).sum()
 }
 
 /// The integer primitives, chosen per instruction set by the matmul driver.
 pub trait Isa {
-    fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32;
-    fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32;
+    fn dot32(u: &[i8; 32], a: &[i8; 32]) -> i32;
+    fn dot32_signed(w: &[i8; 32], a: &[i8; 32]) -> i32;
+    /// dot32_signed where no operand is -128 (so either can be negated): the relaxed build's
+    /// Q8_0 dot, Σ |w| * (±a).
+    #[inline(always)]
+    fn dot32_symmetric(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+        Self::dot32_signed(w, a)
+    }
+    fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32;
 }
 
 /// Scalar, or SIMD128 on wasm32.
@@ -76,12 +131,40 @@ pub struct Portable;
 
 impl Isa for Portable {
     #[inline(always)]
-    fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
-        dot32(a, b)
+    fn dot32(u: &[i8; 32], a: &[i8; 32]) -> i32 {
+        dot32(u, a)
     }
     #[inline(always)]
-    fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
-        dot256(q, a, sc)
+    fn dot32_signed(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+        dot32_signed(w, a)
+    }
+    #[inline(always)]
+    fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+        dot256::<PAIRED>(u, a, sc)
+    }
+}
+
+/// Relaxed SIMD: only inside the driver's `relaxed-simd` function (the relaxed build).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+pub struct Relaxed;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+impl Isa for Relaxed {
+    #[inline(always)]
+    fn dot32(u: &[i8; 32], a: &[i8; 32]) -> i32 {
+        simd::dot32::<simd::Relaxed>(u, a)
+    }
+    #[inline(always)]
+    fn dot32_signed(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+        simd::dot32_signed(w, a)
+    }
+    #[inline(always)]
+    fn dot32_symmetric(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+        simd::dot32_symmetric(w, a)
+    }
+    #[inline(always)]
+    fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+        simd::dot256::<simd::Relaxed, PAIRED>(u, a, sc)
     }
 }
 
@@ -92,14 +175,19 @@ pub struct Avx2;
 #[cfg(target_arch = "x86_64")]
 impl Isa for Avx2 {
     #[inline(always)]
-    fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
+    fn dot32(u: &[i8; 32], a: &[i8; 32]) -> i32 {
         // SAFETY: reached only from code that checked for AVX2 (matmul::rows).
-        unsafe { avx2::dot32(a, b) }
+        unsafe { avx2::dot32(u, a) }
     }
     #[inline(always)]
-    fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+    fn dot32_signed(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+        // SAFETY: as above. avx2::dot32 widens both operands as signed.
+        unsafe { avx2::dot32(w, a) }
+    }
+    #[inline(always)]
+    fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
         // SAFETY: as above.
-        unsafe { avx2::dot256(q, a, sc) }
+        unsafe { avx2::dot256::<PAIRED>(u, a, sc) }
     }
 }
 
@@ -122,6 +210,7 @@ pub mod avx2 {
         _mm_cvtsi128_si32(s)
     }
 
+    /// Any signed bytes (both operands sign-extended to i16).
     #[inline]
     #[target_feature(enable = "avx2")]
     pub unsafe fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
@@ -131,14 +220,14 @@ pub mod avx2 {
         hsum(_mm256_add_epi32(lo, hi))
     }
 
-    /// q * scale fits i16 for every K-quant (|q| <= 32, |scale| <= 128 at most), and pairs of
-    /// (q * scale) * a fit i32.
+    /// q * scale fits i16 (q in 0..=127, |scale| <= 128), and pairs of (q * scale) * a fit i32.
     #[inline]
     #[target_feature(enable = "avx2")]
-    pub unsafe fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+    pub unsafe fn dot256<const PAIRED: bool>(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
         let mut acc = _mm256_setzero_si256();
         for g in 0..16 {
-            let qs = _mm256_mullo_epi16(widen(q.as_ptr().add(16 * g)), _mm256_set1_epi16(sc[g]));
+            let s = sc[if PAIRED { g / 2 } else { g }];
+            let qs = _mm256_mullo_epi16(widen(q.as_ptr().add(16 * g)), _mm256_set1_epi16(s));
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(qs, widen(a.as_ptr().add(16 * g))));
         }
         hsum(acc)
@@ -149,13 +238,54 @@ pub mod avx2 {
 pub mod simd {
     use core::arch::wasm32::*;
 
-    /// Σ of the products of 16 i8 pairs, as 4 i32 partial sums.
+    /// acc + Σ u[i] * a[i] over 16 byte pairs, spread over the 4 lanes; u must be in 0..=127.
+    pub trait Dot16 {
+        fn dot16(u: v128, a: v128, acc: v128) -> v128;
+    }
+
+    /// SIMD128: widen to i16 and multiply-add pairs (x86: pmovsxbw, pmaddwd).
+    pub struct Plain;
+    impl Dot16 for Plain {
+        #[inline(always)]
+        fn dot16(u: v128, a: v128, acc: v128) -> v128 {
+            dot16_signed(u, a, acc)
+        }
+    }
+
+    /// One relaxed-SIMD instruction (x86 in V8: vpdpbusd with AVX-VNNI, else pmaddubsw +
+    /// pmaddwd + paddd). Exact because u, the unsigned operand, is below 128. Only inlined into
+    /// code compiled with the relaxed-simd target feature.
+    #[cfg(feature = "relaxed")]
+    pub struct Relaxed;
+    #[cfg(feature = "relaxed")]
+    impl Dot16 for Relaxed {
+        #[inline(always)]
+        fn dot16(u: v128, a: v128, acc: v128) -> v128 {
+            i32x4_relaxed_dot_i8x16_i7x16_add(a, u, acc)
+        }
+    }
+
+    /// acc + Σ w[i] * a[i] over 16 pairs of any signed bytes.
     #[inline(always)]
-    pub fn mul_i8(a: v128, b: v128) -> v128 {
-        i32x4_add(
-            i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(a, b)),
-            i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(a, b)),
-        )
+    pub fn dot16_signed(w: v128, a: v128, acc: v128) -> v128 {
+        let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(w), i16x8_extend_low_i8x16(a));
+        let hi = i32x4_dot_i16x8(i16x8_extend_high_i8x16(w), i16x8_extend_high_i8x16(a));
+        i32x4_add(acc, i32x4_add(lo, hi))
+    }
+
+    /// (v >> n) & mask in every byte, with a 16-bit shift: the bits it brings in from the next
+    /// byte land above `mask` (which must be below 256 >> n). V8 lowers an 8-bit shift to this
+    /// shift plus a mask it rebuilds at every use.
+    #[inline(always)]
+    pub fn shr_mask(v: v128, n: u32, mask: v128) -> v128 {
+        v128_and(u16x8_shr(v, n), mask)
+    }
+
+    /// v << n in every byte whose value is below 256 >> n (so no bit crosses into the next byte),
+    /// with a 16-bit shift (see shr_mask).
+    #[inline(always)]
+    pub fn shl_small(v: v128, n: u32) -> v128 {
+        i16x8_shl(v, n)
     }
 
     #[inline(always)]
@@ -163,6 +293,14 @@ pub mod simd {
         let v = i32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
         let v = i32x4_add(v, i32x4_shuffle::<1, 0, 3, 2>(v, v));
         i32x4_extract_lane::<0>(v)
+    }
+
+    /// [Σ a, Σ b, Σ c, Σ d] (lane sums of four vectors at once).
+    #[inline(always)]
+    pub fn hsum4(a: v128, b: v128, c: v128, d: v128) -> v128 {
+        let ab = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
+        let cd = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(c, d), i32x4_shuffle::<2, 6, 3, 7>(c, d));
+        i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(ab, cd), i32x4_shuffle::<2, 3, 6, 7>(ab, cd))
     }
 
     /// 16 bytes at `p` (any alignment).
@@ -181,6 +319,13 @@ pub mod simd {
     }
 
     #[inline(always)]
+    pub fn load_i16(p: &[i16]) -> v128 {
+        assert!(p.len() >= 8);
+        // SAFETY: as above.
+        unsafe { v128_load(p.as_ptr() as *const v128) }
+    }
+
+    #[inline(always)]
     pub fn store(p: &mut [i8], v: v128) {
         assert!(p.len() >= 16);
         // SAFETY: 16 writable bytes; unaligned stores are allowed.
@@ -188,18 +333,79 @@ pub mod simd {
     }
 
     #[inline(always)]
-    pub fn dot32(a: &[i8; 32], b: &[i8; 32]) -> i32 {
-        hsum_i32(i32x4_add(mul_i8(load(&a[..16]), load(&b[..16])), mul_i8(load(&a[16..]), load(&b[16..]))))
+    pub fn store_i16(p: &mut [i16], v: v128) {
+        assert!(p.len() >= 8);
+        // SAFETY: as above.
+        unsafe { v128_store(p.as_mut_ptr() as *mut v128, v) }
     }
 
     #[inline(always)]
-    pub fn dot256(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
-        let mut acc = i32x4_splat(0);
-        for g in 0..16 {
-            let p = mul_i8(load(&q[g * 16..]), load(&a[g * 16..]));
-            acc = i32x4_add(acc, i32x4_mul(p, i32x4_splat(sc[g] as i32)));
+    pub fn dot32<D: Dot16>(u: &[i8; 32], a: &[i8; 32]) -> i32 {
+        let acc = D::dot16(load(&u[..16]), load(&a[..16]), i32x4_splat(0));
+        hsum_i32(D::dot16(load(&u[16..]), load(&a[16..]), acc))
+    }
+
+    #[inline(always)]
+    pub fn dot32_signed(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+        let acc = dot16_signed(load(&w[..16]), load(&a[..16]), i32x4_splat(0));
+        hsum_i32(dot16_signed(load(&w[16..]), load(&a[16..]), acc))
+    }
+
+    /// Σ w * a as Σ |w| * (a negated where w < 0): |w| is the 7-bit operand. Exact when no
+    /// operand is -128 (|-128| has the top bit set, and -(-128) does not fit).
+    #[cfg(feature = "relaxed")]
+    #[inline(always)]
+    pub fn dot32_symmetric(w: &[i8; 32], a: &[i8; 32]) -> i32 {
+        let half = |w: v128, a: v128, acc: v128| {
+            let neg = i8x16_shr(w, 7);
+            Relaxed::dot16(i8x16_abs(w), i8x16_sub(v128_xor(a, neg), neg), acc)
+        };
+        let acc = half(load(&w[..16]), load(&a[..16]), i32x4_splat(0));
+        hsum_i32(half(load(&w[16..]), load(&a[16..]), acc))
+    }
+
+    /// Group sums first (four groups' lanes reduced together), then one multiply by the scales per
+    /// four groups.
+    #[inline(always)]
+    pub fn dot256<D: Dot16, const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+        let z = i32x4_splat(0);
+        let s_lo = load_i16(&sc[..8]);
+        let mut acc = z;
+        if PAIRED {
+            let s = s_lo;
+            for h in 0..2 {
+                let g = |j: usize| {
+                    let at = (4 * h + j) * 32;
+                    D::dot16(load(&u[at + 16..]), load(&a[at + 16..]), D::dot16(load(&u[at..]), load(&a[at..]), z))
+                };
+                let sums = hsum4(g(0), g(1), g(2), g(3));
+                let scales = if h == 0 { i32x4_extend_low_i16x8(s) } else { i32x4_extend_high_i16x8(s) };
+                acc = i32x4_add(acc, i32x4_mul(sums, scales));
+            }
+        } else {
+            let s_hi = load_i16(&sc[8..]);
+            for q in 0..4 {
+                let g = |j: usize| {
+                    let at = (4 * q + j) * 16;
+                    D::dot16(load(&u[at..]), load(&a[at..]), z)
+                };
+                let sums = hsum4(g(0), g(1), g(2), g(3));
+                let scales = match q {
+                    0 => i32x4_extend_low_i16x8(s_lo),
+                    1 => i32x4_extend_high_i16x8(s_lo),
+                    2 => i32x4_extend_low_i16x8(s_hi),
+                    _ => i32x4_extend_high_i16x8(s_hi),
+                };
+                acc = i32x4_add(acc, i32x4_mul(sums, scales));
+            }
         }
         hsum_i32(acc)
+    }
+
+    #[inline(always)]
+    pub fn dot16_i16(m: &[i16; 16], b: &[i16; 16]) -> i32 {
+        let lo = i32x4_dot_i16x8(load_i16(&m[..8]), load_i16(&b[..8]));
+        hsum_i32(i32x4_add(lo, i32x4_dot_i16x8(load_i16(&m[8..]), load_i16(&b[8..]))))
     }
 }
 
@@ -208,41 +414,89 @@ mod tests {
     use super::*;
     use crate::sampler::Rng;
 
+    /// The unsigned operand at its extremes (0, 127) and random in 0..=127, against signed
+    /// activations at theirs (-128, 127) and random; signed weights over the whole i8 range.
     #[test]
     fn dots_match_the_reference_on_extremes() {
         let mut rng = Rng::new(3);
-        for round in 0..200 {
-            let mut q = [0i8; 256];
+        for round in 0..300 {
+            let mut u = [0i8; 256];
+            let mut w = [0i8; 256];
             let mut a = [0i8; 256];
             let mut sc = [0i16; 16];
             for i in 0..256 {
-                q[i] = match round % 3 {
+                u[i] = match round % 3 {
+                    0 => 0,
+                    1 => 127,
+                    _ => (rng.next_u64() >> 57) as i8,
+                };
+                w[i] = match round % 3 {
                     0 => -128,
                     1 => 127,
                     _ => (rng.next_u64() >> 7) as i8,
                 };
-                a[i] = if round % 2 == 0 { (rng.next_u64() >> 9) as i8 } else { -127 };
+                a[i] = match round % 5 {
+                    0 => -128,
+                    1 => 127,
+                    _ => (rng.next_u64() >> 9) as i8,
+                };
             }
             for s in sc.iter_mut() {
                 *s = ((rng.next_u64() >> 20) as i8) as i16;
             }
-            let (q32, a32): (&[i8; 32], &[i8; 32]) = (q[..32].try_into().unwrap(), a[..32].try_into().unwrap());
-            assert_eq!(dot32(q32, a32), dot32_ref(q32, a32));
-            assert_eq!(dot256(&q, &a, &sc), dot256_ref(&q, &a, &sc));
+            // Q4_K / Q5_K: 8 6-bit scales (groups of 32).
+            let mut paired = [0i16; 16];
+            for j in 0..8 {
+                paired[j] = sc[j] & 63;
+            }
+            let (u32, w32, a32): (&[i8; 32], &[i8; 32], &[i8; 32]) =
+                (u[..32].try_into().unwrap(), w[..32].try_into().unwrap(), a[..32].try_into().unwrap());
+            assert_eq!(dot32(u32, a32), dot32_ref(u32, a32));
+            assert_eq!(dot32_signed(w32, a32), dot32_ref(w32, a32));
+            let (ws, as_) = (w32.map(|v| v.max(-127)), a32.map(|v| v.max(-127)));
+            assert_eq!(Portable::dot32_symmetric(&ws, &as_), dot32_ref(&ws, &as_));
+            assert_eq!(dot256::<false>(&u, &a, &sc), dot256_ref::<false>(&u, &a, &sc));
+            assert_eq!(dot256::<true>(&u, &a, &paired), dot256_ref::<true>(&u, &a, &paired));
+            // Block sums of 16 and 32 activations at their extremes.
+            let (b16, b32): ([i16; 16], [i16; 8]) = (std::array::from_fn(|i| a[i] as i16 * 16), std::array::from_fn(|i| a[i] as i16 * 32));
+            assert_eq!(dot16_i16(&sc, &b16), dot16_i16_ref(&sc, &b16));
+            let m8: [i16; 8] = std::array::from_fn(|i| paired[i]);
+            assert_eq!(dot8_i16(&m8, &b32), dot8_i16_ref(&m8, &b32));
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+            relaxed::check(&u, &w, &a, &sc, &paired);
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2.
                 unsafe {
-                    assert_eq!(avx2::dot32(q32, a32), dot32_ref(q32, a32));
-                    if round % 3 == 2 {
-                        // |q| <= 32 as in every K-quant, for the i16 product with the scale.
-                        let q6 = q.map(|v| v >> 2);
-                        assert_eq!(avx2::dot256(&q6, &a, &sc), dot256_ref(&q6, &a, &sc));
-                    }
+                    assert_eq!(avx2::dot32(u32, a32), dot32_ref(u32, a32));
+                    assert_eq!(avx2::dot32(w32, a32), dot32_ref(w32, a32));
+                    assert_eq!(avx2::dot256::<false>(&u, &a, &sc), dot256_ref::<false>(&u, &a, &sc));
+                    assert_eq!(avx2::dot256::<true>(&u, &a, &paired), dot256_ref::<true>(&u, &a, &paired));
                 }
             }
-            let direct: i64 = (0..256).map(|i| q[i] as i64 * a[i] as i64 * sc[i / 16] as i64).sum();
-            assert_eq!(dot256_ref(&q, &a, &sc) as i64, direct);
+            let direct: i64 = (0..256).map(|i| u[i] as i64 * a[i] as i64 * sc[i / 16] as i64).sum();
+            assert_eq!(dot256_ref::<false>(&u, &a, &sc) as i64, direct);
+            let direct: i64 = (0..256).map(|i| u[i] as i64 * a[i] as i64 * paired[i / 32] as i64).sum();
+            assert_eq!(dot256_ref::<true>(&u, &a, &paired) as i64, direct);
+        }
+    }
+
+    /// The relaxed instructions, run from a function compiled with them (as the driver does).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+    mod relaxed {
+        use super::super::{dot256_ref, dot32_ref, Isa, Relaxed};
+
+        #[target_feature(enable = "relaxed-simd")]
+        pub fn check(u: &[i8; 256], w: &[i8; 256], a: &[i8; 256], sc: &[i16; 16], paired: &[i16; 16]) {
+            let (u32, w32, a32): (&[i8; 32], &[i8; 32], &[i8; 32]) =
+                (u[..32].try_into().unwrap(), w[..32].try_into().unwrap(), a[..32].try_into().unwrap());
+            assert_eq!(Relaxed::dot32(u32, a32), dot32_ref(u32, a32));
+            assert_eq!(Relaxed::dot32_signed(w32, a32), dot32_ref(w32, a32));
+            // Signed weights and activations in -127..=127, extremes included.
+            let (ws, as_) = (w32.map(|v| v.max(-127)), a32.map(|v| v.max(-127)));
+            assert_eq!(Relaxed::dot32_symmetric(&ws, &as_), dot32_ref(&ws, &as_));
+            assert_eq!(Relaxed::dot256::<false>(u, a, sc), dot256_ref::<false>(u, a, sc));
+            assert_eq!(Relaxed::dot256::<true>(u, a, paired), dot256_ref::<true>(u, a, paired));
         }
     }
 }

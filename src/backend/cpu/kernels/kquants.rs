@@ -1,19 +1,23 @@
 //! The K-quants (256-value super-blocks against Q8_K activations). A super-block is unpacked to
-//! one i8 per value plus a scale (and minimum) per 16 values; the integer sums are exact, so only
-//! the float steps matter for matching ggml: per super-block d * Σ scale·(q·a) into one sum and
-//! dmin * Σ min·bsum into another (as ggml's x86 kernels keep them), added at the end.
+//! one byte per value (the stored unsigned value, 0..=63: Q3_K's offset 4 and Q6_K's 32 are taken
+//! off with the activations' block sums, see idot) plus a scale (and minimum) per 16 values; the
+//! integer sums are exact, so only the float steps matter for matching ggml: per super-block
+//! d * Σ scale·(q·a) into one sum and dmin * Σ min·bsum into another (as ggml's x86 kernels keep
+//! them), added at the end.
 
 #![allow(non_camel_case_types)] // ggml's type names
 
 use super::f16_bits_to_f32 as h2f;
-use super::idot::{dot16_i16, Isa};
+use super::idot::{dot16_i16, dot8_i16, Isa};
 use super::quantize::{self, BlockQ8K};
 use super::Kernel;
 
 #[derive(PartialEq, Debug)]
 pub struct Unpacked {
+    /// Stored values, 0..=63.
     pub q: [i8; 256],
-    /// Scale and minimum of each 16 values.
+    /// Scale and minimum of each group: 16 groups of 16 values, or for Q4_K / Q5_K 8 groups of
+    /// 32 (`sc[..8]`, `mn[..8]`; the rest stays 0).
     pub sc: [i16; 16],
     pub mn: [i16; 16],
     pub d: f32,
@@ -34,15 +38,13 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
-/// Q4_K / Q5_K scales (12 bytes) as per-16 scales and minimums (each 32-value sub-block twice).
+/// Q4_K / Q5_K scales (12 bytes) as the 8 sub-blocks' scales and minimums.
 #[inline(always)]
 fn scales_k4(s: &[u8], u: &mut Unpacked) {
     for j in 0..8 {
         let (sc, m) = scale_min_k4(j, s);
-        u.sc[2 * j] = sc as i16;
-        u.sc[2 * j + 1] = sc as i16;
-        u.mn[2 * j] = m as i16;
-        u.mn[2 * j + 1] = m as i16;
+        u.sc[j] = sc as i16;
+        u.mn[j] = m as i16;
     }
 }
 
@@ -66,8 +68,9 @@ fn scales_q3k(s: &[u8], u: &mut Unpacked) {
     }
 }
 
+/// `$mins`: dmin * min terms; `$offset`: value = q - offset; `$paired`: groups of 32 values.
 macro_rules! k_kernel {
-    ($name:ident, $bytes:expr, $mins:expr) => {
+    ($name:ident, $bytes:expr, $mins:expr, $offset:expr, $paired:expr) => {
         pub struct $name;
         impl Kernel for $name {
             const QK: usize = 256;
@@ -93,10 +96,14 @@ macro_rules! k_kernel {
             }
             #[inline(always)]
             fn dot<I: Isa>(u: &Unpacked, a: &BlockQ8K, acc: &mut [f32; 2]) {
-                let isum = I::dot256(&u.q, &a.qs, &u.sc);
+                let mut isum = I::dot256::<$paired>(&u.q, &a.qs, &u.sc);
+                if $offset != 0 {
+                    isum -= $offset * dot16_i16(&u.sc, &a.bsums);
+                }
                 acc[0] += (u.d * a.d) * isum as f32;
                 if $mins {
-                    acc[1] -= (u.dmin * a.d) * dot16_i16(&u.mn, &a.bsums) as f32;
+                    let m = if $paired { dot8_i16(u.mn[..8].try_into().unwrap(), &a.bsums32) } else { dot16_i16(&u.mn, &a.bsums) };
+                    acc[1] -= (u.dmin * a.d) * m as f32;
                 }
             }
             #[inline(always)]
@@ -114,11 +121,11 @@ macro_rules! k_kernel {
     };
 }
 
-k_kernel!(Q2_K, 84, true);
-k_kernel!(Q3_K, 110, false);
-k_kernel!(Q4_K, 144, true);
-k_kernel!(Q5_K, 176, true);
-k_kernel!(Q6_K, 210, false);
+k_kernel!(Q2_K, 84, true, 0, false);
+k_kernel!(Q3_K, 110, false, 4, false);
+k_kernel!(Q4_K, 144, true, 0, true);
+k_kernel!(Q5_K, 176, true, 0, true);
+k_kernel!(Q6_K, 210, false, 32, false);
 
 /// Scalar unpacking; value order as in ggml's dequantize_row_*.
 #[allow(non_snake_case)]
@@ -152,7 +159,7 @@ mod scalar {
                 let m = 1u8 << (half * 4 + j);
                 for l in 0..32 {
                     let v = ((qs[half * 32 + l] >> (2 * j)) & 3) as i8;
-                    u.q[half * 128 + j * 32 + l] = v - if hm[l] & m != 0 { 0 } else { 4 };
+                    u.q[half * 128 + j * 32 + l] = v + if hm[l] & m != 0 { 4 } else { 0 };
                 }
             }
         }
@@ -197,10 +204,10 @@ mod scalar {
             let (ql, qh) = (&b[64 * half..64 * half + 64], &b[128 + 32 * half..128 + 32 * half + 32]);
             let q = &mut u.q[128 * half..128 * half + 128];
             for l in 0..32 {
-                q[l] = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8 - 32;
-                q[l + 32] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
-                q[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
-                q[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
+                q[l] = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8;
+                q[l + 32] = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i8;
+                q[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8;
+                q[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8;
             }
         }
         for g in 0..16 {
@@ -232,7 +239,7 @@ mod dequant {
         for (g, o) in out[..256].chunks_exact_mut(16).enumerate() {
             let dl = u.d * u.sc[g] as f32;
             for (o, &q) in o.iter_mut().zip(&u.q[16 * g..]) {
-                *o = dl * q as f32;
+                *o = dl * (q - 4) as f32;
             }
         }
     }
@@ -251,7 +258,7 @@ mod dequant {
 
     fn k4(u: &Unpacked, out: &mut [f32]) {
         for (g, o) in out[..256].chunks_exact_mut(32).enumerate() {
-            let (d1, m1) = (u.d * u.sc[2 * g] as f32, u.dmin * u.mn[2 * g] as f32);
+            let (d1, m1) = (u.d * u.sc[g] as f32, u.dmin * u.mn[g] as f32);
             for (o, &q) in o.iter_mut().zip(&u.q[32 * g..]) {
                 *o = d1 * q as f32 - m1;
             }
@@ -263,7 +270,7 @@ mod dequant {
         scalar::Q6_K(b, &mut u);
         for (g, o) in out[..256].chunks_exact_mut(16).enumerate() {
             for (o, &q) in o.iter_mut().zip(&u.q[16 * g..]) {
-                *o = u.d * u.sc[g] as f32 * q as f32;
+                *o = u.d * u.sc[g] as f32 * (q - 32) as f32;
             }
         }
     }
@@ -272,9 +279,23 @@ mod dequant {
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[allow(non_snake_case)]
 pub(super) mod simd {
-    use super::super::idot::simd::{load_u8, store};
+    use super::super::idot::simd::{load_u8, shl_small, shr_mask, store, store_i16};
     use super::*;
     use core::arch::wasm32::*;
+
+    /// get_scale_min_k4 for all 8 sub-blocks at once, on 32-bit words (as ggml's x86 code does).
+    #[inline(always)]
+    fn scales_k4(s: &[u8], u: &mut Unpacked) {
+        let w = |i: usize| u32::from_le_bytes([s[4 * i], s[4 * i + 1], s[4 * i + 2], s[4 * i + 3]]);
+        let (a0, a1, a2) = (w(0), w(1), w(2));
+        let sc = a0 & 0x3f3f3f3f;
+        let sc_hi = (a2 & 0x0f0f0f0f) | (((a0 >> 6) & 0x03030303) << 4);
+        let mn = a1 & 0x3f3f3f3f;
+        let mn_hi = ((a2 >> 4) & 0x0f0f0f0f) | (((a1 >> 6) & 0x03030303) << 4);
+        let v = u32x4(sc, sc_hi, mn, mn_hi);
+        store_i16(&mut u.sc[..8], u16x8_extend_low_u8x16(v));
+        store_i16(&mut u.mn[..8], u16x8_extend_high_u8x16(v));
+    }
 
     #[inline(always)]
     pub fn Q2_K(b: &[u8], u: &mut Unpacked) {
@@ -283,33 +304,33 @@ pub(super) mod simd {
             for k in 0..2 {
                 let v = load_u8(&b[16 + half * 32 + 16 * k..]);
                 for j in 0..4 {
-                    let q = v128_and(u8x16_shr(v, 2 * j as u32), three);
-                    store(&mut u.q[half * 128 + j * 32 + 16 * k..], q);
+                    store(&mut u.q[half * 128 + j * 32 + 16 * k..], shr_mask(v, 2 * j as u32, three));
                 }
             }
         }
-        for g in 0..16 {
-            u.sc[g] = (b[g] & 0xF) as i16;
-            u.mn[g] = (b[g] >> 4) as i16;
-        }
+        let s = load_u8(&b[..16]);
+        let m4 = u8x16_splat(0xF);
+        let (sc, mn) = (v128_and(s, m4), shr_mask(s, 4, m4));
+        store_i16(&mut u.sc[..8], u16x8_extend_low_u8x16(sc));
+        store_i16(&mut u.sc[8..], u16x8_extend_high_u8x16(sc));
+        store_i16(&mut u.mn[..8], u16x8_extend_low_u8x16(mn));
+        store_i16(&mut u.mn[8..], u16x8_extend_high_u8x16(mn));
         (u.d, u.dmin) = (h(b, 80), h(b, 82));
     }
 
     #[inline(always)]
     pub fn Q3_K(b: &[u8], u: &mut Unpacked) {
         let three = u8x16_splat(3);
-        let four = u8x16_splat(4);
-        let zero = u8x16_splat(0);
+        let one = u8x16_splat(1);
         for k in 0..2 {
             let hm = load_u8(&b[16 * k..]);
             for half in 0..2 {
                 let v = load_u8(&b[32 + half * 32 + 16 * k..]);
                 for j in 0..4 {
-                    let m = u8x16_splat(1 << (half * 4 + j));
-                    let q = v128_and(u8x16_shr(v, 2 * j as u32), three);
-                    // 4 where the mask bit is clear.
-                    let sub = v128_and(i8x16_eq(v128_and(hm, m), zero), four);
-                    store(&mut u.q[half * 128 + j * 32 + 16 * k..], i8x16_sub(q, sub));
+                    let q = shr_mask(v, 2 * j as u32, three);
+                    // + 4 where the mask bit is set.
+                    let hi = shl_small(shr_mask(hm, (half * 4 + j) as u32, one), 2);
+                    store(&mut u.q[half * 128 + j * 32 + 16 * k..], v128_or(q, hi));
                 }
             }
         }
@@ -324,7 +345,7 @@ pub(super) mod simd {
             for k in 0..2 {
                 let v = load_u8(&b[16 + 32 * j + 16 * k..]);
                 store(&mut u.q[64 * j + 16 * k..], v128_and(v, m4));
-                store(&mut u.q[64 * j + 32 + 16 * k..], u8x16_shr(v, 4));
+                store(&mut u.q[64 * j + 32 + 16 * k..], shr_mask(v, 4, m4));
             }
         }
         scales_k4(&b[4..16], u);
@@ -339,10 +360,10 @@ pub(super) mod simd {
             let qh = load_u8(&b[16 + 16 * k..]);
             for j in 0..4 {
                 let v = load_u8(&b[48 + 32 * j + 16 * k..]);
-                let h0 = i8x16_shl(v128_and(u8x16_shr(qh, 2 * j as u32), one), 4);
-                let h1 = i8x16_shl(v128_and(u8x16_shr(qh, 2 * j as u32 + 1), one), 4);
+                let h0 = shl_small(shr_mask(qh, 2 * j as u32, one), 4);
+                let h1 = shl_small(shr_mask(qh, 2 * j as u32 + 1, one), 4);
                 store(&mut u.q[64 * j + 16 * k..], v128_or(v128_and(v, m4), h0));
-                store(&mut u.q[64 * j + 32 + 16 * k..], v128_or(u8x16_shr(v, 4), h1));
+                store(&mut u.q[64 * j + 32 + 16 * k..], v128_or(shr_mask(v, 4, m4), h1));
             }
         }
         scales_k4(&b[4..16], u);
@@ -353,23 +374,22 @@ pub(super) mod simd {
     pub fn Q6_K(b: &[u8], u: &mut Unpacked) {
         let m4 = u8x16_splat(0xF);
         let three = u8x16_splat(3);
-        let off = i8x16_splat(32);
         for half in 0..2 {
             for k in 0..2 {
                 let l0 = load_u8(&b[64 * half + 16 * k..]);
                 let l1 = load_u8(&b[64 * half + 32 + 16 * k..]);
                 let qh = load_u8(&b[128 + 32 * half + 16 * k..]);
-                let hb = |s: u32| i8x16_shl(v128_and(u8x16_shr(qh, s), three), 4);
+                let hb = |s: u32| shl_small(shr_mask(qh, s, three), 4);
                 let q = &mut u.q[128 * half + 16 * k..];
-                store(&mut q[0..], i8x16_sub(v128_or(v128_and(l0, m4), hb(0)), off));
-                store(&mut q[32..], i8x16_sub(v128_or(v128_and(l1, m4), hb(2)), off));
-                store(&mut q[64..], i8x16_sub(v128_or(u8x16_shr(l0, 4), hb(4)), off));
-                store(&mut q[96..], i8x16_sub(v128_or(u8x16_shr(l1, 4), hb(6)), off));
+                store(&mut q[0..], v128_or(v128_and(l0, m4), hb(0)));
+                store(&mut q[32..], v128_or(v128_and(l1, m4), hb(2)));
+                store(&mut q[64..], v128_or(shr_mask(l0, 4, m4), hb(4)));
+                store(&mut q[96..], v128_or(shr_mask(l1, 4, m4), hb(6)));
             }
         }
-        for g in 0..16 {
-            u.sc[g] = b[192 + g] as i8 as i16;
-        }
+        let s = load_u8(&b[192..208]);
+        store_i16(&mut u.sc[..8], i16x8_extend_low_i8x16(s));
+        store_i16(&mut u.sc[8..], i16x8_extend_high_i8x16(s));
         u.d = h(b, 208);
     }
 }

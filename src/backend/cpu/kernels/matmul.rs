@@ -50,7 +50,18 @@ fn rows<K: Kernel>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act: &[K::A
         unsafe { rows_avx2::<K>(w, row_bytes, nb, j0, act, m, out) };
         return;
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+    return rows_relaxed::<K>(w, row_bytes, nb, j0, act, m, out);
+    #[allow(unreachable_code)]
     rows_generic::<K, Portable>(w, row_bytes, nb, j0, act, m, out)
+}
+
+/// The relaxed build: the same code with relaxed-SIMD integer dots (same integers). Every kernel
+/// function is inlined here, so the relaxed instructions are compiled with their feature.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+#[target_feature(enable = "relaxed-simd")]
+fn rows_relaxed<K: Kernel>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
+    rows_generic::<K, super::idot::Relaxed>(w, row_bytes, nb, j0, act, m, out)
 }
 
 /// The same code compiled for AVX2, with AVX2 integer dot products (same integers).
@@ -63,6 +74,38 @@ unsafe fn rows_avx2<K: Kernel>(w: &[u8], row_bytes: usize, nb: usize, j0: usize,
 #[inline(always)]
 fn rows_generic<K: Kernel, I: Isa>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
     let mut u = K::unpacked();
+    if m == 1 {
+        // Decode: each block is unpacked straight into its dot (nothing held across activation
+        // rows, so the compiler keeps it in registers), two weight rows side by side (two
+        // independent streams of loads and sums, one activation block for both); each output
+        // gets the same float steps as a tile of one.
+        let mut u1 = K::unpacked();
+        let last = j0 + out.len() - 1;
+        let mut pairs = out.chunks_exact_mut(2);
+        for (p, o) in (&mut pairs).enumerate() {
+            let r0 = &w[(j0 + 2 * p) * row_bytes..][..row_bytes];
+            let r1 = &w[(j0 + 2 * p + 1) * row_bytes..][..row_bytes];
+            let (mut acc0, mut acc1) = (K::ACC_ZERO, K::ACC_ZERO);
+            for ((b0, b1), a) in r0.chunks_exact(K::BYTES).zip(r1.chunks_exact(K::BYTES)).zip(&act[..nb]) {
+                K::unpack(b0, &mut u);
+                K::unpack(b1, &mut u1);
+                K::dot::<I>(&u, a, &mut acc0);
+                K::dot::<I>(&u1, a, &mut acc1);
+            }
+            o[0] = K::finish(acc0);
+            o[1] = K::finish(acc1);
+        }
+        if let [o] = pairs.into_remainder() {
+            let row = &w[last * row_bytes..][..row_bytes];
+            let mut acc = K::ACC_ZERO;
+            for (block, a) in row.chunks_exact(K::BYTES).zip(&act[..nb]) {
+                K::unpack(block, &mut u);
+                K::dot::<I>(&u, a, &mut acc);
+            }
+            *o = K::finish(acc);
+        }
+        return;
+    }
     for (jj, o) in out.chunks_exact_mut(m).enumerate() {
         let row = &w[(j0 + jj) * row_bytes..][..row_bytes];
         let mut r0 = 0;

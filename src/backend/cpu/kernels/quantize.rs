@@ -10,6 +10,11 @@ pub struct BlockQ8_0 {
     /// f16-rounded scale.
     pub d: f32,
     pub qs: [i8; 32],
+    /// Σqs, for the offsets of Q4_0 / Q5_0 weights (not part of ggml's block).
+    pub sum: i32,
+    /// Some quant is -128 (only when the block's maximum is subnormal and the scale overflows):
+    /// the relaxed Q8_0 dot, which negates activations, must not take this block.
+    pub has_min: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -26,16 +31,19 @@ pub struct BlockQ8K {
     pub qs: [i8; 256],
     /// Sums of each 16 consecutive qs.
     pub bsums: [i16; 16],
+    /// Sums of each 32 (not part of ggml's block): the minimum terms of Q4_K / Q5_K, whose
+    /// groups are 32 values.
+    pub bsums32: [i16; 8],
 }
 
 impl BlockQ8_0 {
-    pub const ZERO: Self = Self { d: 0.0, qs: [0; 32] };
+    pub const ZERO: Self = Self { d: 0.0, qs: [0; 32], sum: 0, has_min: false };
 }
 impl BlockQ8_1 {
     pub const ZERO: Self = Self { d: 0.0, s: 0.0, qs: [0; 32] };
 }
 impl BlockQ8K {
-    pub const ZERO: Self = Self { d: 0.0, qs: [0; 256], bsums: [0; 16] };
+    pub const ZERO: Self = Self { d: 0.0, qs: [0; 256], bsums: [0; 16], bsums32: [0; 8] };
 }
 
 fn round_f16(v: f32) -> f32 {
@@ -85,7 +93,8 @@ pub fn q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     for (b, xs) in out.iter_mut().zip(x.chunks_exact(32)) {
         let amax = amax32(xs);
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-        scale_round32(xs, id, &mut b.qs);
+        b.sum = scale_round32(xs, id, &mut b.qs);
+        b.has_min = b.qs.contains(&i8::MIN);
         b.d = round_f16(amax / 127.0);
     }
 }
@@ -124,6 +133,9 @@ pub fn q8_k(x: &[f32], out: &mut [BlockQ8K]) {
         }
         for (s, q) in b.bsums.iter_mut().zip(b.qs.chunks_exact(16)) {
             *s = q.iter().map(|&v| v as i16).sum();
+        }
+        for (s, p) in b.bsums32.iter_mut().zip(b.bsums.chunks_exact(2)) {
+            *s = p[0] + p[1];
         }
         b.d = 1.0 / iscale;
     }
@@ -232,6 +244,8 @@ pub(super) mod tests {
                 let q: Vec<i8> = xs.iter().map(|&v| nearest_int(v * id) as i8).collect();
                 let sum: i32 = q.iter().map(|&v| v as i32).sum();
                 assert_eq!(a.qs.to_vec(), q);
+                assert_eq!(a.sum, sum);
+                assert_eq!(a.has_min, q.contains(&-128));
                 assert_eq!(b.qs.to_vec(), q);
                 assert_eq!(a.d.to_bits(), f16::from_f32(d).to_f32().to_bits());
                 assert_eq!(b.d.to_bits(), a.d.to_bits());
@@ -257,7 +271,7 @@ pub(super) mod tests {
                 }
                 if amax == 0.0 {
                     assert_eq!(b.d, 0.0);
-                    assert!(b.qs.iter().all(|&q| q == 0) && b.bsums.iter().all(|&s| s == 0));
+                    assert!(b.qs.iter().all(|&q| q == 0) && b.bsums.iter().all(|&s| s == 0) && b.bsums32.iter().all(|&s| s == 0));
                     continue;
                 }
                 let iscale = -127.0 / max;
@@ -265,6 +279,9 @@ pub(super) mod tests {
                 assert_eq!(b.qs.to_vec(), q);
                 for j in 0..16 {
                     assert_eq!(b.bsums[j] as i32, q[j * 16..j * 16 + 16].iter().map(|&v| v as i32).sum::<i32>());
+                }
+                for j in 0..8 {
+                    assert_eq!(b.bsums32[j] as i32, q[j * 32..j * 32 + 32].iter().map(|&v| v as i32).sum::<i32>());
                 }
                 assert_eq!(b.d.to_bits(), (1.0 / iscale).to_bits());
             }
