@@ -29,7 +29,7 @@ const opt = {
   promptTokens: 83,
   newTokens: 64,
   cache: process.env.HEARTH_BENCH_CACHE || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "hearth", "bench-models"),
-  python: process.env.HEARTH_BENCH_PYTHON || "/opt/goldenvenv/bin/python",
+  python: process.env.HEARTH_BENCH_PYTHON || path.join(root, ".venv-goldens/bin/python"),
   write: null,
   build: true,
   maxBusy: 0.1,

@@ -7,15 +7,16 @@ use hearth::sampler::SamplerConfig;
 use hearth::GenerateOptions;
 use std::collections::BTreeMap;
 
-/// Tolerances on |ours - llama.cpp| per logit, by weight type: (first position of each prompt,
-/// any position). Both sides quantize activations identically (Q8_0, Q8_1, Q8_K as ggml's x86
-/// build does; f16/bf16 for half weights). The first position attends only to itself, so nothing
-/// there depends on summation order: it must match tightly, which catches any systematic error
-/// (a wrong kernel, rope, norm). Later positions sum attention in a different order than ggml's
-/// AVX-512 code (~1e-7 relative); now and then that moves an activation across a rounding boundary
-/// of its 8-bit quantization, and the flip shifts later logits by up to a few tenths on these
-/// small, high-gain models. f16/bf16 activations round at every element, so their small offsets
-/// show at the first position too. Measured values are printed by the test and kept in the notes.
+/// Tolerances on |ours - llama.cpp| per logit, by weight type: (median over every prompt
+/// position, any position). Both sides quantize activations identically (Q8_0, Q8_1, Q8_K as
+/// ggml's x86 build does; f16/bf16 for half weights) and compute the same exact integer block
+/// sums; only the float steps differ in order (ggml's AVX-512 code keeps 8 FMA lanes, our kernels
+/// finish four blocks at a time), ~1e-7 relative. Now and then that moves an activation across a
+/// rounding boundary of its 8-bit quantization, and the flip shifts that position's later logits
+/// by up to a few tenths on these small, high-gain models (at any position, the first too). A
+/// systematic error (a wrong kernel, rope, norm) moves every position, so the median must stay
+/// tight. f16/bf16 activations round at every element, so their small offsets show everywhere.
+/// Measured values are printed by the test and kept in the notes.
 fn tolerance(quant: &str) -> (f32, f32) {
     match quant {
         "f32" => (1e-4, 1e-3),
@@ -65,7 +66,7 @@ fn matches_llama_cpp_on_every_fixture() {
         let bytes = common::checked_fixture(fixture, g["sha256"].as_str().unwrap());
         let engine = common::load(&bytes, 1_000_003);
         let n_vocab = engine.model.config.n_vocab;
-        let (first_tol, max_tol) = tolerance(&quant);
+        let (median_tol, max_tol) = tolerance(&quant);
         let mut per_position = Vec::new();
         let mut first = 0f32;
         let mut diverged = Vec::new();
@@ -100,8 +101,8 @@ fn matches_llama_cpp_on_every_fixture() {
         }
         per_position.sort_by(f32::total_cmp);
         let (median, max) = (per_position[per_position.len() / 2], *per_position.last().unwrap());
-        if first > first_tol || max > max_tol {
-            failures.push(format!("{fixture}: logit difference at first positions {first}, anywhere {max}; tolerances {first_tol}, {max_tol}"));
+        if median > median_tol || max > max_tol {
+            failures.push(format!("{fixture}: logit difference median {median}, anywhere {max}; tolerances {median_tol}, {max_tol}"));
         }
         report.insert(fixture.to_string(), (first, median, max, diverged));
     }

@@ -1,29 +1,52 @@
 //! The 32-value block types: Q4_0, Q5_0, Q8_0 (against Q8_0 activations) and Q4_1, Q5_1
-//! (against Q8_1). Per block: d_w * d_a * Σ q_w q_a, accumulated like ggml's x86 kernels (the
-//! product of the two scales first; Q4_1/Q5_1 sum their m * s terms apart and add them last).
-//! Q4_0 / Q5_0 dot their unsigned stored values and take 8 / 16 times the activations' block sum
-//! off, which is the same integer.
+//! (against Q8_1), in units of four blocks. Per block: d_w * d_a * Σ q_w q_a (the product of the
+//! two scales first, as ggml's x86 kernels do); the four exact block sums of a unit get that step
+//! together, block i of every unit into float lane i, and the lanes are added at the end.
+//! Q4_1/Q5_1 sum their m * s terms in lanes of their own, added last. Q4_0 / Q5_0 dot their
+//! unsigned stored values and take 8 / 16 times the activations' block sum off, which is the
+//! same integer.
 
 #![allow(non_camel_case_types)] // ggml's type names
 
 use super::f16_bits_to_f32 as h2f;
 use super::idot::Isa;
-use super::quantize::{self, BlockQ8_0, BlockQ8_1};
+use super::lanes;
+use super::quantize::{self, Q8_0x4, Q8_1x4};
 use super::Kernel;
 
-/// A weight block unpacked to one i8 per value: the stored unsigned values (0..=31, offsets not
-/// taken off: see idot) for Q4_0..Q5_1, the signed quants for Q8_0.
+/// Four weight blocks unpacked to one i8 per value: the stored unsigned values (0..=31, offsets
+/// not taken off: see idot) for Q4_0..Q5_1, the signed quants for Q8_0.
 #[derive(PartialEq, Debug)]
 pub struct Unpacked {
-    pub q: [i8; 32],
-    pub d: f32,
-    pub m: f32,
-    /// Q8_0: some quant is -128 (see Isa::dot32_symmetric).
+    pub q: [i8; 128],
+    pub d: [f32; 4],
+    pub m: [f32; 4],
+    /// Q8_0: some quant is -128 (see Isa::dot4x32_symmetric).
     pub has_min: bool,
 }
 
+/// Sums of one output: the d terms and (Q4_1 / Q5_1) the m terms, four lanes each.
+pub type Acc = [[f32; 4]; 2];
+
 fn h(b: &[u8], at: usize) -> f32 {
     h2f(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+/// Some value is -128.
+fn has_min_ref(q: &[i8; 128]) -> bool {
+    q.contains(&i8::MIN)
+}
+
+#[inline(always)]
+fn has_min(q: &[i8; 128]) -> bool {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd::has_min(q)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        has_min_ref(q)
+    }
 }
 
 fn qh32(b: &[u8], at: usize) -> u32 {
@@ -31,138 +54,153 @@ fn qh32(b: &[u8], at: usize) -> u32 {
 }
 
 /// How a type's integer sum is formed: `offset N` (value = q - N, N * Σa taken off the 7-bit
-/// dot), `min` (value = q * d + m; Q8_1's stored sum carries the m terms), `signed` (Q8_0).
+/// dot; N = 1 << shift), `min` (value = q * d + m; Q8_1's stored sum carries the m terms),
+/// `signed` (Q8_0).
 macro_rules! legacy_kernel {
-    ($name:ident, $bytes:expr, $act:ty, $quantize:path, $kind:ident $($off:literal)?) => {
+    ($name:ident, $bytes:expr, $act:ty, $quantize:path, $kind:ident $($shift:literal)?) => {
         pub struct $name;
         impl Kernel for $name {
             const QK: usize = 32;
             const BYTES: usize = $bytes;
+            const UNIT: usize = 4;
             type Act = $act;
             type Unpacked = Unpacked;
-            type Acc = [f32; 2];
+            type Acc = Acc;
             const ACT_ZERO: $act = <$act>::ZERO;
-            const ACC_ZERO: [f32; 2] = [0.0; 2];
+            const ACC_ZERO: Acc = [[0.0; 4]; 2];
             fn unpacked() -> Unpacked {
-                Unpacked { q: [0; 32], d: 0.0, m: 0.0, has_min: false }
+                Unpacked { q: [0; 128], d: [0.0; 4], m: [0.0; 4], has_min: false }
             }
             #[inline(always)]
             fn quantize(x: &[f32], out: &mut [$act]) {
                 $quantize(x, out)
             }
             #[inline(always)]
-            fn unpack(b: &[u8], u: &mut Unpacked) {
-                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-                simd::$name(b, u);
-                #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-                Self::unpack_ref(b, u);
+            fn unpack(unit: &[u8], u: &mut Unpacked) {
+                for (i, b) in unit[..4 * $bytes].chunks_exact($bytes).enumerate() {
+                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                    simd::$name(b, i, u);
+                    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+                    scalar::$name(b, i, u);
+                }
+                legacy_kernel!(@has_min $kind, u, has_min);
             }
             #[inline(always)]
-            fn dot<I: Isa>(u: &Unpacked, a: &$act, acc: &mut [f32; 2]) {
-                legacy_kernel!(@dot $kind $($off)?, u, a, acc);
+            fn dot<I: Isa>(u: &Unpacked, a: &$act, acc: &mut Acc) {
+                legacy_kernel!(@dot $kind $($shift)?, u, a, acc);
             }
             #[inline(always)]
-            fn finish(acc: [f32; 2]) -> f32 {
-                acc[0] + acc[1]
+            fn finish(acc: Acc) -> f32 {
+                lanes::reduce(acc[0]) + lanes::reduce(acc[1])
             }
             fn dequantize(b: &[u8], out: &mut [f32]) {
                 let mut u = Self::unpacked();
-                Self::unpack_ref(b, &mut u);
-                for (o, &q) in out.iter_mut().zip(&u.q) {
-                    *o = legacy_kernel!(@deq $kind $($off)?, q, u);
+                scalar::$name(b, 0, &mut u);
+                for (o, &q) in out.iter_mut().zip(&u.q[..32]) {
+                    *o = legacy_kernel!(@deq $kind $($shift)?, q, u);
                 }
             }
             #[inline(always)]
-            fn unpack_ref(b: &[u8], u: &mut Unpacked) {
-                scalar::$name(b, u)
+            fn unpack_ref(unit: &[u8], u: &mut Unpacked) {
+                for (i, b) in unit[..4 * $bytes].chunks_exact($bytes).enumerate() {
+                    scalar::$name(b, i, u);
+                }
+                legacy_kernel!(@has_min $kind, u, has_min_ref);
             }
         }
     };
-    // The product of the two scales first, as ggml's x86 kernels do.
-    (@dot offset $off:literal, $u:ident, $a:ident, $acc:ident) => {
-        $acc[0] += ($u.d * $a.d) * (I::dot32(&$u.q, &$a.qs) - $off * $a.sum) as f32;
+    (@has_min signed, $u:ident, $f:ident) => {
+        $u.has_min = $f(&$u.q);
+    };
+    (@has_min $kind:ident, $u:ident, $f:ident) => {};
+    (@dot offset $shift:literal, $u:ident, $a:ident, $acc:ident) => {
+        $acc[0] = lanes::scaled_add($acc[0], $u.d, $a.d, lanes::offset(I::dot4x32(&$u.q, &$a.qs), $a.sum, $shift));
     };
     (@dot min, $u:ident, $a:ident, $acc:ident) => {
-        $acc[0] += ($u.d * $a.d) * I::dot32(&$u.q, &$a.qs) as f32;
-        $acc[1] += $u.m * $a.s;
+        $acc[0] = lanes::scaled_add($acc[0], $u.d, $a.d, I::dot4x32(&$u.q, &$a.qs));
+        $acc[1] = lanes::mul_add($acc[1], $u.m, $a.s);
     };
     (@dot signed, $u:ident, $a:ident, $acc:ident) => {
-        let isum = if $u.has_min || $a.has_min { I::dot32_signed(&$u.q, &$a.qs) } else { I::dot32_symmetric(&$u.q, &$a.qs) };
-        $acc[0] += ($u.d * $a.d) * isum as f32;
+        let isum = if $u.has_min || $a.has_min { I::dot4x32_signed(&$u.q, &$a.qs) } else { I::dot4x32_symmetric(&$u.q, &$a.qs) };
+        $acc[0] = lanes::scaled_add($acc[0], $u.d, $a.d, isum);
     };
     // dequantize_row_*: x*d (+ m).
-    (@deq offset $off:literal, $q:ident, $u:ident) => { ($q as i32 - $off) as f32 * $u.d };
-    (@deq min, $q:ident, $u:ident) => { $q as f32 * $u.d + $u.m };
-    (@deq signed, $q:ident, $u:ident) => { $q as f32 * $u.d };
+    (@deq offset $shift:literal, $q:ident, $u:ident) => { ($q as i32 - (1 << $shift)) as f32 * $u.d[0] };
+    (@deq min, $q:ident, $u:ident) => { $q as f32 * $u.d[0] + $u.m[0] };
+    (@deq signed, $q:ident, $u:ident) => { $q as f32 * $u.d[0] };
 }
 
-legacy_kernel!(Q4_0, 18, BlockQ8_0, quantize::q8_0, offset 8);
-legacy_kernel!(Q4_1, 20, BlockQ8_1, quantize::q8_1, min);
-legacy_kernel!(Q5_0, 22, BlockQ8_0, quantize::q8_0, offset 16);
-legacy_kernel!(Q5_1, 24, BlockQ8_1, quantize::q8_1, min);
-legacy_kernel!(Q8_0, 34, BlockQ8_0, quantize::q8_0, signed);
+legacy_kernel!(Q4_0, 18, Q8_0x4, quantize::q8_0, offset 3);
+legacy_kernel!(Q4_1, 20, Q8_1x4, quantize::q8_1, min);
+legacy_kernel!(Q5_0, 22, Q8_0x4, quantize::q8_0, offset 4);
+legacy_kernel!(Q5_1, 24, Q8_1x4, quantize::q8_1, min);
+legacy_kernel!(Q8_0, 34, Q8_0x4, quantize::q8_0, signed);
 
-/// Scalar unpacking, transcribed from ggml's dequantize_row_* (value j and j + 16 share byte j).
+/// Scalar unpacking of block `i` of a unit, transcribed from ggml's dequantize_row_* (value j and
+/// j + 16 share byte j).
 #[allow(non_snake_case)]
 mod scalar {
     use super::*;
 
     #[inline(always)]
-    pub fn Q4_0(b: &[u8], u: &mut Unpacked) {
-        u.d = h(b, 0);
+    pub fn Q4_0(b: &[u8], i: usize, u: &mut Unpacked) {
+        u.d[i] = h(b, 0);
+        let q = &mut u.q[32 * i..32 * i + 32];
         for j in 0..16 {
-            u.q[j] = (b[2 + j] & 0xF) as i8;
-            u.q[j + 16] = (b[2 + j] >> 4) as i8;
+            q[j] = (b[2 + j] & 0xF) as i8;
+            q[j + 16] = (b[2 + j] >> 4) as i8;
         }
     }
 
     #[inline(always)]
-    pub fn Q4_1(b: &[u8], u: &mut Unpacked) {
-        (u.d, u.m) = (h(b, 0), h(b, 2));
+    pub fn Q4_1(b: &[u8], i: usize, u: &mut Unpacked) {
+        (u.d[i], u.m[i]) = (h(b, 0), h(b, 2));
+        let q = &mut u.q[32 * i..32 * i + 32];
         for j in 0..16 {
-            u.q[j] = (b[4 + j] & 0xF) as i8;
-            u.q[j + 16] = (b[4 + j] >> 4) as i8;
+            q[j] = (b[4 + j] & 0xF) as i8;
+            q[j + 16] = (b[4 + j] >> 4) as i8;
         }
     }
 
     #[inline(always)]
-    pub fn Q5_0(b: &[u8], u: &mut Unpacked) {
-        u.d = h(b, 0);
+    pub fn Q5_0(b: &[u8], i: usize, u: &mut Unpacked) {
+        u.d[i] = h(b, 0);
         let qh = qh32(b, 2);
+        let q = &mut u.q[32 * i..32 * i + 32];
         for j in 0..16 {
             let h0 = (((qh >> j) << 4) & 0x10) as u8;
             let h1 = ((qh >> (j + 12)) & 0x10) as u8;
-            u.q[j] = ((b[6 + j] & 0xF) | h0) as i8;
-            u.q[j + 16] = ((b[6 + j] >> 4) | h1) as i8;
+            q[j] = ((b[6 + j] & 0xF) | h0) as i8;
+            q[j + 16] = ((b[6 + j] >> 4) | h1) as i8;
         }
     }
 
     #[inline(always)]
-    pub fn Q5_1(b: &[u8], u: &mut Unpacked) {
-        (u.d, u.m) = (h(b, 0), h(b, 2));
+    pub fn Q5_1(b: &[u8], i: usize, u: &mut Unpacked) {
+        (u.d[i], u.m[i]) = (h(b, 0), h(b, 2));
         let qh = qh32(b, 4);
+        let q = &mut u.q[32 * i..32 * i + 32];
         for j in 0..16 {
             let h0 = (((qh >> j) << 4) & 0x10) as u8;
             let h1 = ((qh >> (j + 12)) & 0x10) as u8;
-            u.q[j] = ((b[8 + j] & 0xF) | h0) as i8;
-            u.q[j + 16] = ((b[8 + j] >> 4) | h1) as i8;
+            q[j] = ((b[8 + j] & 0xF) | h0) as i8;
+            q[j + 16] = ((b[8 + j] >> 4) | h1) as i8;
         }
     }
 
     #[inline(always)]
-    pub fn Q8_0(b: &[u8], u: &mut Unpacked) {
-        u.d = h(b, 0);
+    pub fn Q8_0(b: &[u8], i: usize, u: &mut Unpacked) {
+        u.d[i] = h(b, 0);
         for j in 0..32 {
-            u.q[j] = b[2 + j] as i8;
+            u.q[32 * i + j] = b[2 + j] as i8;
         }
-        u.has_min = u.q.contains(&i8::MIN);
     }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[allow(non_snake_case)]
 pub(super) mod simd {
-    use super::super::idot::simd::{load_u8, shr_mask, store};
+    use super::super::idot::simd::{load, load_u8, shr_mask, store};
     use super::*;
     use core::arch::wasm32::*;
 
@@ -186,46 +224,53 @@ pub(super) mod simd {
     }
 
     #[inline(always)]
-    pub fn Q4_0(b: &[u8], u: &mut Unpacked) {
-        u.d = h(b, 0);
+    pub fn has_min(q: &[i8; 128]) -> bool {
+        let min = i8x16_splat(i8::MIN);
+        let mut any = i8x16_eq(load(&q[..]), min);
+        for c in 1..8 {
+            any = v128_or(any, i8x16_eq(load(&q[16 * c..]), min));
+        }
+        v128_any_true(any)
+    }
+
+    #[inline(always)]
+    pub fn Q4_0(b: &[u8], i: usize, u: &mut Unpacked) {
+        u.d[i] = h(b, 0);
         let (lo, hi) = nibbles(&b[2..18]);
-        store(&mut u.q[..16], lo);
-        store(&mut u.q[16..], hi);
+        store(&mut u.q[32 * i..], lo);
+        store(&mut u.q[32 * i + 16..], hi);
     }
 
     #[inline(always)]
-    pub fn Q4_1(b: &[u8], u: &mut Unpacked) {
-        (u.d, u.m) = (h(b, 0), h(b, 2));
+    pub fn Q4_1(b: &[u8], i: usize, u: &mut Unpacked) {
+        (u.d[i], u.m[i]) = (h(b, 0), h(b, 2));
         let (lo, hi) = nibbles(&b[4..20]);
-        store(&mut u.q[..16], lo);
-        store(&mut u.q[16..], hi);
+        store(&mut u.q[32 * i..], lo);
+        store(&mut u.q[32 * i + 16..], hi);
     }
 
     #[inline(always)]
-    pub fn Q5_0(b: &[u8], u: &mut Unpacked) {
-        u.d = h(b, 0);
+    pub fn Q5_0(b: &[u8], i: usize, u: &mut Unpacked) {
+        u.d[i] = h(b, 0);
         let (hl, hh) = high_bits(qh32(b, 2));
         let (lo, hi) = nibbles(&b[6..22]);
-        store(&mut u.q[..16], v128_or(lo, hl));
-        store(&mut u.q[16..], v128_or(hi, hh));
+        store(&mut u.q[32 * i..], v128_or(lo, hl));
+        store(&mut u.q[32 * i + 16..], v128_or(hi, hh));
     }
 
     #[inline(always)]
-    pub fn Q5_1(b: &[u8], u: &mut Unpacked) {
-        (u.d, u.m) = (h(b, 0), h(b, 2));
+    pub fn Q5_1(b: &[u8], i: usize, u: &mut Unpacked) {
+        (u.d[i], u.m[i]) = (h(b, 0), h(b, 2));
         let (hl, hh) = high_bits(qh32(b, 4));
         let (lo, hi) = nibbles(&b[8..24]);
-        store(&mut u.q[..16], v128_or(lo, hl));
-        store(&mut u.q[16..], v128_or(hi, hh));
+        store(&mut u.q[32 * i..], v128_or(lo, hl));
+        store(&mut u.q[32 * i + 16..], v128_or(hi, hh));
     }
 
     #[inline(always)]
-    pub fn Q8_0(b: &[u8], u: &mut Unpacked) {
-        u.d = h(b, 0);
-        let (lo, hi) = (load_u8(&b[2..18]), load_u8(&b[18..34]));
-        store(&mut u.q[..16], lo);
-        store(&mut u.q[16..], hi);
-        let min = i8x16_splat(i8::MIN);
-        u.has_min = v128_any_true(v128_or(i8x16_eq(lo, min), i8x16_eq(hi, min)));
+    pub fn Q8_0(b: &[u8], i: usize, u: &mut Unpacked) {
+        u.d[i] = h(b, 0);
+        store(&mut u.q[32 * i..], load_u8(&b[2..18]));
+        store(&mut u.q[32 * i + 16..], load_u8(&b[18..34]));
     }
 }

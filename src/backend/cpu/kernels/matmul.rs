@@ -1,6 +1,6 @@
 //! The matmul driver: quantize the activation rows once, then split the weight rows across
 //! rayon's global pool (on wasm without a started pool rayon runs everything on the calling
-//! thread). With several activation rows (prefill), each weight block is unpacked once per tile of
+//! thread). With several activation rows (prefill), each weight unit is unpacked once per tile of
 //! up to `TILE` rows. Every output is the same sequence of float operations whatever the tiling
 //! or the threading, so batched results equal row-by-row ones bit for bit.
 
@@ -21,20 +21,21 @@ pub fn matmul<K: Kernel>(w: &[u8], n: usize, k: usize, x: &[f32], m: usize, out:
     if m == 0 || n == 0 {
         return;
     }
-    let mut act = vec![K::ACT_ZERO; m * nb];
+    let nu = nb.div_ceil(K::UNIT);
+    let mut act = vec![K::ACT_ZERO; m * nu];
     if m > 1 {
-        act.par_chunks_mut(nb).zip(x.par_chunks(k)).for_each(|(a, x)| K::quantize(x, a));
+        act.par_chunks_mut(nu).zip(x.par_chunks(k)).for_each(|(a, x)| K::quantize(x, a));
     } else {
         K::quantize(&x[..k], &mut act);
     }
     let act = &act[..];
     if m == 1 {
-        out[..n].par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| rows::<K>(w, row_bytes, nb, c * CHUNK, act, 1, o));
+        out[..n].par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| rows::<K>(w, row_bytes, nu, c * CHUNK, act, 1, o));
         return;
     }
     // Transposed ([weight row][activation row]) so that each task owns a contiguous slice.
     let mut t = vec![0f32; n * m];
-    t.par_chunks_mut(CHUNK * m).enumerate().for_each(|(c, o)| rows::<K>(w, row_bytes, nb, c * CHUNK, act, m, o));
+    t.par_chunks_mut(CHUNK * m).enumerate().for_each(|(c, o)| rows::<K>(w, row_bytes, nu, c * CHUNK, act, m, o));
     for (j, col) in t.chunks_exact(m).enumerate() {
         for (r, &v) in col.iter().enumerate() {
             out[r * n + j] = v;
@@ -42,55 +43,72 @@ pub fn matmul<K: Kernel>(w: &[u8], n: usize, k: usize, x: &[f32], m: usize, out:
     }
 }
 
+/// The units of a weight row: whole ones straight from the row, and a last partial one copied
+/// into `pad` (zero beyond the row: zero scales).
+#[inline(always)]
+fn units<'a, K: Kernel>(row: &'a [u8], pad: &'a mut [u8; PAD]) -> impl Iterator<Item = &'a [u8]> {
+    let size = K::UNIT * K::BYTES;
+    let whole = row.len() / size * size;
+    let tail = &row[whole..];
+    let last = if tail.is_empty() {
+        None
+    } else {
+        pad[..tail.len()].copy_from_slice(tail);
+        pad[tail.len()..size].fill(0);
+        Some(&pad[..size])
+    };
+    row[..whole].chunks_exact(size).chain(last)
+}
+
+/// Bytes of the largest unit (four Q8_0 blocks: 136; a Q6_K block: 210).
+const PAD: usize = 256;
+
 /// out[jj * m + r] = x[r] · w[j0 + jj] for every weight row jj of this task.
-fn rows<K: Kernel>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
+fn rows<K: Kernel>(w: &[u8], row_bytes: usize, nu: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2.
-        unsafe { rows_avx2::<K>(w, row_bytes, nb, j0, act, m, out) };
+        unsafe { rows_avx2::<K>(w, row_bytes, nu, j0, act, m, out) };
         return;
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
-    return rows_relaxed::<K>(w, row_bytes, nb, j0, act, m, out);
+    return rows_relaxed::<K>(w, row_bytes, nu, j0, act, m, out);
     #[allow(unreachable_code)]
-    rows_generic::<K, Portable>(w, row_bytes, nb, j0, act, m, out)
+    rows_generic::<K, Portable>(w, row_bytes, nu, j0, act, m, out)
 }
 
 /// The relaxed build: the same code with relaxed-SIMD integer dots (same integers). Every kernel
 /// function is inlined here, so the relaxed instructions are compiled with their feature.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
 #[target_feature(enable = "relaxed-simd")]
-fn rows_relaxed<K: Kernel>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
-    rows_generic::<K, super::idot::Relaxed>(w, row_bytes, nb, j0, act, m, out)
+fn rows_relaxed<K: Kernel>(w: &[u8], row_bytes: usize, nu: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
+    rows_generic::<K, super::idot::Relaxed>(w, row_bytes, nu, j0, act, m, out)
 }
 
 /// The same code compiled for AVX2, with AVX2 integer dot products (same integers).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn rows_avx2<K: Kernel>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
-    rows_generic::<K, super::idot::Avx2>(w, row_bytes, nb, j0, act, m, out)
+unsafe fn rows_avx2<K: Kernel>(w: &[u8], row_bytes: usize, nu: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
+    rows_generic::<K, super::idot::Avx2>(w, row_bytes, nu, j0, act, m, out)
 }
 
 #[inline(always)]
-fn rows_generic<K: Kernel, I: Isa>(w: &[u8], row_bytes: usize, nb: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
-    let mut u = K::unpacked();
+fn rows_generic<K: Kernel, I: Isa>(w: &[u8], row_bytes: usize, nu: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
+    let (mut pad0, mut pad1) = ([0u8; PAD], [0u8; PAD]);
     if m == 1 {
-        // Decode: each block is unpacked straight into its dot (nothing held across activation
+        // Decode: each unit is unpacked straight into its dot (nothing held across activation
         // rows, so the compiler keeps it in registers), two weight rows side by side (two
-        // independent streams of loads and sums, one activation block for both); each output
+        // independent streams of loads and sums, one activation unit for both); each output
         // gets the same float steps as a tile of one.
-        let mut u1 = K::unpacked();
         let last = j0 + out.len() - 1;
         let mut pairs = out.chunks_exact_mut(2);
         for (p, o) in (&mut pairs).enumerate() {
             let r0 = &w[(j0 + 2 * p) * row_bytes..][..row_bytes];
             let r1 = &w[(j0 + 2 * p + 1) * row_bytes..][..row_bytes];
             let (mut acc0, mut acc1) = (K::ACC_ZERO, K::ACC_ZERO);
-            for ((b0, b1), a) in r0.chunks_exact(K::BYTES).zip(r1.chunks_exact(K::BYTES)).zip(&act[..nb]) {
-                K::unpack(b0, &mut u);
-                K::unpack(b1, &mut u1);
-                K::dot::<I>(&u, a, &mut acc0);
-                K::dot::<I>(&u1, a, &mut acc1);
+            for ((b0, b1), a) in units::<K>(r0, &mut pad0).zip(units::<K>(r1, &mut pad1)).zip(&act[..nu]) {
+                K::dot_packed::<I>(b0, a, &mut acc0);
+                K::dot_packed::<I>(b1, a, &mut acc1);
             }
             o[0] = K::finish(acc0);
             o[1] = K::finish(acc1);
@@ -98,24 +116,24 @@ fn rows_generic<K: Kernel, I: Isa>(w: &[u8], row_bytes: usize, nb: usize, j0: us
         if let [o] = pairs.into_remainder() {
             let row = &w[last * row_bytes..][..row_bytes];
             let mut acc = K::ACC_ZERO;
-            for (block, a) in row.chunks_exact(K::BYTES).zip(&act[..nb]) {
-                K::unpack(block, &mut u);
-                K::dot::<I>(&u, a, &mut acc);
+            for (unit, a) in units::<K>(row, &mut pad0).zip(&act[..nu]) {
+                K::dot_packed::<I>(unit, a, &mut acc);
             }
             *o = K::finish(acc);
         }
         return;
     }
+    let mut u = K::unpacked();
     for (jj, o) in out.chunks_exact_mut(m).enumerate() {
         let row = &w[(j0 + jj) * row_bytes..][..row_bytes];
         let mut r0 = 0;
         while r0 < m {
             let t = TILE.min(m - r0);
             let mut acc = [K::ACC_ZERO; TILE];
-            for (b, block) in row.chunks_exact(K::BYTES).enumerate() {
-                K::unpack(block, &mut u);
+            for (b, unit) in units::<K>(row, &mut pad0).enumerate() {
+                K::unpack(unit, &mut u);
                 for (i, acc) in acc[..t].iter_mut().enumerate() {
-                    K::dot::<I>(&u, &act[(r0 + i) * nb + b], acc);
+                    K::dot::<I>(&u, &act[(r0 + i) * nu + b], acc);
                 }
             }
             for (o, acc) in o[r0..r0 + t].iter_mut().zip(acc) {

@@ -11,32 +11,48 @@
 mod float;
 mod idot;
 mod kquants;
+mod lanes;
 mod legacy;
 mod matmul;
 mod quantize;
 
 use crate::gguf::TensorType;
 
-/// One weight type's block format and dot product.
+/// One weight type's block format and dot product. Kernels work in *units* of `UNIT` GGUF
+/// blocks: the 32-value integer types take four blocks at a time, so that four exact block sums
+/// get their float step together (one 4-lane multiply-add); the others one block. A row whose
+/// block count is not a multiple of `UNIT` ends in a unit padded with zero bytes (zero scales),
+/// and its activations are padded with zeros.
 pub(crate) trait Kernel {
-    /// Values per weight block, bytes per weight block.
+    /// Values and bytes per GGUF block.
     const QK: usize;
     const BYTES: usize;
-    /// One block of quantized activations.
+    /// GGUF blocks per unit.
+    const UNIT: usize = 1;
+    /// One unit of quantized activations.
     type Act: Copy + Send + Sync;
-    /// A weight block unpacked for the dot product.
+    /// A weight unit unpacked for the dot product.
     type Unpacked;
     /// Running sums of one output.
     type Acc: Copy;
     const ACT_ZERO: Self::Act;
     const ACC_ZERO: Self::Acc;
     fn unpacked() -> Self::Unpacked;
-    /// Quantize one activation row (a whole number of blocks).
+    /// Quantize one activation row (a whole number of blocks) into `blocks.div_ceil(UNIT)` units.
     fn quantize(x: &[f32], out: &mut [Self::Act]);
-    fn unpack(block: &[u8], u: &mut Self::Unpacked);
+    /// Unpack one unit (`UNIT * BYTES` bytes).
+    fn unpack(unit: &[u8], u: &mut Self::Unpacked);
     /// The scalar reference of `unpack`.
-    fn unpack_ref(block: &[u8], u: &mut Self::Unpacked);
+    fn unpack_ref(unit: &[u8], u: &mut Self::Unpacked);
     fn dot<I: idot::Isa>(u: &Self::Unpacked, a: &Self::Act, acc: &mut Self::Acc);
+    /// `unpack` then `dot`, for a unit used once (decode); types with a fused version (the weights
+    /// kept in registers) override it. Same integers and float steps.
+    #[inline(always)]
+    fn dot_packed<I: idot::Isa>(unit: &[u8], a: &Self::Act, acc: &mut Self::Acc) {
+        let mut u = Self::unpacked();
+        Self::unpack(unit, &mut u);
+        Self::dot::<I>(&u, a, acc)
+    }
     fn finish(acc: Self::Acc) -> f32;
     /// ggml's dequantize_row_* of one block (QK values).
     fn dequantize(block: &[u8], out: &mut [f32]);

@@ -5,24 +5,27 @@
 
 use half::f16;
 
+/// Four consecutive Q8_0 blocks: the unit the 32-value weight kernels work in (see legacy.rs).
+/// Past the end of a row the blocks are zero.
 #[derive(Clone, Copy)]
-pub struct BlockQ8_0 {
-    /// f16-rounded scale.
-    pub d: f32,
-    pub qs: [i8; 32],
-    /// Σqs, for the offsets of Q4_0 / Q5_0 weights (not part of ggml's block).
-    pub sum: i32,
-    /// Some quant is -128 (only when the block's maximum is subnormal and the scale overflows):
-    /// the relaxed Q8_0 dot, which negates activations, must not take this block.
+pub struct Q8_0x4 {
+    pub qs: [i8; 128],
+    /// f16-rounded scales.
+    pub d: [f32; 4],
+    /// Σqs of each block, for the offsets of Q4_0 / Q5_0 weights (not part of ggml's block).
+    pub sum: [i32; 4],
+    /// Some quant is -128 (only when a block's maximum is subnormal and the scale overflows):
+    /// the relaxed Q8_0 dot, which negates activations, must not take this unit.
     pub has_min: bool,
 }
 
+/// Four consecutive Q8_1 blocks (zero past the end of a row).
 #[derive(Clone, Copy)]
-pub struct BlockQ8_1 {
-    /// f16-rounded scale and f16-rounded d * Σqs.
-    pub d: f32,
-    pub s: f32,
-    pub qs: [i8; 32],
+pub struct Q8_1x4 {
+    pub qs: [i8; 128],
+    /// f16-rounded scales and f16-rounded d * Σqs.
+    pub d: [f32; 4],
+    pub s: [f32; 4],
 }
 
 #[derive(Clone, Copy)]
@@ -36,11 +39,11 @@ pub struct BlockQ8K {
     pub bsums32: [i16; 8],
 }
 
-impl BlockQ8_0 {
-    pub const ZERO: Self = Self { d: 0.0, qs: [0; 32], sum: 0, has_min: false };
+impl Q8_0x4 {
+    pub const ZERO: Self = Self { qs: [0; 128], d: [0.0; 4], sum: [0; 4], has_min: false };
 }
-impl BlockQ8_1 {
-    pub const ZERO: Self = Self { d: 0.0, s: 0.0, qs: [0; 32] };
+impl Q8_1x4 {
+    pub const ZERO: Self = Self { qs: [0; 128], d: [0.0; 4], s: [0.0; 4] };
 }
 impl BlockQ8K {
     pub const ZERO: Self = Self { d: 0.0, qs: [0; 256], bsums: [0; 16], bsums32: [0; 8] };
@@ -88,26 +91,35 @@ pub(super) fn scale_round32_scalar(x: &[f32], id: f32, q: &mut [i8; 32]) -> i32 
     sum
 }
 
-/// quantize_row_q8_0 of ggml's AVX build: d = amax / 127, q = nearest(x * (127 / amax)).
-pub fn q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-    for (b, xs) in out.iter_mut().zip(x.chunks_exact(32)) {
-        let amax = amax32(xs);
-        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-        b.sum = scale_round32(xs, id, &mut b.qs);
-        b.has_min = b.qs.contains(&i8::MIN);
-        b.d = round_f16(amax / 127.0);
+/// quantize_row_q8_0 of ggml's AVX build: d = amax / 127, q = nearest(x * (127 / amax)), in
+/// units of four blocks (`out` has `blocks.div_ceil(4)` units; blocks past the row stay zero).
+pub fn q8_0(x: &[f32], out: &mut [Q8_0x4]) {
+    for (u, xs) in out.iter_mut().zip(x.chunks(128)) {
+        *u = Q8_0x4::ZERO;
+        for (i, xs) in xs.chunks_exact(32).enumerate() {
+            let amax = amax32(xs);
+            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+            let q: &mut [i8; 32] = (&mut u.qs[32 * i..32 * i + 32]).try_into().unwrap();
+            u.sum[i] = scale_round32(xs, id, q);
+            u.has_min |= q.contains(&i8::MIN);
+            u.d[i] = round_f16(amax / 127.0);
+        }
     }
 }
 
 /// quantize_row_q8_1 of ggml's AVX build: as Q8_0, plus s = f16(d * Σq) with d in f32.
-pub fn q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
-    for (b, xs) in out.iter_mut().zip(x.chunks_exact(32)) {
-        let amax = amax32(xs);
-        let d = amax / 127.0;
-        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-        let sum = scale_round32(xs, id, &mut b.qs);
-        b.d = round_f16(d);
-        b.s = round_f16(d * sum as f32);
+pub fn q8_1(x: &[f32], out: &mut [Q8_1x4]) {
+    for (u, xs) in out.iter_mut().zip(x.chunks(128)) {
+        *u = Q8_1x4::ZERO;
+        for (i, xs) in xs.chunks_exact(32).enumerate() {
+            let amax = amax32(xs);
+            let d = amax / 127.0;
+            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+            let q: &mut [i8; 32] = (&mut u.qs[32 * i..32 * i + 32]).try_into().unwrap();
+            let sum = scale_round32(xs, id, q);
+            u.d[i] = round_f16(d);
+            u.s[i] = round_f16(d * sum as f32);
+        }
     }
 }
 
@@ -228,13 +240,17 @@ pub(super) mod tests {
     #[test]
     fn q8_0_and_q8_1_are_ggmls() {
         let mut rng = Rng::new(11);
+        // 18 blocks: four whole units and a half one (its last two blocks stay zero).
         for _ in 0..20 {
-            let x = random_row(&mut rng, 512);
-            let mut a = vec![BlockQ8_0::ZERO; 16];
-            let mut b = vec![BlockQ8_1::ZERO; 16];
+            let x = random_row(&mut rng, 576);
+            let mut a = vec![Q8_0x4::ZERO; 5];
+            let mut b = vec![Q8_1x4::ZERO; 5];
+            a[4].d[3] = 1.0;
+            b[4].s[3] = 1.0;
             q8_0(&x, &mut a);
             q8_1(&x, &mut b);
-            for ((a, b), xs) in a.iter().zip(&b).zip(x.chunks_exact(32)) {
+            for (blk, xs) in x.chunks_exact(32).enumerate() {
+                let (a, b, i) = (&a[blk / 4], &b[blk / 4], blk % 4);
                 let mut max = 0f32;
                 for &v in xs {
                     max = max.max(v.abs());
@@ -243,14 +259,18 @@ pub(super) mod tests {
                 let id = if max != 0.0 { 127.0 / max } else { 0.0 };
                 let q: Vec<i8> = xs.iter().map(|&v| nearest_int(v * id) as i8).collect();
                 let sum: i32 = q.iter().map(|&v| v as i32).sum();
-                assert_eq!(a.qs.to_vec(), q);
-                assert_eq!(a.sum, sum);
-                assert_eq!(a.has_min, q.contains(&-128));
-                assert_eq!(b.qs.to_vec(), q);
-                assert_eq!(a.d.to_bits(), f16::from_f32(d).to_f32().to_bits());
-                assert_eq!(b.d.to_bits(), a.d.to_bits());
-                assert_eq!(b.s.to_bits(), f16::from_f32(d * sum as f32).to_f32().to_bits());
+                assert_eq!(a.qs[32 * i..32 * i + 32].to_vec(), q);
+                assert_eq!(a.sum[i], sum);
+                assert_eq!(b.qs[32 * i..32 * i + 32].to_vec(), q);
+                assert_eq!(a.d[i].to_bits(), f16::from_f32(d).to_f32().to_bits());
+                assert_eq!(b.d[i].to_bits(), a.d[i].to_bits());
+                assert_eq!(b.s[i].to_bits(), f16::from_f32(d * sum as f32).to_f32().to_bits());
             }
+            for u in &a {
+                assert_eq!(u.has_min, u.qs.contains(&-128));
+            }
+            assert!(a[4].qs[64..].iter().all(|&q| q == 0) && a[4].d[2..] == [0.0; 2] && a[4].sum[2..] == [0; 2]);
+            assert!(b[4].qs[64..].iter().all(|&q| q == 0) && b[4].d[2..] == [0.0; 2] && b[4].s[2..] == [0.0; 2]);
         }
     }
 

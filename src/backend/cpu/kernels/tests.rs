@@ -2,29 +2,29 @@
 //! so the SIMD128 comparisons only bite under `scripts/test-kernels-wasm`; the reference checks
 //! (ggml's formulas in f64, dequantization) and the driver checks run everywhere.
 
-use super::quantize::{tests::random_row, BlockQ8K, BlockQ8_0, BlockQ8_1};
+use super::quantize::{tests::random_row, BlockQ8K, Q8_0x4, Q8_1x4};
 use super::*;
 use crate::sampler::Rng;
 use half::{bf16, f16};
 
-/// The activation values a quantized block stands for, and Q8_1's stored sum.
+/// The activation values a quantized unit stands for, and Q8_1's stored sums (one per block).
 trait ActValues {
     fn values(&self) -> Vec<f64>;
-    fn s(&self) -> Option<f64> {
+    fn s(&self) -> Option<Vec<f64>> {
         None
     }
 }
-impl ActValues for BlockQ8_0 {
+impl ActValues for Q8_0x4 {
     fn values(&self) -> Vec<f64> {
-        self.qs.iter().map(|&q| q as f64 * self.d as f64).collect()
+        self.qs.iter().enumerate().map(|(i, &q)| q as f64 * self.d[i / 32] as f64).collect()
     }
 }
-impl ActValues for BlockQ8_1 {
+impl ActValues for Q8_1x4 {
     fn values(&self) -> Vec<f64> {
-        self.qs.iter().map(|&q| q as f64 * self.d as f64).collect()
+        self.qs.iter().enumerate().map(|(i, &q)| q as f64 * self.d[i / 32] as f64).collect()
     }
-    fn s(&self) -> Option<f64> {
-        Some(self.s as f64)
+    fn s(&self) -> Option<Vec<f64>> {
+        Some(self.s.iter().map(|&s| s as f64).collect())
     }
 }
 impl ActValues for BlockQ8K {
@@ -83,40 +83,45 @@ fn reference<K: Kernel>(w: &[u8], act: &[K::Act]) -> (f64, f64)
 where
     K::Act: ActValues,
 {
+    let values: Vec<f64> = act.iter().flat_map(|a| a.values()).collect();
+    let sums: Option<Vec<f64>> = act.iter().map(|a| a.s()).collect::<Option<Vec<_>>>().map(|v| v.concat());
     let mut deq = vec![0f32; K::QK];
     let (mut sum, mut mag) = (0f64, 0f64);
-    for (b, a) in w.chunks_exact(K::BYTES).zip(act) {
+    for (i, b) in w.chunks_exact(K::BYTES).enumerate() {
         K::dequantize(b, &mut deq);
-        let av = a.values();
-        match a.s() {
-            Some(s) => {
-                let m = f16::from_le_bytes([b[2], b[3]]).to_f64();
-                for (&wv, &x) in deq.iter().zip(&av) {
-                    sum += (wv as f64 - m) * x;
-                    mag += (wv as f64 * x).abs();
-                }
-                sum += m * s;
-            }
-            None => {
-                for (&wv, &x) in deq.iter().zip(&av) {
-                    sum += wv as f64 * x;
-                    mag += (wv as f64 * x).abs();
-                }
-            }
+        let av = &values[i * K::QK..(i + 1) * K::QK];
+        let m = if sums.is_some() { f16::from_le_bytes([b[2], b[3]]).to_f64() } else { 0.0 };
+        for (&wv, &x) in deq.iter().zip(av) {
+            sum += (wv as f64 - m) * x;
+            mag += (wv as f64 * x).abs();
+        }
+        if let Some(s) = &sums {
+            sum += m * s[i];
         }
     }
     (sum, mag)
 }
 
-/// One output computed the plain way: quantize, scalar unpack, dot block by block.
+/// The units of a row, the last one padded with zero bytes as the driver does.
+fn row_units<K: Kernel>(row: &[u8]) -> Vec<Vec<u8>> {
+    row.chunks(K::UNIT * K::BYTES)
+        .map(|c| {
+            let mut u = c.to_vec();
+            u.resize(K::UNIT * K::BYTES, 0);
+            u
+        })
+        .collect()
+}
+
+/// One output computed the plain way: quantize, scalar unpack, dot unit by unit.
 fn naive<K: Kernel>(w_row: &[u8], x: &[f32]) -> f32 {
-    let nb = x.len() / K::QK;
-    let mut act = vec![K::ACT_ZERO; nb];
+    let nu = (x.len() / K::QK).div_ceil(K::UNIT);
+    let mut act = vec![K::ACT_ZERO; nu];
     K::quantize(x, &mut act);
     let mut u = K::unpacked();
     let mut acc = K::ACC_ZERO;
-    for (b, a) in w_row.chunks_exact(K::BYTES).zip(&act) {
-        K::unpack_ref(b, &mut u);
+    for (unit, a) in row_units::<K>(w_row).iter().zip(&act) {
+        K::unpack_ref(unit, &mut u);
         K::dot::<idot::Portable>(&u, a, &mut acc);
     }
     K::finish(acc)
@@ -128,40 +133,43 @@ where
     K::Unpacked: PartialEq + std::fmt::Debug,
 {
     let mut rng = Rng::new(ty.0 as u64 + 100);
-    let k = 512;
-    let nb = k / K::QK;
-    // Fast unpacking is the reference's, and the dot is ggml's formula.
-    for round in 0..12 {
-        let extreme = match round {
-            0 => Some(0x00),
-            1 => Some(0xFF),
-            _ => None,
-        };
-        let w = random_weights(ty, nb, &mut rng, extreme);
-        for b in w.chunks_exact(K::BYTES) {
-            let (mut fast, mut slow) = (K::unpacked(), K::unpacked());
-            K::unpack(b, &mut fast);
-            K::unpack_ref(b, &mut slow);
-            assert_eq!(fast, slow, "{ty}: unpack");
+    // Rows of 512 values, and for the 32-value types 576 (18 blocks: a partial last unit).
+    for k in if K::QK == 32 { vec![512, 576] } else { vec![512] } {
+        let nb = k / K::QK;
+        let nu = nb.div_ceil(K::UNIT);
+        // Fast unpacking is the reference's, and the dot is ggml's formula.
+        for round in 0..12 {
+            let extreme = match round {
+                0 => Some(0x00),
+                1 => Some(0xFF),
+                _ => None,
+            };
+            let w = random_weights(ty, nb, &mut rng, extreme);
+            for unit in row_units::<K>(&w) {
+                let (mut fast, mut slow) = (K::unpacked(), K::unpacked());
+                K::unpack(&unit, &mut fast);
+                K::unpack_ref(&unit, &mut slow);
+                assert_eq!(fast, slow, "{ty}: unpack");
+            }
+            let x = random_row(&mut rng, k);
+            let mut act = vec![K::ACT_ZERO; nu];
+            K::quantize(&x, &mut act);
+            let (want, mag) = reference::<K>(&w, &act);
+            let got = naive::<K>(&w, &x) as f64;
+            assert!((got - want).abs() <= 2e-6 * mag + 1e-30, "{ty} k={k} round {round}: {got} vs {want} (Σ|w·a| {mag})");
         }
-        let x = random_row(&mut rng, k);
-        let mut act = vec![K::ACT_ZERO; nb];
-        K::quantize(&x, &mut act);
-        let (want, mag) = reference::<K>(&w, &act);
-        let got = naive::<K>(&w, &x) as f64;
-        assert!((got - want).abs() <= 2e-6 * mag + 1e-30, "{ty} round {round}: {got} vs {want} (Σ|w·a| {mag})");
-    }
-    // The driver (tiled, threaded, AVX2 where the CPU has it) against the naive loop, bit for
-    // bit, for shapes that leave partial tiles and partial thread chunks.
-    for &(m, n) in &[(1, 37), (3, 5), (9, 40), (17, 33)] {
-        let w = random_weights(ty, n * nb, &mut rng, None);
-        let x: Vec<f32> = (0..m).flat_map(|_| random_row(&mut rng, k)).collect();
-        let mut out = vec![0f32; m * n];
-        matmul(ty, &w, n, k, &x, m, &mut out);
-        for r in 0..m {
-            for j in 0..n {
-                let want = naive::<K>(&w[j * nb * K::BYTES..(j + 1) * nb * K::BYTES], &x[r * k..(r + 1) * k]);
-                assert_eq!(out[r * n + j].to_bits(), want.to_bits(), "{ty} m={m} n={n} [{r},{j}]");
+        // The driver (tiled, threaded, AVX2 where the CPU has it) against the naive loop, bit
+        // for bit, for shapes that leave partial tiles and partial thread chunks.
+        for &(m, n) in &[(1, 37), (3, 5), (9, 40), (17, 33)] {
+            let w = random_weights(ty, n * nb, &mut rng, None);
+            let x: Vec<f32> = (0..m).flat_map(|_| random_row(&mut rng, k)).collect();
+            let mut out = vec![0f32; m * n];
+            matmul(ty, &w, n, k, &x, m, &mut out);
+            for r in 0..m {
+                for j in 0..n {
+                    let want = naive::<K>(&w[j * nb * K::BYTES..(j + 1) * nb * K::BYTES], &x[r * k..(r + 1) * k]);
+                    assert_eq!(out[r * n + j].to_bits(), want.to_bits(), "{ty} k={k} m={m} n={n} [{r},{j}]");
+                }
             }
         }
     }
@@ -210,7 +218,7 @@ impl Weights for kquants::Unpacked {
 }
 
 /// Every value the unpacking can produce (random blocks and all-0x00 / all-0xFF quant bytes) is
-/// the 7-bit operand the relaxed-SIMD dot needs to be deterministic.
+/// the 7-bit operand the relaxed-SIMD dot needs to be deterministic, and below 64 (see idot).
 fn check_7_bit<K: Kernel>(ty: TensorType)
 where
     K::Unpacked: Weights,
@@ -219,12 +227,12 @@ where
     let (mut lo, mut hi) = (127i8, 0i8);
     for extreme in [Some(0x00), Some(0xFF), None, None, None] {
         let w = random_weights(ty, 16, &mut rng, extreme);
-        for b in w.chunks_exact(K::BYTES) {
+        for unit in row_units::<K>(&w) {
             let (mut fast, mut slow) = (K::unpacked(), K::unpacked());
-            K::unpack(b, &mut fast);
-            K::unpack_ref(b, &mut slow);
+            K::unpack(&unit, &mut fast);
+            K::unpack_ref(&unit, &mut slow);
             for &q in fast.weights().iter().chain(slow.weights()) {
-                assert!(q >= 0, "{ty}: unpacked value {q} is not in 0..=127");
+                assert!((0..64).contains(&q), "{ty}: unpacked value {q} is not in 0..=63");
                 (lo, hi) = (lo.min(q), hi.max(q));
             }
         }
