@@ -136,9 +136,9 @@ pub(super) mod simd {
         }
     }
 
-    /// Eight f16 (as u32 lanes, two vectors) to f32, as super::f16_bits_to_f32.
+    /// Four f16 (as u32 lanes) to f32, as super::f16_bits_to_f32.
     #[inline(always)]
-    fn h2f(h: v128) -> v128 {
+    pub fn h2f(h: v128) -> v128 {
         let o = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
         let scaled = f32x4_mul(o, f32x4_splat(f32::from_bits(0x7780_0000)));
         let special = i32x4_eq(v128_and(h, u32x4_splat(0x7c00)), u32x4_splat(0x7c00));

@@ -108,6 +108,33 @@ pub trait Isa {
         Self::dot4x32_signed(w, a)
     }
     fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32;
+    /// acc + Σ over 16 value pairs of u * a * s, in i32 lanes (`s`: a scale in every i16 lane;
+    /// u below 64): the fused K-quant decode kernels' step.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    fn dot16_scaled(
+        u: core::arch::wasm32::v128,
+        a: core::arch::wasm32::v128,
+        s: core::arch::wasm32::v128,
+        acc: core::arch::wasm32::v128,
+    ) -> core::arch::wasm32::v128;
+    /// The same over 32 pairs sharing one scale (u0, a0 the first 16).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[inline(always)]
+    fn dot32_scaled(
+        u0: core::arch::wasm32::v128,
+        u1: core::arch::wasm32::v128,
+        a0: core::arch::wasm32::v128,
+        a1: core::arch::wasm32::v128,
+        s: core::arch::wasm32::v128,
+        acc: core::arch::wasm32::v128,
+    ) -> core::arch::wasm32::v128 {
+        Self::dot16_scaled(u1, a1, s, Self::dot16_scaled(u0, a0, s, acc))
+    }
+    /// dot256 against two activation rows (each weight vector loaded once).
+    #[inline(always)]
+    fn dot256_2<const PAIRED: bool>(u: &[i8; 256], a: [&[i8; 256]; 2], sc: &[i16; 16]) -> [i32; 2] {
+        a.map(|a| Self::dot256::<PAIRED>(u, a, sc))
+    }
 }
 
 /// Scalar, or SIMD128 on wasm32.
@@ -140,6 +167,20 @@ impl Isa for Portable {
     fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
         dot256::<PAIRED>(u, a, sc)
     }
+    /// Widened to i16, the weights times the scale (fits: 63 * 128), then pairs into i32.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[inline(always)]
+    fn dot16_scaled(
+        u: core::arch::wasm32::v128,
+        a: core::arch::wasm32::v128,
+        s: core::arch::wasm32::v128,
+        acc: core::arch::wasm32::v128,
+    ) -> core::arch::wasm32::v128 {
+        use core::arch::wasm32::*;
+        let lo = i32x4_dot_i16x8(i16x8_mul(i16x8_extend_low_i8x16(u), s), i16x8_extend_low_i8x16(a));
+        let hi = i32x4_dot_i16x8(i16x8_mul(i16x8_extend_high_i8x16(u), s), i16x8_extend_high_i8x16(a));
+        i32x4_add(acc, i32x4_add(lo, hi))
+    }
 }
 
 /// Relaxed SIMD: only inside the driver's `relaxed-simd` function (the relaxed build).
@@ -162,7 +203,36 @@ impl Isa for Relaxed {
     }
     #[inline(always)]
     fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
-        simd::dot256_relaxed::<PAIRED>(u, a, sc)
+        simd::dot256_relaxed::<PAIRED, 1>(u, [a], sc)[0]
+    }
+    #[inline(always)]
+    fn dot256_2<const PAIRED: bool>(u: &[i8; 256], a: [&[i8; 256]; 2], sc: &[i16; 16]) -> [i32; 2] {
+        simd::dot256_relaxed::<PAIRED, 2>(u, a, sc)
+    }
+    /// One pmaddubsw, one pmaddwd with the scale.
+    #[inline(always)]
+    fn dot16_scaled(
+        u: core::arch::wasm32::v128,
+        a: core::arch::wasm32::v128,
+        s: core::arch::wasm32::v128,
+        acc: core::arch::wasm32::v128,
+    ) -> core::arch::wasm32::v128 {
+        use core::arch::wasm32::*;
+        i32x4_add(acc, i32x4_dot_i16x8(i16x8_relaxed_dot_i8x16_i7x16(a, u), s))
+    }
+    /// Two pmaddubsw summed in i16 (u below 64), one pmaddwd with the scale.
+    #[inline(always)]
+    fn dot32_scaled(
+        u0: core::arch::wasm32::v128,
+        u1: core::arch::wasm32::v128,
+        a0: core::arch::wasm32::v128,
+        a1: core::arch::wasm32::v128,
+        s: core::arch::wasm32::v128,
+        acc: core::arch::wasm32::v128,
+    ) -> core::arch::wasm32::v128 {
+        use core::arch::wasm32::*;
+        let p = i16x8_add(i16x8_relaxed_dot_i8x16_i7x16(a0, u0), i16x8_relaxed_dot_i8x16_i7x16(a1, u1));
+        i32x4_add(acc, i32x4_dot_i16x8(p, s))
     }
 }
 
@@ -180,7 +250,9 @@ impl Isa for Avx2 {
     fn dot4x32_signed(w: &[i8; 128], a: &[i8; 128]) -> [i32; 4] {
         // SAFETY: reached only from code that checked for AVX2 (matmul::rows). avx2::dot32 widens
         // both operands as signed.
-        std::array::from_fn(|b| unsafe { avx2::dot32(w[32 * b..32 * b + 32].try_into().unwrap(), a[32 * b..32 * b + 32].try_into().unwrap()) })
+        std::array::from_fn(|b| unsafe {
+            avx2::dot32(w[32 * b..32 * b + 32].try_into().unwrap(), a[32 * b..32 * b + 32].try_into().unwrap())
+        })
     }
     #[inline(always)]
     fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
@@ -366,7 +438,9 @@ pub mod simd {
     #[inline(always)]
     pub fn dot4x32_signed(w: &[i8; 128], a: &[i8; 128]) -> [i32; 4] {
         let z = i32x4_splat(0);
-        let g = |b: usize| dot16_signed(load(&w[32 * b + 16..]), load(&a[32 * b + 16..]), dot16_signed(load(&w[32 * b..]), load(&a[32 * b..]), z));
+        let g = |b: usize| {
+            dot16_signed(load(&w[32 * b + 16..]), load(&a[32 * b + 16..]), dot16_signed(load(&w[32 * b..]), load(&a[32 * b..]), z))
+        };
         lanes(hsum4(g(0), g(1), g(2), g(3)))
     }
 
@@ -376,7 +450,8 @@ pub mod simd {
     #[inline(always)]
     pub fn dot4x32_symmetric(w: &[i8; 128], a: &[i8; 128]) -> [i32; 4] {
         let half = |w: v128, a: v128, acc: v128| {
-            let neg = i8x16_shr(w, 7);
+            // All ones where w < 0 (a compare: V8 has no 8-bit arithmetic shift on x86).
+            let neg = i8x16_lt(w, i8x16_splat(0));
             Relaxed::dot16(i8x16_abs(w), i8x16_sub(v128_xor(a, neg), neg), acc)
         };
         let z = i32x4_splat(0);
@@ -389,24 +464,34 @@ pub mod simd {
     /// into i32 (one pmaddwd): the scales cost no separate step.
     #[cfg(feature = "relaxed")]
     #[inline(always)]
-    pub fn dot256_relaxed<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
-        let d = |at: usize| i16x8_relaxed_dot_i8x16_i7x16(load(&a[at..]), load(&u[at..]));
+    pub fn dot256_relaxed<const PAIRED: bool, const R: usize>(u: &[i8; 256], a: [&[i8; 256]; R], sc: &[i16; 16]) -> [i32; R] {
         let (s_lo, s_hi) = (load_i16(&sc[..8]), load_i16(&sc[8..]));
-        let mut acc = i32x4_splat(0);
-        // Unrolled by hand: the scale splats need constant lanes. Group g: values at g * width.
+        let mut acc = [i32x4_splat(0); R];
+        // Unrolled by hand: the scale splats need constant lanes. Group g: values at g * width;
+        // each weight vector and scale splat is loaded once for the R rows.
         macro_rules! groups {
             ($s:ident, $first:literal: $($l:literal)*) => {$(
                 let s = i16x8_shuffle::<$l, $l, $l, $l, $l, $l, $l, $l>($s, $s);
                 let g = $first + $l;
-                let p = if PAIRED { i16x8_add(d(32 * g), d(32 * g + 16)) } else { d(16 * g) };
-                acc = i32x4_add(acc, i32x4_dot_i16x8(p, s));
+                if PAIRED {
+                    let (u0, u1) = (load(&u[32 * g..]), load(&u[32 * g + 16..]));
+                    for r in 0..R {
+                        let p = i16x8_add(i16x8_relaxed_dot_i8x16_i7x16(load(&a[r][32 * g..]), u0), i16x8_relaxed_dot_i8x16_i7x16(load(&a[r][32 * g + 16..]), u1));
+                        acc[r] = i32x4_add(acc[r], i32x4_dot_i16x8(p, s));
+                    }
+                } else {
+                    let u0 = load(&u[16 * g..]);
+                    for r in 0..R {
+                        acc[r] = i32x4_add(acc[r], i32x4_dot_i16x8(i16x8_relaxed_dot_i8x16_i7x16(load(&a[r][16 * g..]), u0), s));
+                    }
+                }
             )*};
         }
         groups!(s_lo, 0: 0 1 2 3 4 5 6 7);
         if !PAIRED {
             groups!(s_hi, 8: 0 1 2 3 4 5 6 7);
         }
-        hsum_i32(acc)
+        acc.map(hsum_i32)
     }
 
     /// Group sums first (four groups' lanes reduced together), then one multiply by the scales per
@@ -545,6 +630,14 @@ mod tests {
             assert_eq!(Relaxed::dot4x32_symmetric(&ws, &as_), dot4x32_ref(&ws, &as_));
             assert_eq!(Relaxed::dot256::<false>(u, a, sc), dot256_ref::<false>(u, a, sc));
             assert_eq!(Relaxed::dot256::<true>(u, a, paired), dot256_ref::<true>(u, a, paired));
+            // Two rows: the second is the first reversed.
+            let mut b = *a;
+            b.reverse();
+            assert_eq!(Relaxed::dot256_2::<false>(u, [a, &b], sc), [dot256_ref::<false>(u, a, sc), dot256_ref::<false>(u, &b, sc)]);
+            assert_eq!(
+                Relaxed::dot256_2::<true>(u, [a, &b], paired),
+                [dot256_ref::<true>(u, a, paired), dot256_ref::<true>(u, &b, paired)]
+            );
         }
     }
 }

@@ -68,8 +68,39 @@ fn scales_q3k(s: &[u8], u: &mut Unpacked) {
     }
 }
 
+/// One super-block's float steps from its integer dot: the offset (value = q - OFFSET) taken off
+/// with the activations' group sums, d * d_a * isum into one sum, and with `MINS` dmin * d_a * Σ
+/// min·bsum into the other.
+#[inline(always)]
+fn finish_k<const MINS: bool, const OFFSET: i32, const PAIRED: bool>(u: &Unpacked, a: &BlockQ8K, mut isum: i32, acc: &mut [f32; 2]) {
+    if OFFSET != 0 {
+        isum -= OFFSET * dot16_i16(&u.sc, &a.bsums);
+    }
+    acc[0] += (u.d * a.d) * isum as f32;
+    if MINS {
+        let m = if PAIRED { dot8_i16(u.mn[..8].try_into().unwrap(), &a.bsums32) } else { dot16_i16(&u.mn, &a.bsums) };
+        acc[1] -= (u.dmin * a.d) * m as f32;
+    }
+}
+
 /// `$mins`: dmin * min terms; `$offset`: value = q - offset; `$paired`: groups of 32 values.
+/// Q4_K and Q6_K (the Q4_K_M mix) have fused decode kernels on wasm (`@fused`).
 macro_rules! k_kernel {
+    (@fused Q4_K) => {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        #[inline(always)]
+        fn dot_packed<I: Isa>(b: &[u8], a: &BlockQ8K, acc: &mut [f32; 2]) {
+            simd::fused_q4_k::<I>(b, a, acc)
+        }
+    };
+    (@fused Q6_K) => {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        #[inline(always)]
+        fn dot_packed<I: Isa>(b: &[u8], a: &BlockQ8K, acc: &mut [f32; 2]) {
+            simd::fused_q6_k::<I>(b, a, acc)
+        }
+    };
+    (@fused $name:ident) => {};
     ($name:ident, $bytes:expr, $mins:expr, $offset:expr, $paired:expr) => {
         pub struct $name;
         impl Kernel for $name {
@@ -96,15 +127,22 @@ macro_rules! k_kernel {
             }
             #[inline(always)]
             fn dot<I: Isa>(u: &Unpacked, a: &BlockQ8K, acc: &mut [f32; 2]) {
-                let mut isum = I::dot256::<$paired>(&u.q, &a.qs, &u.sc);
-                if $offset != 0 {
-                    isum -= $offset * dot16_i16(&u.sc, &a.bsums);
+                finish_k::<$mins, $offset, $paired>(u, a, I::dot256::<$paired>(&u.q, &a.qs, &u.sc), acc)
+            }
+            k_kernel!(@fused $name);
+            /// Two rows share the weight loads and scale splats: faster for the paired types
+            /// (measured: Q4_K / Q5_K 1.25x; Q6_K slower, so it keeps two single dots).
+            #[inline(always)]
+            fn dot2<I: Isa>(u: &Unpacked, a: [&BlockQ8K; 2], acc: [&mut [f32; 2]; 2]) {
+                let [c0, c1] = acc;
+                if !$paired {
+                    Self::dot::<I>(u, a[0], c0);
+                    Self::dot::<I>(u, a[1], c1);
+                    return;
                 }
-                acc[0] += (u.d * a.d) * isum as f32;
-                if $mins {
-                    let m = if $paired { dot8_i16(u.mn[..8].try_into().unwrap(), &a.bsums32) } else { dot16_i16(&u.mn, &a.bsums) };
-                    acc[1] -= (u.dmin * a.d) * m as f32;
-                }
+                let isum = I::dot256_2::<$paired>(&u.q, [&a[0].qs, &a[1].qs], &u.sc);
+                finish_k::<$mins, $offset, $paired>(u, a[0], isum[0], c0);
+                finish_k::<$mins, $offset, $paired>(u, a[1], isum[1], c1);
             }
             #[inline(always)]
             fn finish(acc: [f32; 2]) -> f32 {
@@ -279,7 +317,7 @@ mod dequant {
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[allow(non_snake_case)]
 pub(super) mod simd {
-    use super::super::idot::simd::{load_u8, shl_small, shr_mask, store, store_i16};
+    use super::super::idot::simd::{load, load_i16, load_u8, shl_small, shr_mask, store, store_i16};
     use super::*;
     use core::arch::wasm32::*;
 
@@ -368,6 +406,74 @@ pub(super) mod simd {
         }
         scales_k4(&b[4..16], u);
         (u.d, u.dmin) = (h(b, 0), h(b, 2));
+    }
+
+    /// i16 lane `l` of `v` in every lane.
+    macro_rules! splat16 {
+        ($v:expr, $l:literal) => {
+            i16x8_shuffle::<$l, $l, $l, $l, $l, $l, $l, $l>($v, $v)
+        };
+    }
+
+    /// Q4_K's unpack and dot in one pass (decode: the weights stay in registers): each 16 bytes
+    /// of quants are the low and high nibbles of two 32-value groups, dotted with their scale.
+    #[inline(always)]
+    pub fn fused_q4_k<I: Isa>(b: &[u8], a: &BlockQ8K, acc: &mut [f32; 2]) {
+        let mut u = Q4_K::unpacked();
+        scales_k4(&b[4..16], &mut u);
+        (u.d, u.dmin) = (h(b, 0), h(b, 2));
+        let s = load_i16(&u.sc[..8]);
+        let m4 = u8x16_splat(0xF);
+        let q = |at: usize| load_u8(&b[16 + at..]);
+        let x = |at: usize| load(&a.qs[at..]);
+        let mut isum = i32x4_splat(0);
+        macro_rules! pair {
+            ($j:literal, $lo:literal, $hi:literal) => {
+                let (v0, v1) = (q(32 * $j), q(32 * $j + 16));
+                isum = I::dot32_scaled(v128_and(v0, m4), v128_and(v1, m4), x(64 * $j), x(64 * $j + 16), splat16!(s, $lo), isum);
+                isum = I::dot32_scaled(shr_mask(v0, 4, m4), shr_mask(v1, 4, m4), x(64 * $j + 32), x(64 * $j + 48), splat16!(s, $hi), isum);
+            };
+        }
+        pair!(0, 0, 1);
+        pair!(1, 2, 3);
+        pair!(2, 4, 5);
+        pair!(3, 6, 7);
+        finish_k::<true, 0, true>(&u, a, super::super::idot::simd::hsum_i32(isum), acc)
+    }
+
+    /// Q6_K's unpack and dot in one pass (decode): each 16 bytes of low quants with their high
+    /// bits make four 16-value groups, dotted with their scale.
+    #[inline(always)]
+    pub fn fused_q6_k<I: Isa>(b: &[u8], a: &BlockQ8K, acc: &mut [f32; 2]) {
+        let mut u = Q6_K::unpacked();
+        let sv = load_u8(&b[192..208]);
+        store_i16(&mut u.sc[..8], i16x8_extend_low_i8x16(sv));
+        store_i16(&mut u.sc[8..], i16x8_extend_high_i8x16(sv));
+        u.d = h(b, 208);
+        let (s_lo, s_hi) = (i16x8_extend_low_i8x16(sv), i16x8_extend_high_i8x16(sv));
+        let m4 = u8x16_splat(0xF);
+        let three = u8x16_splat(3);
+        let x = |at: usize| load(&a.qs[at..]);
+        let mut isum = i32x4_splat(0);
+        // Group (128 half + 16 k + 32 j) / 16 = 8 half + k + 2 j: scales vector and lane.
+        macro_rules! chunk {
+            ($half:literal, $k:literal, $s:ident, $g0:literal, $g1:literal, $g2:literal, $g3:literal) => {
+                let l0 = load_u8(&b[64 * $half + 16 * $k..]);
+                let l1 = load_u8(&b[64 * $half + 32 + 16 * $k..]);
+                let qh = load_u8(&b[128 + 32 * $half + 16 * $k..]);
+                let hb = |n: u32| shl_small(shr_mask(qh, n, three), 4);
+                let at = 128 * $half + 16 * $k;
+                isum = I::dot16_scaled(v128_or(v128_and(l0, m4), hb(0)), x(at), splat16!($s, $g0), isum);
+                isum = I::dot16_scaled(v128_or(v128_and(l1, m4), hb(2)), x(at + 32), splat16!($s, $g1), isum);
+                isum = I::dot16_scaled(v128_or(shr_mask(l0, 4, m4), hb(4)), x(at + 64), splat16!($s, $g2), isum);
+                isum = I::dot16_scaled(v128_or(shr_mask(l1, 4, m4), hb(6)), x(at + 96), splat16!($s, $g3), isum);
+            };
+        }
+        chunk!(0, 0, s_lo, 0, 2, 4, 6);
+        chunk!(0, 1, s_lo, 1, 3, 5, 7);
+        chunk!(1, 0, s_hi, 0, 2, 4, 6);
+        chunk!(1, 1, s_hi, 1, 3, 5, 7);
+        finish_k::<false, 32, false>(&u, a, super::super::idot::simd::hsum_i32(isum), acc)
     }
 
     #[inline(always)]

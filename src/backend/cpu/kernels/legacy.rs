@@ -77,10 +77,15 @@ macro_rules! legacy_kernel {
             }
             #[inline(always)]
             fn unpack(unit: &[u8], u: &mut Unpacked) {
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                {
+                    for (i, b) in unit[..4 * $bytes].chunks_exact($bytes).enumerate() {
+                        simd::$name(b, i, u);
+                    }
+                    simd::scales::<$bytes>(unit, u);
+                }
+                #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
                 for (i, b) in unit[..4 * $bytes].chunks_exact($bytes).enumerate() {
-                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-                    simd::$name(b, i, u);
-                    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
                     scalar::$name(b, i, u);
                 }
                 legacy_kernel!(@has_min $kind, u, has_min);
@@ -223,19 +228,36 @@ pub(super) mod simd {
         (set(lo), set(hi))
     }
 
+    /// The four blocks' f16 scales (and, for the types that have them, minimums: the next two
+    /// bytes) converted together.
+    #[inline(always)]
+    pub fn scales<const BYTES: usize>(unit: &[u8], u: &mut Unpacked) {
+        assert!(unit.len() >= 4 * BYTES);
+        let word = |i: usize| u32::from_le_bytes([unit[i * BYTES], unit[i * BYTES + 1], unit[i * BYTES + 2], unit[i * BYTES + 3]]);
+        let w = u32x4(word(0), word(1), word(2), word(3));
+        let f = |v: v128| -> [f32; 4] {
+            // SAFETY: 16 bytes either way.
+            unsafe { core::mem::transmute(super::super::float::simd::h2f(v)) }
+        };
+        u.d = f(v128_and(w, u32x4_splat(0xffff)));
+        if BYTES == 20 || BYTES == 24 {
+            u.m = f(u32x4_shr(w, 16));
+        }
+    }
+
+    /// The smallest value first, then one compare (OR-ing eight compares makes LLVM normalize
+    /// the lanes with 8-bit shifts, which V8 expands on x86).
     #[inline(always)]
     pub fn has_min(q: &[i8; 128]) -> bool {
-        let min = i8x16_splat(i8::MIN);
-        let mut any = i8x16_eq(load(&q[..]), min);
+        let mut m = load(&q[..]);
         for c in 1..8 {
-            any = v128_or(any, i8x16_eq(load(&q[16 * c..]), min));
+            m = i8x16_min(m, load(&q[16 * c..]));
         }
-        v128_any_true(any)
+        v128_any_true(i8x16_eq(m, i8x16_splat(i8::MIN)))
     }
 
     #[inline(always)]
     pub fn Q4_0(b: &[u8], i: usize, u: &mut Unpacked) {
-        u.d[i] = h(b, 0);
         let (lo, hi) = nibbles(&b[2..18]);
         store(&mut u.q[32 * i..], lo);
         store(&mut u.q[32 * i + 16..], hi);
@@ -243,7 +265,6 @@ pub(super) mod simd {
 
     #[inline(always)]
     pub fn Q4_1(b: &[u8], i: usize, u: &mut Unpacked) {
-        (u.d[i], u.m[i]) = (h(b, 0), h(b, 2));
         let (lo, hi) = nibbles(&b[4..20]);
         store(&mut u.q[32 * i..], lo);
         store(&mut u.q[32 * i + 16..], hi);
@@ -251,7 +272,6 @@ pub(super) mod simd {
 
     #[inline(always)]
     pub fn Q5_0(b: &[u8], i: usize, u: &mut Unpacked) {
-        u.d[i] = h(b, 0);
         let (hl, hh) = high_bits(qh32(b, 2));
         let (lo, hi) = nibbles(&b[6..22]);
         store(&mut u.q[32 * i..], v128_or(lo, hl));
@@ -260,7 +280,6 @@ pub(super) mod simd {
 
     #[inline(always)]
     pub fn Q5_1(b: &[u8], i: usize, u: &mut Unpacked) {
-        (u.d[i], u.m[i]) = (h(b, 0), h(b, 2));
         let (hl, hh) = high_bits(qh32(b, 4));
         let (lo, hi) = nibbles(&b[8..24]);
         store(&mut u.q[32 * i..], v128_or(lo, hl));
@@ -269,7 +288,6 @@ pub(super) mod simd {
 
     #[inline(always)]
     pub fn Q8_0(b: &[u8], i: usize, u: &mut Unpacked) {
-        u.d[i] = h(b, 0);
         store(&mut u.q[32 * i..], load_u8(&b[2..18]));
         store(&mut u.q[32 * i + 16..], load_u8(&b[18..34]));
     }

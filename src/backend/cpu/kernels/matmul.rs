@@ -14,7 +14,7 @@ const CHUNK: usize = 16;
 const TILE: usize = 8;
 
 pub fn matmul<K: Kernel>(w: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
-    assert!(k % K::QK == 0, "row length {k} is not a whole number of {}-value blocks", K::QK);
+    assert!(k.is_multiple_of(K::QK), "row length {k} is not a whole number of {}-value blocks", K::QK);
     let nb = k / K::QK;
     let row_bytes = nb * K::BYTES;
     assert!(w.len() >= n * row_bytes && x.len() >= m * k && out.len() >= m * n);
@@ -132,8 +132,14 @@ fn rows_generic<K: Kernel, I: Isa>(w: &[u8], row_bytes: usize, nu: usize, j0: us
             let mut acc = [K::ACC_ZERO; TILE];
             for (b, unit) in units::<K>(row, &mut pad0).enumerate() {
                 K::unpack(unit, &mut u);
-                for (i, acc) in acc[..t].iter_mut().enumerate() {
-                    K::dot::<I>(&u, &act[(r0 + i) * nu + b], acc);
+                let a = |i: usize| &act[(r0 + i) * nu + b];
+                let mut pairs = acc[..t].chunks_exact_mut(2);
+                for (p, c) in (&mut pairs).enumerate() {
+                    let [c0, c1] = c else { unreachable!() };
+                    K::dot2::<I>(&u, [a(2 * p), a(2 * p + 1)], [c0, c1]);
+                }
+                if let [c] = pairs.into_remainder() {
+                    K::dot::<I>(&u, a(t - 1), c);
                 }
             }
             for (o, acc) in o[r0..r0 + t].iter_mut().zip(acc) {

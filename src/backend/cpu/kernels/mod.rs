@@ -45,6 +45,15 @@ pub(crate) trait Kernel {
     /// The scalar reference of `unpack`.
     fn unpack_ref(unit: &[u8], u: &mut Self::Unpacked);
     fn dot<I: idot::Isa>(u: &Self::Unpacked, a: &Self::Act, acc: &mut Self::Acc);
+    /// `dot` for two activation rows at once (prefill tiles): types that override it load each
+    /// weight vector once for both. Same integers and float steps.
+    #[inline(always)]
+    fn dot2<I: idot::Isa>(u: &Self::Unpacked, a: [&Self::Act; 2], acc: [&mut Self::Acc; 2]) {
+        let [a0, a1] = a;
+        let [c0, c1] = acc;
+        Self::dot::<I>(u, a0, c0);
+        Self::dot::<I>(u, a1, c1);
+    }
     /// `unpack` then `dot`, for a unit used once (decode); types with a fused version (the weights
     /// kept in registers) override it. Same integers and float steps.
     #[inline(always)]
