@@ -60,6 +60,9 @@ fn units<'a, K: Kernel>(row: &'a [u8], pad: &'a mut [u8; PAD]) -> impl Iterator<
     row[..whole].chunks_exact(size).chain(last)
 }
 
+/// How far ahead decode touches the weights.
+const PREFETCH: usize = 4096;
+
 /// Bytes of the largest unit (four Q8_0 blocks: 136; a Q6_K block: 210).
 const PAD: usize = 256;
 
@@ -95,6 +98,7 @@ unsafe fn rows_avx2<K: Kernel>(w: &[u8], row_bytes: usize, nu: usize, j0: usize,
 #[inline(always)]
 fn rows_generic<K: Kernel, I: Isa>(w: &[u8], row_bytes: usize, nu: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
     let (mut pad0, mut pad1) = ([0u8; PAD], [0u8; PAD]);
+    let mut touch = 0u8;
     if m == 1 {
         // Decode: each unit is unpacked straight into its dot (nothing held across activation
         // rows, so the compiler keeps it in registers), two weight rows side by side (two
@@ -106,7 +110,15 @@ fn rows_generic<K: Kernel, I: Isa>(w: &[u8], row_bytes: usize, nu: usize, j0: us
             let r0 = &w[(j0 + 2 * p) * row_bytes..][..row_bytes];
             let r1 = &w[(j0 + 2 * p + 1) * row_bytes..][..row_bytes];
             let (mut acc0, mut acc1) = (K::ACC_ZERO, K::ACC_ZERO);
-            for ((b0, b1), a) in units::<K>(r0, &mut pad0).zip(units::<K>(r1, &mut pad1)).zip(&act[..nu]) {
+            let base = (j0 + 2 * p) * row_bytes;
+            for (i, ((b0, b1), a)) in units::<K>(r0, &mut pad0).zip(units::<K>(r1, &mut pad1)).zip(&act[..nu]).enumerate() {
+                // Touch the weights PREFETCH bytes ahead, one byte per cache line consumed: wasm
+                // has no prefetch instruction, and without huge pages the hardware prefetchers
+                // stop at every 4 KiB page.
+                let at = base + 2 * i * K::UNIT * K::BYTES + PREFETCH;
+                for l in (0..2 * K::UNIT * K::BYTES).step_by(64) {
+                    touch ^= w[(at + l).min(w.len() - 1)];
+                }
                 K::dot_packed::<I>(b0, a, &mut acc0);
                 K::dot_packed::<I>(b1, a, &mut acc1);
             }
@@ -121,6 +133,7 @@ fn rows_generic<K: Kernel, I: Isa>(w: &[u8], row_bytes: usize, nu: usize, j0: us
             }
             *o = K::finish(acc);
         }
+        std::hint::black_box(touch);
         return;
     }
     let mut u = K::unpacked();
