@@ -265,43 +265,51 @@ try {
         const quiet = await waitQuiet(label);
         log(`== ${label} (load ${quiet.load})`);
         let r;
-        if (engine === "hearth") {
-          const page = await browser.newPage();
-          page.on("pageerror", (e) => log(`[hearth pageerror] ${e.message}`));
-          page.on("console", (m) => m.type() === "warning" && log(`[hearth warning] ${m.text()}`));
-          await page.goto(server.url + "test/api.html");
-          await page.waitForFunction(() => window.hearthReady === true);
-          r = await runHearth(page, q, threads);
-          ids = r.ids;
-          promptText = r.promptText;
-          if (!r.sameIds) log(`!! the prompt's text does not tokenize back to the same ${ids.length} ids: wllama's prompt may differ slightly`);
-          delete r.ids;
-          delete r.promptText;
-          await page.close();
-        } else if (engine === "webgpu") {
-          // Hearth's WebGPU backend in the same browser (here: SwiftShader, a software adapter;
-          // on a machine with a GPU, its hardware adapter).
-          const page = await browser.newPage();
-          page.on("pageerror", (e) => log(`[webgpu pageerror] ${e.message}`));
-          await page.goto(server.url + "test/api.html");
-          await page.waitForFunction(() => window.hearthReady === true);
-          r = await runHearth(page, q, 1, "webgpu");
-          r.threads = 1;
-          delete r.ids;
-          delete r.promptText;
-          await page.close();
-        } else if (engine === "wllama") {
-          const ctx = await browser.newContext({ bypassCSP: true });
-          const page = await ctx.newPage();
-          page.on("pageerror", (e) => log(`[wllama pageerror] ${e.message}`));
-          await page.goto(server.url + "test/api.html");
-          r = await runWllama(page, q, threads, promptText);
-          if (r.promptTokens !== ids.length) log(`!! wllama read ${r.promptTokens} prompt tokens, not ${ids.length}`);
-          await ctx.close();
-        } else if (engine === "native") {
-          r = runNative(q, threads, ids);
-          nativeVersion = r.version;
-        } else throw new Error(`unknown engine ${engine}`);
+        try {
+          if (engine === "hearth") {
+            const page = await browser.newPage();
+            page.on("pageerror", (e) => log(`[hearth pageerror] ${e.message}`));
+            page.on("console", (m) => m.type() === "warning" && log(`[hearth warning] ${m.text()}`));
+            await page.goto(server.url + "test/api.html");
+            await page.waitForFunction(() => window.hearthReady === true);
+            r = await runHearth(page, q, threads);
+            ids = r.ids;
+            promptText = r.promptText;
+            if (!r.sameIds) log(`!! the prompt's text does not tokenize back to the same ${ids.length} ids: wllama's prompt may differ slightly`);
+            delete r.ids;
+            delete r.promptText;
+            await page.close();
+          } else if (engine === "webgpu") {
+            // Hearth's WebGPU backend in the same browser (here: SwiftShader, a software adapter;
+            // on a machine with a GPU, its hardware adapter).
+            const page = await browser.newPage();
+            page.on("pageerror", (e) => log(`[webgpu pageerror] ${e.message}`));
+            await page.goto(server.url + "test/api.html");
+            await page.waitForFunction(() => window.hearthReady === true);
+            r = await runHearth(page, q, 1, "webgpu");
+            r.threads = 1;
+            delete r.ids;
+            delete r.promptText;
+            await page.close();
+          } else if (engine === "wllama") {
+            const ctx = await browser.newContext({ bypassCSP: true });
+            const page = await ctx.newPage();
+            page.on("pageerror", (e) => log(`[wllama pageerror] ${e.message}`));
+            await page.goto(server.url + "test/api.html");
+            r = await runWllama(page, q, threads, promptText);
+            if (r.promptTokens !== ids.length) log(`!! wllama read ${r.promptTokens} prompt tokens, not ${ids.length}`);
+            await ctx.close();
+          } else if (engine === "native") {
+            r = runNative(q, threads, ids);
+            nativeVersion = r.version;
+          } else throw new Error(`unknown engine ${engine}`);
+        } catch (e) {
+          // One engine failing (wllama cannot load every file) costs its row, not the run.
+          if (engine === "hearth") throw e;
+          log(`!! ${label} failed: ${String(e.message || e).split("\n")[0]}`);
+          rows.push({ quant: QUANT[q] || q, engine, threads, asked: threads, failed: String(e.message || e).split("\n")[0], quiet: quiet.quiet, load: quiet.load });
+          continue;
+        }
         const row = {
           quant: QUANT[q] || q,
           engine,
@@ -337,11 +345,14 @@ const machine = `${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).
 const sizes = Object.fromEntries(opt.quants.map((q) => [QUANT[q] || q, fs.statSync(modelPath(q)).size]));
 
 let md = `| quant | engine | threads | load s | prefill tok/s | decode tok/s | peak memory MiB | machine before (load avg) |\n|---|---|---|---|---|---|---|---|\n`;
-for (const r of rows) md += `| ${r.quant} | ${r.engine} | ${r.threads} | ${f(r.loadS)} | ${f(r.prefill)} | ${f(r.decode)} | ${f(r.memMB, 0)} | ${r.quiet ? "quiet" : "BUSY"} (${r.load}) |\n`;
+for (const r of rows) {
+  if (r.failed) md += `| ${r.quant} | ${r.engine} | ${r.threads} | failed: ${r.failed.replace(/\|/g, "/")} | | | | ${r.quiet ? "quiet" : "BUSY"} (${r.load}) |\n`;
+  else md += `| ${r.quant} | ${r.engine} | ${r.threads} | ${f(r.loadS)} | ${f(r.prefill)} | ${f(r.decode)} | ${f(r.memMB, 0)} | ${r.quiet ? "quiet" : "BUSY"} (${r.load}) |\n`;
+}
 md += `\n| quant | threads | prefill Hearth / wllama | decode Hearth / wllama | prefill Hearth / native | decode Hearth / native |\n|---|---|---|---|---|---|\n`;
 for (const q of opt.quants) {
   for (const t of opt.threads) {
-    const get = (e) => rows.find((r) => r.quant === (QUANT[q] || q) && r.engine === e && r.asked === t);
+    const get = (e) => rows.find((r) => r.quant === (QUANT[q] || q) && r.engine === e && r.asked === t && !r.failed);
     const h = get("hearth");
     if (!h) continue;
     const ratio = (o, k) => (o ? f(h[k] / o[k]) : "–");
