@@ -7,6 +7,7 @@
 pub mod kernels;
 
 use super::{Backend, Rope};
+use rayon::prelude::*;
 use crate::error::{HearthError, Result};
 use crate::gguf::{TensorInfo, TensorType};
 
@@ -165,39 +166,40 @@ impl Backend for Cpu {
         let head_dim = q.cols / n_head;
         let group = n_head / n_head_kv;
         let mut out = vec![0f32; n_new * q.cols];
-        let mut scores = vec![0f32; pos0 + n_new];
-        for r in 0..n_new {
+        let (kc, vc) = (&kc[..], &vc[..]);
+        // One task per (row, head): prefill has rows x heads of them, decode one per head.
+        out.par_chunks_mut(head_dim).enumerate().for_each(|(i, oh)| {
+            let (r, h) = (i / n_head, i % n_head);
             let n_kv = pos0 + r + 1; // causal: this row sees itself and everything before
-            for h in 0..n_head {
-                let qh = &q.data[r * q.cols + h * head_dim..][..head_dim];
-                let off = (h / group) * head_dim;
-                let mut max = f32::NEG_INFINITY;
-                for (j, s) in scores[..n_kv].iter_mut().enumerate() {
-                    let kh = &kc[j * kv_dim + off..][..head_dim];
-                    *s = dot(qh, kh) * scale;
-                    max = max.max(*s);
-                }
-                let mut sum = 0f64;
-                for s in scores[..n_kv].iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s as f64;
-                }
-                let inv = (1.0 / sum) as f32;
-                let oh = &mut out[r * q.cols + h * head_dim..][..head_dim];
-                for (j, &s) in scores[..n_kv].iter().enumerate() {
-                    let w = s * inv;
-                    let vh = &vc[j * kv_dim + off..][..head_dim];
-                    for (o, &vv) in oh.iter_mut().zip(vh) {
-                        *o += w * vv;
-                    }
+            let qh = &q.data[r * q.cols + h * head_dim..][..head_dim];
+            let off = (h / group) * head_dim;
+            let mut scores = vec![0f32; n_kv];
+            let mut max = f32::NEG_INFINITY;
+            for (j, s) in scores.iter_mut().enumerate() {
+                let kh = &kc[j * kv_dim + off..][..head_dim];
+                *s = dot(qh, kh) * scale;
+                max = max.max(*s);
+            }
+            let mut sum = 0f64;
+            for s in scores.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            for (j, &s) in scores.iter().enumerate() {
+                let w = s * inv;
+                let vh = &vc[j * kv_dim + off..][..head_dim];
+                for (o, &vv) in oh.iter_mut().zip(vh) {
+                    *o += w * vv;
                 }
             }
-        }
+        });
         Ok(CpuTensor { data: out, rows: n_new, cols: q.cols })
     }
 
     fn silu_mul(&self, gate: &CpuTensor, up: &CpuTensor) -> Result<CpuTensor> {
-        let data = gate.data.iter().zip(&up.data).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u).collect();
+        let mut data = vec![0f32; gate.data.len()];
+        kernels::silu_mul(&gate.data, &up.data, &mut data);
         Ok(CpuTensor { data, rows: gate.rows, cols: gate.cols })
     }
 

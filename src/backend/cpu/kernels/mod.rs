@@ -15,6 +15,9 @@ mod lanes;
 mod legacy;
 mod matmul;
 mod quantize;
+mod silu;
+
+pub use silu::silu_mul;
 
 use crate::gguf::TensorType;
 
