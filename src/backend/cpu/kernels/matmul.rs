@@ -10,8 +10,8 @@ use rayon::prelude::*;
 
 /// Weight rows per parallel task.
 const CHUNK: usize = 16;
-/// Activation rows sharing each unpacked weight block.
-const TILE: usize = 8;
+/// Activation rows sharing each unpacked weight unit (16 measured 0-6% faster than 8 at 64 rows).
+const TILE: usize = 16;
 
 pub fn matmul<K: Kernel>(w: &[u8], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
     assert!(k.is_multiple_of(K::QK), "row length {k} is not a whole number of {}-value blocks", K::QK);
