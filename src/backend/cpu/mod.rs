@@ -2,7 +2,8 @@
 //! (src/backend/cpu/kernels: activations quantized exactly as ggml's x86 build does, scalar and
 //! SIMD128 dot products, batched prefill tiles, rows split across rayon's pool), so results track
 //! llama.cpp closely. Element-wise ops are plain loops that mirror ggml's arithmetic (f64 sums in
-//! RMSNorm and softmax, iterated rope angles).
+//! RMSNorm and softmax, iterated rope angles); SiLU has its own exp (kernels/silu.rs); attention
+//! is one rayon task per (row, head).
 
 pub mod kernels;
 

@@ -12,6 +12,9 @@
 //! which the matmul driver runs inside a `#[target_feature(enable = "relaxed-simd")]` function:
 //! only these kernels change, so the build shares every compiled dependency with the plain one.
 
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use core::arch::wasm32::v128;
+
 // Scalar reference: what runs off wasm, and what the wasm tests compare against.
 #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
@@ -111,23 +114,11 @@ pub trait Isa {
     /// acc + Σ over 16 value pairs of u * a * s, in i32 lanes (`s`: a scale in every i16 lane;
     /// u below 64): the fused K-quant decode kernels' step.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    fn dot16_scaled(
-        u: core::arch::wasm32::v128,
-        a: core::arch::wasm32::v128,
-        s: core::arch::wasm32::v128,
-        acc: core::arch::wasm32::v128,
-    ) -> core::arch::wasm32::v128;
+    fn dot16_scaled(u: v128, a: v128, s: v128, acc: v128) -> v128;
     /// The same over 32 pairs sharing one scale (u0, a0 the first 16).
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     #[inline(always)]
-    fn dot32_scaled(
-        u0: core::arch::wasm32::v128,
-        u1: core::arch::wasm32::v128,
-        a0: core::arch::wasm32::v128,
-        a1: core::arch::wasm32::v128,
-        s: core::arch::wasm32::v128,
-        acc: core::arch::wasm32::v128,
-    ) -> core::arch::wasm32::v128 {
+    fn dot32_scaled(u0: v128, u1: v128, a0: v128, a1: v128, s: v128, acc: v128) -> v128 {
         Self::dot16_scaled(u1, a1, s, Self::dot16_scaled(u0, a0, s, acc))
     }
     /// dot256 against two activation rows (each weight vector loaded once).
@@ -170,12 +161,7 @@ impl Isa for Portable {
     /// Widened to i16, the weights times the scale (fits: 63 * 128), then pairs into i32.
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     #[inline(always)]
-    fn dot16_scaled(
-        u: core::arch::wasm32::v128,
-        a: core::arch::wasm32::v128,
-        s: core::arch::wasm32::v128,
-        acc: core::arch::wasm32::v128,
-    ) -> core::arch::wasm32::v128 {
+    fn dot16_scaled(u: v128, a: v128, s: v128, acc: v128) -> v128 {
         use core::arch::wasm32::*;
         let lo = i32x4_dot_i16x8(i16x8_mul(i16x8_extend_low_i8x16(u), s), i16x8_extend_low_i8x16(a));
         let hi = i32x4_dot_i16x8(i16x8_mul(i16x8_extend_high_i8x16(u), s), i16x8_extend_high_i8x16(a));
@@ -211,25 +197,13 @@ impl Isa for Relaxed {
     }
     /// One pmaddubsw, one pmaddwd with the scale.
     #[inline(always)]
-    fn dot16_scaled(
-        u: core::arch::wasm32::v128,
-        a: core::arch::wasm32::v128,
-        s: core::arch::wasm32::v128,
-        acc: core::arch::wasm32::v128,
-    ) -> core::arch::wasm32::v128 {
+    fn dot16_scaled(u: v128, a: v128, s: v128, acc: v128) -> v128 {
         use core::arch::wasm32::*;
         i32x4_add(acc, i32x4_dot_i16x8(i16x8_relaxed_dot_i8x16_i7x16(a, u), s))
     }
     /// Two pmaddubsw summed in i16 (u below 64), one pmaddwd with the scale.
     #[inline(always)]
-    fn dot32_scaled(
-        u0: core::arch::wasm32::v128,
-        u1: core::arch::wasm32::v128,
-        a0: core::arch::wasm32::v128,
-        a1: core::arch::wasm32::v128,
-        s: core::arch::wasm32::v128,
-        acc: core::arch::wasm32::v128,
-    ) -> core::arch::wasm32::v128 {
+    fn dot32_scaled(u0: v128, u1: v128, a0: v128, a1: v128, s: v128, acc: v128) -> v128 {
         use core::arch::wasm32::*;
         let p = i16x8_add(i16x8_relaxed_dot_i8x16_i7x16(a0, u0), i16x8_relaxed_dot_i8x16_i7x16(a1, u1));
         i32x4_add(acc, i32x4_dot_i16x8(p, s))
