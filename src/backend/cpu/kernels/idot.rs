@@ -553,33 +553,21 @@ mod tests {
             for j in 0..8 {
                 paired[j] = sc[j] & 63;
             }
-            // Legacy units: u below 64 (the widest legacy value is 5 bits).
-            let u4: [i8; 128] = std::array::from_fn(|i| u[i] & 63);
-            let (w4, a4): (&[i8; 128], &[i8; 128]) = (w[..128].try_into().unwrap(), a[..128].try_into().unwrap());
-            assert_eq!(Portable::dot4x32(&u4, a4), dot4x32_ref(&u4, a4));
-            assert_eq!(Portable::dot4x32_signed(w4, a4), dot4x32_ref(w4, a4));
-            let (ws, as_) = (w4.map(|v| v.max(-127)), a4.map(|v| v.max(-127)));
-            assert_eq!(Portable::dot4x32_symmetric(&ws, &as_), dot4x32_ref(&ws, &as_));
-            assert_eq!(dot256::<false>(&u, &a, &sc), dot256_ref::<false>(&u, &a, &sc));
-            assert_eq!(dot256::<true>(&u, &a, &paired), dot256_ref::<true>(&u, &a, &paired));
+            // Unpacked weights are below 64 (Q6_K's 6 bits at most) and Q6_K's scales reach -128:
+            // the relaxed i16 steps at their limits.
+            let u63 = u.map(|v| v & 63);
+            let sc = sc.map(|v| if round % 7 == 0 { -128 } else { v });
+            check_isa::<Portable>(&u63, &w, &a, &sc, &paired);
             // Block sums of 16 and 32 activations at their extremes.
             let (b16, b32): ([i16; 16], [i16; 8]) = (std::array::from_fn(|i| a[i] as i16 * 16), std::array::from_fn(|i| a[i] as i16 * 32));
             assert_eq!(dot16_i16(&sc, &b16), dot16_i16_ref(&sc, &b16));
             let m8: [i16; 8] = std::array::from_fn(|i| paired[i]);
             assert_eq!(dot8_i16(&m8, &b32), dot8_i16_ref(&m8, &b32));
-            // Unpacked values reach 63 (Q6_K) and Q6_K's scales -128: the relaxed i16 steps at their
-            // limits.
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
-            relaxed::check(&u.map(|v| v & 63), &w, &a, &sc.map(|v| if round % 7 == 0 { -128 } else { v }), &paired);
+            relaxed::check(&u63, &w, &a, &sc, &paired);
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2.
-                unsafe {
-                    assert_eq!(Avx2::dot4x32(&u4, a4), dot4x32_ref(&u4, a4));
-                    assert_eq!(Avx2::dot4x32_signed(w4, a4), dot4x32_ref(w4, a4));
-                    assert_eq!(avx2::dot256::<false>(&u, &a, &sc), dot256_ref::<false>(&u, &a, &sc));
-                    assert_eq!(avx2::dot256::<true>(&u, &a, &paired), dot256_ref::<true>(&u, &a, &paired));
-                }
+                check_isa::<Avx2>(&u63, &w, &a, &sc, &paired);
             }
             let direct: i64 = (0..256).map(|i| u[i] as i64 * a[i] as i64 * sc[i / 16] as i64).sum();
             assert_eq!(dot256_ref::<false>(&u, &a, &sc) as i64, direct);
@@ -588,30 +576,32 @@ mod tests {
         }
     }
 
+    /// One instruction set's primitives against the scalar references: units of four blocks
+    /// (unsigned below 64, signed, symmetric), super-blocks (16 groups, 8 pairs), two rows.
+    #[inline(always)]
+    fn check_isa<I: Isa>(u: &[i8; 256], w: &[i8; 256], a: &[i8; 256], sc: &[i16; 16], paired: &[i16; 16]) {
+        let u4: &[i8; 128] = u[..128].try_into().unwrap();
+        let (w4, a4): (&[i8; 128], &[i8; 128]) = (w[..128].try_into().unwrap(), a[..128].try_into().unwrap());
+        assert_eq!(I::dot4x32(u4, a4), dot4x32_ref(u4, a4));
+        assert_eq!(I::dot4x32_signed(w4, a4), dot4x32_ref(w4, a4));
+        // Signed weights and activations in -127..=127, extremes included.
+        let (ws, as_) = (w4.map(|v| v.max(-127)), a4.map(|v| v.max(-127)));
+        assert_eq!(I::dot4x32_symmetric(&ws, &as_), dot4x32_ref(&ws, &as_));
+        assert_eq!(I::dot256::<false>(u, a, sc), dot256_ref::<false>(u, a, sc));
+        assert_eq!(I::dot256::<true>(u, a, paired), dot256_ref::<true>(u, a, paired));
+        // Two rows: the second is the first reversed.
+        let mut b = *a;
+        b.reverse();
+        assert_eq!(I::dot256_2::<false>(u, [a, &b], sc), [dot256_ref::<false>(u, a, sc), dot256_ref::<false>(u, &b, sc)]);
+        assert_eq!(I::dot256_2::<true>(u, [a, &b], paired), [dot256_ref::<true>(u, a, paired), dot256_ref::<true>(u, &b, paired)]);
+    }
+
     /// The relaxed instructions, run from a function compiled with them (as the driver does).
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
     mod relaxed {
-        use super::super::{dot256_ref, dot4x32_ref, Isa, Relaxed};
-
         #[target_feature(enable = "relaxed-simd")]
         pub fn check(u: &[i8; 256], w: &[i8; 256], a: &[i8; 256], sc: &[i16; 16], paired: &[i16; 16]) {
-            let u4: [i8; 128] = std::array::from_fn(|i| u[i] & 63);
-            let (w4, a4): (&[i8; 128], &[i8; 128]) = (w[..128].try_into().unwrap(), a[..128].try_into().unwrap());
-            assert_eq!(Relaxed::dot4x32(&u4, a4), dot4x32_ref(&u4, a4));
-            assert_eq!(Relaxed::dot4x32_signed(w4, a4), dot4x32_ref(w4, a4));
-            // Signed weights and activations in -127..=127, extremes included.
-            let (ws, as_) = (w4.map(|v| v.max(-127)), a4.map(|v| v.max(-127)));
-            assert_eq!(Relaxed::dot4x32_symmetric(&ws, &as_), dot4x32_ref(&ws, &as_));
-            assert_eq!(Relaxed::dot256::<false>(u, a, sc), dot256_ref::<false>(u, a, sc));
-            assert_eq!(Relaxed::dot256::<true>(u, a, paired), dot256_ref::<true>(u, a, paired));
-            // Two rows: the second is the first reversed.
-            let mut b = *a;
-            b.reverse();
-            assert_eq!(Relaxed::dot256_2::<false>(u, [a, &b], sc), [dot256_ref::<false>(u, a, sc), dot256_ref::<false>(u, &b, sc)]);
-            assert_eq!(
-                Relaxed::dot256_2::<true>(u, [a, &b], paired),
-                [dot256_ref::<true>(u, a, paired), dot256_ref::<true>(u, &b, paired)]
-            );
+            super::check_isa::<super::super::Relaxed>(u, w, a, sc, paired)
         }
     }
 }
