@@ -169,12 +169,13 @@ impl Backend for Cpu {
         let mut out = vec![0f32; n_new * q.cols];
         let (kc, vc) = (&kc[..], &vc[..]);
         // One task per (row, head): prefill has rows x heads of them, decode one per head.
-        out.par_chunks_mut(head_dim).enumerate().for_each(|(i, oh)| {
+        out.par_chunks_mut(head_dim).enumerate().for_each_init(Vec::new, |scores, (i, oh)| {
             let (r, h) = (i / n_head, i % n_head);
             let n_kv = pos0 + r + 1; // causal: this row sees itself and everything before
             let qh = &q.data[r * q.cols + h * head_dim..][..head_dim];
             let off = (h / group) * head_dim;
-            let mut scores = vec![0f32; n_kv];
+            scores.clear();
+            scores.resize(n_kv, 0f32);
             let mut max = f32::NEG_INFINITY;
             for (j, s) in scores.iter_mut().enumerate() {
                 let kh = &kc[j * kv_dim + off..][..head_dim];

@@ -32,7 +32,7 @@ pub fn dot32_ref(a: &[i8; 32], b: &[i8; 32]) -> i32 {
 pub fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
-        simd::dot256::<simd::Plain, PAIRED>(u, a, sc)
+        simd::dot256::<PAIRED>(u, a, sc)
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {
@@ -433,9 +433,8 @@ pub mod simd {
         lanes(hsum4(g(0), g(1), g(2), g(3)))
     }
 
-    /// The relaxed dot256: each 16 (or 32) values' pair sums as i16 (one pmaddubsw each; u below
-    /// 64 keeps two of them within i16), then multiplied by the group's scale and summed in pairs
-    /// into i32 (one pmaddwd): the scales cost no separate step.
+    /// The relaxed dot256: `Relaxed::dot32_scaled` (or `dot16_scaled`) per group, so the scales
+    /// cost no separate step.
     #[cfg(feature = "relaxed")]
     #[inline(always)]
     pub fn dot256_relaxed<const PAIRED: bool, const R: usize>(u: &[i8; 256], a: [&[i8; 256]; R], sc: &[i16; 16]) -> [i32; R] {
@@ -450,13 +449,12 @@ pub mod simd {
                 if PAIRED {
                     let (u0, u1) = (load(&u[32 * g..]), load(&u[32 * g + 16..]));
                     for r in 0..R {
-                        let p = i16x8_add(i16x8_relaxed_dot_i8x16_i7x16(load(&a[r][32 * g..]), u0), i16x8_relaxed_dot_i8x16_i7x16(load(&a[r][32 * g + 16..]), u1));
-                        acc[r] = i32x4_add(acc[r], i32x4_dot_i16x8(p, s));
+                        acc[r] = <super::Relaxed as super::Isa>::dot32_scaled(u0, u1, load(&a[r][32 * g..]), load(&a[r][32 * g + 16..]), s, acc[r]);
                     }
                 } else {
                     let u0 = load(&u[16 * g..]);
                     for r in 0..R {
-                        acc[r] = i32x4_add(acc[r], i32x4_dot_i16x8(i16x8_relaxed_dot_i8x16_i7x16(load(&a[r][16 * g..]), u0), s));
+                        acc[r] = <super::Relaxed as super::Isa>::dot16_scaled(u0, load(&a[r][16 * g..]), s, acc[r]);
                     }
                 }
             )*};
@@ -471,7 +469,7 @@ pub mod simd {
     /// Group sums first (four groups' lanes reduced together), then one multiply by the scales per
     /// four groups.
     #[inline(always)]
-    pub fn dot256<D: Dot16, const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
+    pub fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
         let z = i32x4_splat(0);
         let s_lo = load_i16(&sc[..8]);
         let mut acc = z;
@@ -480,7 +478,7 @@ pub mod simd {
             for h in 0..2 {
                 let g = |j: usize| {
                     let at = (4 * h + j) * 32;
-                    D::dot16(load(&u[at + 16..]), load(&a[at + 16..]), D::dot16(load(&u[at..]), load(&a[at..]), z))
+                    Plain::dot16(load(&u[at + 16..]), load(&a[at + 16..]), Plain::dot16(load(&u[at..]), load(&a[at..]), z))
                 };
                 let sums = hsum4(g(0), g(1), g(2), g(3));
                 let scales = if h == 0 { i32x4_extend_low_i16x8(s) } else { i32x4_extend_high_i16x8(s) };
@@ -491,7 +489,7 @@ pub mod simd {
             for q in 0..4 {
                 let g = |j: usize| {
                     let at = (4 * q + j) * 16;
-                    D::dot16(load(&u[at..]), load(&a[at..]), z)
+                    Plain::dot16(load(&u[at..]), load(&a[at..]), z)
                 };
                 let sums = hsum4(g(0), g(1), g(2), g(3));
                 let scales = match q {
@@ -518,8 +516,8 @@ mod tests {
     use super::*;
     use crate::sampler::Rng;
 
-    /// The unsigned operand at its extremes (0, 127; 63 where the kernels need it below 64) and random, against signed
-    /// activations at theirs (-128, 127) and random; signed weights over the whole i8 range.
+    /// The unsigned operand at its extremes (0, 63) and random below 64, against signed activations
+    /// at theirs (-128, 127) and random; signed weights over the whole i8 range.
     #[test]
     fn dots_match_the_reference_on_extremes() {
         let mut rng = Rng::new(3);

@@ -447,10 +447,10 @@ pub(super) mod simd {
     pub fn fused_q6_k<I: Isa>(b: &[u8], a: &BlockQ8K, acc: &mut [f32; 2]) {
         let mut u = Q6_K::unpacked();
         let sv = load_u8(&b[192..208]);
-        store_i16(&mut u.sc[..8], i16x8_extend_low_i8x16(sv));
-        store_i16(&mut u.sc[8..], i16x8_extend_high_i8x16(sv));
-        u.d = h(b, 208);
         let (s_lo, s_hi) = (i16x8_extend_low_i8x16(sv), i16x8_extend_high_i8x16(sv));
+        store_i16(&mut u.sc[..8], s_lo);
+        store_i16(&mut u.sc[8..], s_hi);
+        u.d = h(b, 208);
         let m4 = u8x16_splat(0xF);
         let three = u8x16_splat(3);
         let x = |at: usize| load(&a.qs[at..]);

@@ -37,18 +37,6 @@ fn has_min_ref(q: &[i8; 128]) -> bool {
     q.contains(&i8::MIN)
 }
 
-#[inline(always)]
-fn has_min(q: &[i8; 128]) -> bool {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        simd::has_min(q)
-    }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    {
-        has_min_ref(q)
-    }
-}
-
 fn qh32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
@@ -83,12 +71,10 @@ macro_rules! legacy_kernel {
                         simd::$name(b, i, u);
                     }
                     simd::scales::<$bytes>(unit, u);
+                    legacy_kernel!(@has_min $kind, u, simd::has_min);
                 }
                 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-                for (i, b) in unit[..4 * $bytes].chunks_exact($bytes).enumerate() {
-                    scalar::$name(b, i, u);
-                }
-                legacy_kernel!(@has_min $kind, u, has_min);
+                Self::unpack_ref(unit, u);
             }
             #[inline(always)]
             fn dot<I: Isa>(u: &Unpacked, a: &$act, acc: &mut Acc) {
@@ -114,10 +100,10 @@ macro_rules! legacy_kernel {
             }
         }
     };
-    (@has_min signed, $u:ident, $f:ident) => {
+    (@has_min signed, $u:ident, $f:path) => {
         $u.has_min = $f(&$u.q);
     };
-    (@has_min $kind:ident, $u:ident, $f:ident) => {};
+    (@has_min $kind:ident, $u:ident, $f:path) => {};
     (@dot offset $shift:literal, $u:ident, $a:ident, $acc:ident) => {
         $acc[0] = lanes::scaled_add($acc[0], $u.d, $a.d, lanes::offset(I::dot4x32(&$u.q, &$a.qs), $a.sum, $shift));
     };

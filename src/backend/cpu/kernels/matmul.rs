@@ -37,11 +37,12 @@ pub fn matmul<K: Kernel>(w: &[u8], n: usize, k: usize, x: &[f32], m: usize, out:
     // them into its own columns of `out` (in parallel: done serially afterwards it was 4% of a
     // single-thread prefill).
     let dst = Columns(out.as_mut_ptr());
-    (0..n.div_ceil(CHUNK)).into_par_iter().for_each(|c| {
+    (0..n.div_ceil(CHUNK)).into_par_iter().for_each_init(Vec::new, |t, c| {
         let j0 = c * CHUNK;
         let cols = CHUNK.min(n - j0);
-        let mut t = vec![0f32; cols * m];
-        rows::<K>(w, row_bytes, nu, j0, act, m, &mut t);
+        t.clear();
+        t.resize(cols * m, 0f32);
+        rows::<K>(w, row_bytes, nu, j0, act, m, t);
         for (jj, col) in t.chunks_exact(m).enumerate() {
             for (r, &v) in col.iter().enumerate() {
                 // SAFETY: r < m and j0 + jj < n, inside `out` (checked above: out.len() >= m * n);
