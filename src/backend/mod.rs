@@ -30,6 +30,13 @@ pub trait Backend {
     /// Keys and values of every layer for one sequence.
     type KvCache;
 
+    /// Run one forward pass, `f` (a sequence of this backend's ops), where the backend wants it:
+    /// the CPU backend moves it onto a thread of its pool (see `Cpu::pass`). `f` must use no
+    /// values tied to the calling thread (thread-locals, JS objects).
+    fn pass<R>(&self, f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
     /// Place one tensor's GGUF bytes in the backend (as they arrive from the stream).
     fn upload(&self, info: &TensorInfo, data: &[u8]) -> Result<Self::Weight>;
     /// The weight dequantized to f32 (small tensors: norms, rope factors).

@@ -79,6 +79,10 @@ impl<B: Backend> Llama<B> {
         if seq.len + tokens.len() > seq.n_ctx {
             return Err(HearthError::ContextOverflow { tokens: seq.len + tokens.len(), context: seq.n_ctx });
         }
+        self.backend.pass(|| self.run(seq, tokens, logits))
+    }
+
+    fn run(&self, seq: &mut Sequence<B>, tokens: &[u32], logits: Logits) -> Result<Option<B::Tensor>> {
         let (c, be) = (&self.config, &self.backend);
         let pos0 = seq.len;
         let mut x = be.embed(&self.tok_embd, tokens)?;

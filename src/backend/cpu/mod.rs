@@ -14,6 +14,17 @@ use crate::gguf::{TensorInfo, TensorType};
 
 pub struct Cpu;
 
+/// A value moved to a pool thread and back while its owner waits (`Cpu::pass`).
+struct Unshared<T>(T);
+// SAFETY: see `Cpu::pass`, the only user.
+unsafe impl<T> Send for Unshared<T> {}
+
+impl<T> Unshared<T> {
+    fn into_inner(self) -> T {
+        self.0
+    }
+}
+
 /// Row-major activations.
 #[derive(Clone, Debug)]
 pub struct CpuTensor {
@@ -50,6 +61,18 @@ impl Backend for Cpu {
     type Weight = CpuWeight;
     type Vector = Vec<f32>;
     type KvCache = CpuKvCache;
+
+    /// The pass runs on a pool thread: a parallel op started there has its first worker running
+    /// at once and wakes the others, where one started outside the pool waits for a worker to
+    /// wake, then again for itself to be woken at the end (about 130 ops per decoded token).
+    /// Without a pool (the single-thread wasm build) rayon runs it here.
+    fn pass<R>(&self, f: impl FnOnce() -> R) -> R {
+        let f = Unshared(f);
+        // SAFETY: the calling thread waits inside `rayon::scope` until `f` has returned (rayon's
+        // latch orders its writes before ours), so nothing `f` captures is used by two threads at
+        // once; the trait's contract keeps thread-bound values (thread-locals, JS objects) out.
+        rayon::scope(move |_| Unshared(f.into_inner()())).into_inner()
+    }
 
     fn upload(&self, info: &TensorInfo, data: &[u8]) -> Result<CpuWeight> {
         if kernels::block_values(info.ty).is_none() {
