@@ -8,7 +8,7 @@
 //
 //   scripts/bench [--quick] [--quants q4_0,q4_k_m,q8_0] [--threads 1,2] [--engines hearth,wllama,native,webgpu]
 //                 [--prompt-tokens 83] [--new-tokens 64] [--cache DIR] [--python PY] [--write | --no-write]
-//                 [--no-build] [--max-busy 0.1] [--quiet-timeout 600]
+//                 [--no-build] [--max-busy 0.1] [--quiet-timeout 600] [--row-timeout 600]
 //
 // --quick: q4_0 only, 32 prompt tokens, 16 new tokens, no BENCHMARKS.md update (validation run).
 // A full run rewrites the issue-4 section of BENCHMARKS.md unless --no-write.
@@ -34,6 +34,7 @@ const opt = {
   build: true,
   maxBusy: 0.1,
   quietTimeout: 600,
+  rowTimeout: 600,
 };
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i++) {
@@ -56,6 +57,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === "--no-build") opt.build = false;
   else if (a === "--max-busy") opt.maxBusy = Number(val());
   else if (a === "--quiet-timeout") opt.quietTimeout = Number(val());
+  else if (a === "--row-timeout") opt.rowTimeout = Number(val());
   else if (a === "-h" || a === "--help") usage();
   else usage(`unknown argument '${a}'`);
 }
@@ -292,13 +294,25 @@ try {
             delete r.promptText;
             await page.close();
           } else if (engine === "wllama") {
-            const ctx = await browser.newContext({ bypassCSP: true });
-            const page = await ctx.newPage();
-            page.on("pageerror", (e) => log(`[wllama pageerror] ${e.message}`));
-            await page.goto(server.url + "test/api.html");
-            r = await runWllama(page, q, threads, promptText);
-            if (r.promptTokens !== ids.length) log(`!! wllama read ${r.promptTokens} prompt tokens, not ${ids.length}`);
-            await ctx.close();
+            // A browser of its own: wllama 3.13 at two threads has hung on this prompt, and
+            // closing the hung page took the browser down with it. A row that gets no answer
+            // fails, and its browser is closed, instead of holding up the run.
+            const wb = await launchBrowser();
+            let timer;
+            try {
+              const ctx = await wb.newContext({ bypassCSP: true });
+              const page = await ctx.newPage();
+              page.on("pageerror", (e) => log(`[wllama pageerror] ${e.message}`));
+              await page.goto(server.url + "test/api.html");
+              const hung = new Promise((_, reject) => {
+                timer = setTimeout(() => reject(new Error(`no answer in ${opt.rowTimeout} s (hung)`)), opt.rowTimeout * 1e3);
+              });
+              r = await Promise.race([runWllama(page, q, threads, promptText), hung]);
+              if (r.promptTokens !== ids.length) log(`!! wllama read ${r.promptTokens} prompt tokens, not ${ids.length}`);
+            } finally {
+              clearTimeout(timer);
+              await wb.close().catch(() => {});
+            }
           } else if (engine === "native") {
             r = runNative(q, threads, ids);
             nativeVersion = r.version;
