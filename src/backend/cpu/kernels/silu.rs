@@ -29,18 +29,17 @@ pub fn exp_ref(x: f32) -> f32 {
 /// out[i] = g[i] / (1 + e^-g[i]) * u[i].
 pub fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
     assert!(g.len() == u.len() && out.len() == g.len());
+    // Values done 4 at a time (wasm); the scalar steps take the rest.
+    #[allow(unused_mut)]
+    let mut done = 0;
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
-        let whole = g.len() / 4 * 4;
-        for ((o, g), u) in out[..whole].chunks_exact_mut(4).zip(g.chunks_exact(4)).zip(u.chunks_exact(4)) {
+        done = g.len() / 4 * 4;
+        for ((o, g), u) in out[..done].chunks_exact_mut(4).zip(g.chunks_exact(4)).zip(u.chunks_exact(4)) {
             simd::silu_mul4(g, u, o);
         }
-        for ((o, &g), &u) in out[whole..].iter_mut().zip(&g[whole..]).zip(&u[whole..]) {
-            *o = silu_mul_ref(g, u);
-        }
     }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+    for ((o, &g), &u) in out[done..].iter_mut().zip(&g[done..]).zip(&u[done..]) {
         *o = silu_mul_ref(g, u);
     }
 }
