@@ -294,9 +294,9 @@ try {
             delete r.promptText;
             await page.close();
           } else if (engine === "wllama") {
-            // A browser of its own: wllama 3.13 at two threads has hung on this prompt, and
-            // closing the hung page took the browser down with it. A row that gets no answer
-            // fails, and its browser is closed, instead of holding up the run.
+            // A browser of its own: wllama 3.13 at two threads hangs on this prompt, and a run
+            // that shared its browser with wllama once found it closed after a wllama row. A row
+            // that gets no answer fails, and its browser is closed, instead of holding up the run.
             const wb = await launchBrowser();
             let timer;
             try {
