@@ -91,17 +91,34 @@ pub(super) fn scale_round32_scalar(x: &[f32], id: f32, q: &mut [i8; 32]) -> i32 
     sum
 }
 
+/// A unit of four quantized activation blocks, as `q8_units` fills it.
+trait Q8Unit: Copy {
+    fn qs(&mut self) -> &mut [i8; 128];
+}
+
+impl Q8Unit for Q8_0x4 {
+    fn qs(&mut self) -> &mut [i8; 128] {
+        &mut self.qs
+    }
+}
+
+impl Q8Unit for Q8_1x4 {
+    fn qs(&mut self) -> &mut [i8; 128] {
+        &mut self.qs
+    }
+}
+
 /// The 32-value blocks of `x` in units of four (`out` has `blocks.div_ceil(4)` units, each reset
 /// to `zero` first, so blocks past the row stay zero): each block quantized as ggml's AVX build
 /// does, q = nearest(x * (127 / amax)), into the unit's `qs`, then `done(unit, block, amax, Σq)`.
 #[inline(always)]
-fn q8_units<U: Copy>(x: &[f32], out: &mut [U], zero: U, qs: fn(&mut U) -> &mut [i8; 128], mut done: impl FnMut(&mut U, usize, f32, i32)) {
+fn q8_units<U: Q8Unit>(x: &[f32], out: &mut [U], zero: U, mut done: impl FnMut(&mut U, usize, f32, i32)) {
     for (u, xs) in out.iter_mut().zip(x.chunks(128)) {
         *u = zero;
         for (i, xs) in xs.chunks_exact(32).enumerate() {
             let amax = amax32(xs);
             let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-            let q: &mut [i8; 32] = (&mut qs(u)[32 * i..32 * i + 32]).try_into().unwrap();
+            let q: &mut [i8; 32] = (&mut u.qs()[32 * i..32 * i + 32]).try_into().unwrap();
             let sum = scale_round32(xs, id, q);
             done(u, i, amax, sum);
         }
@@ -110,32 +127,20 @@ fn q8_units<U: Copy>(x: &[f32], out: &mut [U], zero: U, qs: fn(&mut U) -> &mut [
 
 /// quantize_row_q8_0 of ggml's AVX build: d = amax / 127.
 pub fn q8_0(x: &[f32], out: &mut [Q8_0x4]) {
-    q8_units(
-        x,
-        out,
-        Q8_0x4::ZERO,
-        |u| &mut u.qs,
-        |u, i, amax, sum| {
-            u.sum[i] = sum;
-            u.has_min |= u.qs[32 * i..32 * i + 32].contains(&i8::MIN);
-            u.d[i] = round_f16(amax / 127.0);
-        },
-    )
+    q8_units(x, out, Q8_0x4::ZERO, |u, i, amax, sum| {
+        u.sum[i] = sum;
+        u.has_min |= u.qs[32 * i..32 * i + 32].contains(&i8::MIN);
+        u.d[i] = round_f16(amax / 127.0);
+    })
 }
 
 /// quantize_row_q8_1 of ggml's AVX build: as Q8_0, plus s = f16(d * Σq) with d in f32.
 pub fn q8_1(x: &[f32], out: &mut [Q8_1x4]) {
-    q8_units(
-        x,
-        out,
-        Q8_1x4::ZERO,
-        |u| &mut u.qs,
-        |u, i, amax, sum| {
-            let d = amax / 127.0;
-            u.d[i] = round_f16(d);
-            u.s[i] = round_f16(d * sum as f32);
-        },
-    )
+    q8_units(x, out, Q8_1x4::ZERO, |u, i, amax, sum| {
+        let d = amax / 127.0;
+        u.d[i] = round_f16(d);
+        u.s[i] = round_f16(d * sum as f32);
+    })
 }
 
 /// quantize_row_q8_K_ref: max is the signed value of largest magnitude (the first one on ties),
