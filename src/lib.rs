@@ -9,6 +9,7 @@ pub mod fixture;
 pub mod gguf;
 pub mod grammar;
 pub mod model;
+pub mod perplexity;
 pub mod sampler;
 pub mod stop;
 pub mod tokenizer;
@@ -17,3 +18,4 @@ pub mod wasm;
 
 pub use engine::{shard_name, Engine, EngineLoader, GenerateOptions, Generation, Session, StopReason, TokenLogprobs};
 pub use error::{HearthError, Result};
+pub use perplexity::{Perplexity, PerplexityReport};

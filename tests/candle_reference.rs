@@ -35,8 +35,16 @@ const STEPS: usize = 8;
 /// quantization boundary flips appear on these prompts. 1e-4 at the first position and 1e-3
 /// anywhere leave a 6x-60x margin over what was measured, while any real error (rope pairing, a
 /// norm, the attention scale, a kernel) moves logits by 1e-1 or more.
-fn tolerance(_quant: &str) -> (f32, f32) {
-    (1e-4, 1e-3)
+///
+/// F16 weights are the exception: like ggml's F16 dot product, ours rounds the activations to f16
+/// first, where candle multiplies them in f32; that rounding (2^-11 relative) moves logits by
+/// ~3e-3 at the first position and ~7e-3 anywhere (odd-f16, measured), so F16 gets 1e-2 / 5e-2,
+/// the bound tests/golden_model.rs holds F16 to against llama.cpp.
+fn tolerance(quant: &str) -> (f32, f32) {
+    match quant {
+        "f16" => (1e-2, 5e-2),
+        _ => (1e-4, 1e-3),
+    }
 }
 
 fn candle_model(bytes: &[u8]) -> ModelWeights {
@@ -88,8 +96,8 @@ struct Measured {
     near_ties: usize,
 }
 
-fn compare(quant: &str, failures: &mut Vec<String>) -> Measured {
-    let fixture = format!("spm-{quant}.gguf");
+fn compare(spec: &str, quant: &str, failures: &mut Vec<String>) -> Measured {
+    let fixture = format!("{spec}-{quant}.gguf");
     let bytes = common::fixture_bytes(&fixture);
     let engine: Engine<Cpu> = common::load(&bytes, 1 << 20);
     let mut candle = candle_model(&bytes);
@@ -158,15 +166,15 @@ fn compare(quant: &str, failures: &mut Vec<String>) -> Measured {
     m
 }
 
-fn run(quants: &[&'static str]) {
+fn run(spec: &str, quants: &[&'static str]) {
     let mut failures = Vec::new();
     let mut report = Vec::new();
     for &quant in quants {
-        report.push((quant, compare(quant, &mut failures)));
+        report.push((quant, compare(spec, quant, &mut failures)));
     }
     eprintln!("|logit diff| vs candle quantized_llama: fixture, first positions, any position, Logits::Last, greedy near-tie divergences");
     for (q, m) in &report {
-        eprintln!("spm-{q:<6} {:<12.3e} {:<12.3e} {:<12.3e} {}", m.first, m.any, m.last_via_sequence, m.near_ties);
+        eprintln!("{spec}-{q:<6} {:<12.3e} {:<12.3e} {:<12.3e} {}", m.first, m.any, m.last_via_sequence, m.near_ties);
     }
     assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }
@@ -177,5 +185,13 @@ fn run(quants: &[&'static str]) {
 /// Hearth matches llama.cpp's goldens on Q8_0 exactly (tests/golden_model.rs).
 #[test]
 fn matches_candle_quantized_llama() {
-    run(&["f32", "q4_0", "q4_k"]);
+    run("spm", &["f32", "q4_0", "q4_k"]);
+}
+
+/// Float weights whose rows fill no 32-value block (feed-forward size 172): the CPU backend pads
+/// those rows with zeros at load. Before, the first matmul failed ("F32 rows of 172 values do
+/// not split into 32-value blocks").
+#[test]
+fn float_rows_of_any_length() {
+    run("odd", &["f32", "f16"]);
 }

@@ -434,3 +434,17 @@ fn forward_matches_the_goldens_f32() {
     forward_matches_the_goldens(true);
 }
 
+
+/// Float weights whose rows fill no 32-value block (feed-forward size 172, the `odd` fixture)
+/// run on the GPU as on the CPU (which pads them): the f32 path's logits agree.
+#[test]
+fn float_rows_of_any_length() {
+    let bytes = common::fixture_bytes("odd-f32.gguf");
+    let cpu = common::load(&bytes, 1 << 20);
+    let tokens = cpu.tokenize_prompt("Once upon a time");
+    let want = cpu.prompt_logits(&tokens).unwrap();
+    let gpu = common::load_with(gpu_with(GpuOptions { disable_f16: true, ..GpuOptions::default() }), &bytes, 1 << 20);
+    let got = gpu.prompt_logits(&tokens).unwrap();
+    let d = max_diff(&got, &want);
+    assert!(d < 1e-3, "odd-f32 on the GPU vs the CPU: max |diff| {d}");
+}

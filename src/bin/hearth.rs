@@ -131,6 +131,32 @@ enum Command {
         #[arg(long)]
         out: String,
     },
+    /// Perplexity of a text file, as llama.cpp's llama-perplexity computes it (chunks of --ctx
+    /// tokens, the second half of each scored).
+    Perplexity {
+        #[arg(long)]
+        model: PathBuf,
+        /// The text (UTF-8).
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, default_value_t = 512)]
+        ctx: usize,
+        /// Tokens per prefill batch (default: the whole chunk, as llama.cpp).
+        #[arg(long)]
+        batch: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-encode a model's matrices in another weight type (f32, f16, bf16, q8_0, q4_0, q4_1,
+    /// q5_0, or q4_k_m: llama.cpp's mix, K-quants where rows fill 256-value super-blocks).
+    Quantize {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long = "type")]
+        ty: String,
+    },
     /// Write the test fixtures (small random-weight Llama GGUFs) into a directory.
     Fixture {
         #[arg(long)]
@@ -420,6 +446,30 @@ fn run(cli: Cli) -> Result<()> {
                 std::fs::write(&path, shard).map_err(|e| HearthError::Io(format!("{path}: {e}")))?;
                 println!("{path}");
             }
+        }
+        Command::Perplexity { model, file, ctx, batch, json } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| HearthError::Io(format!("{}: {e}", file.display())))?;
+            let engine = load(&model)?;
+            let run = hearth::Perplexity::new(&engine, &text, ctx, batch.unwrap_or(ctx))?;
+            let t = std::time::Instant::now();
+            eprintln!("perplexity: {} tokens, {} chunks of {ctx}", run.tokens(), run.chunks());
+            let report = run.run(&engine, |p| eprint!("[{}]{:.4},", p.chunks_done(), p.report().perplexity))?;
+            let secs = t.elapsed().as_secs_f64();
+            eprintln!();
+            if json {
+                let mut v = serde_json::to_value(&report).expect("report serializes");
+                v["seconds"] = json!(secs);
+                v["tokens_per_second"] = json!((report.chunks * report.ctx) as f64 / secs);
+                print(v);
+            } else {
+                println!("Final estimate: PPL = {:.4} +/- {:.5}", report.perplexity, report.uncertainty);
+            }
+        }
+        Command::Quantize { model, out, ty } => {
+            let bytes = std::fs::read(&model).map_err(|e| HearthError::Io(format!("{}: {e}", model.display())))?;
+            let q = hearth::fixture::requantize(&bytes, &ty)?;
+            std::fs::write(&out, q).map_err(|e| HearthError::Io(format!("{}: {e}", out.display())))?;
+            println!("{}", out.display());
         }
         Command::Fixture { out, only, bench, chat_template, name } => {
             let mut set = Vec::new();

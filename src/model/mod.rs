@@ -3,9 +3,11 @@
 
 mod config;
 mod loader;
+mod name;
 
 pub use config::LlamaConfig;
 pub use loader::ModelLoader;
+pub use name::{display_name, split_file_name};
 
 use crate::backend::{Backend, Rope};
 use crate::error::{HearthError, Result};

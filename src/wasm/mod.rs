@@ -17,6 +17,7 @@ use crate::backend::gpu::{Gpu, GpuOptions};
 use crate::backend::Backend;
 use crate::chat::{build_prompt, ChatMessage, ChatTemplate, ContextPolicy, Date};
 use crate::engine::{Engine, EngineLoader, GenerateOptions, Session, StopReason, TextOutput};
+use crate::perplexity::Perplexity;
 use crate::error::HearthError;
 use crate::grammar::Constraint;
 use crate::sampler::SamplerConfig;
@@ -128,7 +129,7 @@ impl Loader {
             }
         } else if gpu.as_ref().is_ok_and(|g| g.is_software()) {
             let name = gpu.as_ref().map(|g| g.info().name.clone()).unwrap_or_default();
-            gpu = Err(HearthError::BackendUnavailable(format!("the WebGPU adapter ({name}) is a software renderer, slower than the CPU backend")));
+            gpu = Err(HearthError::BackendUnavailable(format!("this browser's WebGPU adapter ({name}) is a software renderer, slower than the CPU")));
         }
         Ok(Loader { inner: Some(LoadState::Choosing { prefix: Vec::new(), gpu, strict }), fallback: None })
     }
@@ -204,6 +205,21 @@ impl Loader {
     }
 }
 
+/// Why "auto" runs on the CPU, in words for the person at the page (the page adds "running on
+/// the CPU, N threads").
+fn fallback_reason(e: &HearthError) -> String {
+    match e {
+        HearthError::BackendUnavailable(why) if why.starts_with("no WebGPU adapter") => "WebGPU is not available in this browser".into(),
+        HearthError::BackendUnavailable(why) if why.contains("refused a device") => "this browser's WebGPU adapter could not open a device".into(),
+        HearthError::BackendUnavailable(why) => why.clone(),
+        HearthError::UnsupportedTensorType { ty, .. } => {
+            format!("WebGPU has no kernels yet for this model's {} weights", ty.trim_end_matches(" (on the GPU)"))
+        }
+        HearthError::ModelTooBig { .. } => "this model's weight rows are larger than this GPU can hold in one buffer".into(),
+        e => e.to_string(),
+    }
+}
+
 impl Loader {
     fn feed_inner(&mut self, chunk: &[u8]) -> Result<(), HearthError> {
         match self.inner.as_mut() {
@@ -228,7 +244,7 @@ impl Loader {
                     }
                     Err(e) if strict => Err(e),
                     Err(e) => {
-                        self.fallback = Some(e.to_string());
+                        self.fallback = Some(fallback_reason(&e));
                         let mut l = EngineLoader::new(Cpu);
                         let r = l.feed(&prefix);
                         self.inner = Some(LoadState::Cpu(l));
@@ -247,11 +263,13 @@ impl Loader {
 struct Core<B: Backend> {
     engine: Rc<Engine<B>>,
     gen: Rc<RefCell<GenState<B>>>,
+    /// A perplexity run in progress (its own KV cache, beside the chat session's).
+    ppl: Rc<RefCell<Option<Perplexity<B>>>>,
 }
 
 impl<B: Backend> Clone for Core<B> {
     fn clone(&self) -> Self {
-        Core { engine: self.engine.clone(), gen: self.gen.clone() }
+        Core { engine: self.engine.clone(), gen: self.gen.clone(), ppl: self.ppl.clone() }
     }
 }
 
@@ -274,7 +292,7 @@ impl<B: Backend> Core<B> {
     fn new(engine: Engine<B>) -> Self {
         let engine = Rc::new(engine);
         let gen = GenState { run: None, session: None, reused: 0, _engine: engine.clone() };
-        Core { engine, gen: Rc::new(RefCell::new(gen)) }
+        Core { engine, gen: Rc::new(RefCell::new(gen)), ppl: Rc::new(RefCell::new(None)) }
     }
 }
 
@@ -543,6 +561,63 @@ impl WasmEngine {
         }
     }
 
+    /// The name people know the model by ("SmolLM2 135M Instruct"), from its metadata and the
+    /// name of the file or URL it came from (`model::display_name`).
+    #[wasm_bindgen(js_name = displayName)]
+    pub fn display_name(&self, file_name: Option<String>) -> String {
+        core_do!(&self.core, c => crate::model::display_name(&c.engine.metadata, file_name.as_deref()))
+    }
+
+    /// Start measuring the perplexity of `text` as llama.cpp's llama-perplexity does (options:
+    /// {contextSize: chunk length, default 512; batch: tokens per step, default the chunk}).
+    /// Returns {tokens, chunks, contextSize}; then call `perplexityStep` until `done`.
+    #[wasm_bindgen(js_name = perplexityStart)]
+    pub fn perplexity_start(&self, text: &str, options: JsValue) -> Result<JsValue, JsValue> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "camelCase", default)]
+        struct PplOptions {
+            context_size: Option<f64>,
+            batch: Option<f64>,
+        }
+        let opts: PplOptions = if options.is_undefined() || options.is_null() {
+            PplOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(|e| invalid(format!("bad perplexity options: {e}")))?
+        };
+        let n_ctx = count("contextSize", opts.context_size, 512, 4)?;
+        let batch = count("batch", opts.batch, n_ctx, 1)?;
+        core_do!(&self.core, c => {
+            let run = Perplexity::new(&c.engine, text, n_ctx, batch).map_err(js_error)?;
+            let o = js_sys::Object::new();
+            set(&o, "tokens", run.tokens() as f64);
+            set(&o, "chunks", run.chunks() as f64);
+            set(&o, "contextSize", n_ctx as f64);
+            *c.ppl.try_borrow_mut().map_err(|_| invalid("a perplexity step is still running: await it first"))? = Some(run);
+            Ok(o.into())
+        })
+    }
+
+    /// One batch of the perplexity run: {done, evaluated, total, chunksDone, chunks, perplexity
+    /// (the estimate so far)}; when done, also llama.cpp's figures (uncertainty, scored,
+    /// chunkPerplexities, ...).
+    #[wasm_bindgen(js_name = perplexityStep)]
+    pub fn perplexity_step(&self) -> js_sys::Promise {
+        match &self.core {
+            AnyCore::Cpu(c) => perplexity_step_promise(c.clone()),
+            AnyCore::Gpu(c) => perplexity_step_promise(c.clone()),
+        }
+    }
+
+    /// Drop the perplexity run (and its KV cache).
+    #[wasm_bindgen(js_name = perplexityCancel)]
+    pub fn perplexity_cancel(&self) {
+        core_do!(&self.core, c => {
+            if let Ok(mut p) = c.ppl.try_borrow_mut() {
+                *p = None;
+            }
+        })
+    }
+
     /// "cpu" or "webgpu".
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
@@ -551,6 +626,39 @@ impl WasmEngine {
             AnyCore::Gpu(_) => "webgpu".into(),
         }
     }
+}
+
+fn perplexity_step_promise<B: Backend + 'static>(c: Core<B>) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        let mut slot = c.ppl.try_borrow_mut().map_err(|_| invalid("a perplexity step is still running: await it first"))?;
+        let run = slot.as_mut().ok_or_else(|| invalid("no perplexity run (call perplexityStart first)"))?;
+        if let Err(e) = run.step_async(&c.engine).await {
+            *slot = None;
+            return Err(js_error(e));
+        }
+        let r = run.report();
+        let o = js_sys::Object::new();
+        set(&o, "done", run.done());
+        set(&o, "evaluated", run.evaluated() as f64);
+        set(&o, "total", (run.chunks() * r.ctx) as f64);
+        set(&o, "chunksDone", r.chunks as f64);
+        set(&o, "chunks", run.chunks() as f64);
+        set(&o, "perplexity", if r.scored > 0 { r.perplexity.into() } else { JsValue::NULL });
+        if run.done() {
+            set(&o, "uncertainty", r.uncertainty);
+            set(&o, "tokens", r.tokens as f64);
+            set(&o, "scored", r.scored as f64);
+            set(&o, "contextSize", r.ctx as f64);
+            set(&o, "batch", r.batch as f64);
+            let running = js_sys::Array::new();
+            for p in &r.chunk_perplexities {
+                running.push(&(*p).into());
+            }
+            set(&o, "chunkPerplexities", running);
+            *slot = None;
+        }
+        Ok(o.into())
+    })
 }
 
 /// A generation's prompt ids, options and context size, checked.

@@ -40,13 +40,30 @@ pub struct CpuWeight {
     /// Rows (output features) and row length (input features).
     pub rows: usize,
     pub cols: usize,
+    /// Values per stored row: `cols`, or for a float matrix whose rows do not fill the kernels'
+    /// 32-value blocks (a feed-forward size of 172, say), `cols` rounded up, zero-padded.
+    stride: usize,
 }
 
 impl CpuWeight {
     /// Rows `ids` as f32.
     fn dequantize_rows(&self, ids: &[usize]) -> Vec<f32> {
-        kernels::dequantize_any(self.ty, &self.data, self.cols, ids)
+        let rows = kernels::dequantize_any(self.ty, &self.data, self.stride, ids);
+        if self.stride == self.cols {
+            return rows;
+        }
+        rows.chunks_exact(self.stride).flat_map(|r| &r[..self.cols]).copied().collect()
     }
+}
+
+/// Float rows of `cols` values copied into rows of `stride`, the rest zero (zeros add nothing
+/// to a dot product, so the kernels' lanes and their sums are unchanged).
+fn pad_rows(data: &[u8], cols: usize, stride: usize, elem: usize) -> Vec<u8> {
+    let mut out = vec![0u8; data.len() / cols * stride];
+    for (src, dst) in data.chunks_exact(cols * elem).zip(out.chunks_exact_mut(stride * elem)) {
+        dst[..src.len()].copy_from_slice(src);
+    }
+    out
 }
 
 pub struct CpuKvCache {
@@ -80,7 +97,14 @@ impl Backend for Cpu {
         }
         let cols = info.dims[0] as usize;
         let rows = (info.elements() / info.dims[0]) as usize;
-        Ok(CpuWeight { ty: info.ty, data: data.to_vec(), rows, cols })
+        let elem = match info.ty {
+            TensorType::F32 => 4,
+            TensorType::F16 | TensorType::BF16 => 2,
+            _ => return Ok(CpuWeight { ty: info.ty, data: data.to_vec(), rows, cols, stride: cols }),
+        };
+        let stride = cols.next_multiple_of(32);
+        let data = if stride == cols { data.to_vec() } else { pad_rows(data, cols, stride, elem) };
+        Ok(CpuWeight { ty: info.ty, data, rows, cols, stride })
     }
 
     fn read_weight(&self, w: &CpuWeight) -> Result<Vec<f32>> {
@@ -123,11 +147,19 @@ impl Backend for Cpu {
             return Err(HearthError::Compute(format!("matmul: input has {} columns, weight rows are {} long", x.cols, w.cols)));
         }
         let qk = kernels::block_values(w.ty).unwrap_or(1);
-        if w.cols % qk != 0 {
+        if w.stride % qk != 0 {
             return Err(HearthError::Compute(format!("matmul: {} rows of {} values do not split into {qk}-value blocks", w.ty, w.cols)));
         }
         let mut out = vec![0f32; x.rows * w.rows];
-        kernels::matmul(w.ty, &w.data, w.rows, w.cols, &x.data, x.rows, &mut out);
+        if w.stride == w.cols {
+            kernels::matmul(w.ty, &w.data, w.rows, w.cols, &x.data, x.rows, &mut out);
+        } else {
+            let mut padded = vec![0f32; x.rows * w.stride];
+            for (src, dst) in x.data.chunks_exact(x.cols).zip(padded.chunks_exact_mut(w.stride)) {
+                dst[..x.cols].copy_from_slice(src);
+            }
+            kernels::matmul(w.ty, &w.data, w.rows, w.stride, &padded, x.rows, &mut out);
+        }
         Ok(CpuTensor { data: out, rows: x.rows, cols: w.rows })
     }
 

