@@ -223,3 +223,75 @@ fn bench_gpu_prints_a_json_line_per_measurement() {
     assert!(m["prefill_tok_per_s"].as_f64().unwrap() > 0.0 && m["decode_tok_per_s"].as_f64().unwrap() > 0.0, "{m}");
     assert_fails_with(&hearth(&["bench-gpu", "--types", "iq2_xxs"]), "invalid_argument", "bench-gpu of a type without GPU kernels");
 }
+
+#[test]
+fn perplexity_json_is_llama_perplexity_computed_independently() {
+    let (file, bytes) = fixture("ppl");
+    let text_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/fixture/corpus.txt");
+    let text = std::fs::read_to_string(&text_path).unwrap();
+    let ctx = 64;
+    let out = hearth(&["perplexity", "--model", path_str(&file.0), "--file", path_str(&text_path), "--ctx", "64", "--batch", "24", "--json"]);
+    let v = json_ok(&out);
+    for k in ["perplexity", "uncertainty", "tokens", "chunks", "scored", "ctx", "batch", "chunk_perplexities", "seconds", "tokens_per_second"] {
+        assert!(v.get(k).is_some(), "perplexity JSON lacks {k}: {v}");
+    }
+
+    // The same figure from whole-chunk logits: chunks of ctx tokens (the rest left out), BOS
+    // first in each (this vocabulary adds one), positions ctx/2 .. ctx-2 scored.
+    let engine = common::load(&bytes, 1 << 20);
+    let tokens = engine.tokenize_prompt(&text);
+    let n_vocab = engine.model.config.n_vocab;
+    let chunks = tokens.len() / ctx;
+    let (mut nll, mut count) = (0f64, 0usize);
+    for c in 0..chunks {
+        let mut chunk = tokens[c * ctx..(c + 1) * ctx].to_vec();
+        chunk[0] = engine.tokenizer.bos().unwrap();
+        let logits = engine.prompt_logits(&chunk).unwrap();
+        for j in ctx / 2..ctx - 1 {
+            let row = &logits[j * n_vocab..(j + 1) * n_vocab];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f64 = row.iter().map(|&l| ((l - max) as f64).exp()).sum();
+            nll -= (row[tokens[c * ctx + j + 1] as usize] - max) as f64 - sum.ln();
+            count += 1;
+        }
+    }
+    let want = (nll / count as f64).exp();
+    assert_eq!(v["tokens"].as_u64().unwrap() as usize, tokens.len());
+    assert_eq!(v["chunks"].as_u64().unwrap() as usize, chunks);
+    assert_eq!(v["scored"].as_u64().unwrap() as usize, count);
+    assert!(chunks >= 2, "the corpus should give several chunks of {ctx}");
+    let got = v["perplexity"].as_f64().unwrap();
+    assert!((got - want).abs() / want < 1e-4, "perplexity {got}, computed from whole-chunk logits {want}");
+    assert_eq!(v["chunk_perplexities"].as_array().unwrap().len(), chunks);
+
+    // Too short a text for two chunks, and a missing text file: one-line typed errors.
+    let short = TempFile::new("short.txt", b"Only a few words here.");
+    assert_fails_with(&hearth(&["perplexity", "--model", path_str(&file.0), "--file", path_str(&short.0), "--json"]), "invalid_argument", "short text");
+    assert_fails_with(&hearth(&["perplexity", "--model", path_str(&file.0), "--file", "/nonexistent/t.txt", "--json"]), "io", "missing text");
+}
+
+#[test]
+fn quantize_writes_what_the_fixture_writer_encodes() {
+    let spec = hearth::fixture::spec("bpe").unwrap();
+    let f32_file = TempFile::new("quantize-bpe-f32.gguf", &hearth::fixture::build(&spec, "f32").unwrap());
+    for quant in ["q8_0", "q4_k_m"] {
+        let out = std::env::temp_dir().join(format!("hearth-cli-test-{}-quantized-{quant}.gguf", std::process::id()));
+        let run = hearth(&["quantize", "--model", path_str(&f32_file.0), "--type", quant, "--out", path_str(&out)]);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let got = std::fs::read(&out).unwrap();
+        let _ = std::fs::remove_file(&out);
+        // Dequantizing F32 is exact, so every tensor must be byte for byte what the fixture
+        // writer encodes from the same values in that type (and the mix assigns the same types).
+        let want = hearth::fixture::build(&spec, quant).unwrap();
+        let (g, w) = (hearth::gguf::parse_file(&got).unwrap(), hearth::gguf::parse_file(&want).unwrap());
+        assert_eq!(g.tensors.len(), w.tensors.len());
+        for (a, b) in g.tensors.iter().zip(&w.tensors) {
+            assert_eq!((&a.name, &a.dims, a.ty), (&b.name, &b.dims, b.ty), "{quant}: tensor info");
+            let data = |f: &[u8], h: &hearth::gguf::Header, t: &hearth::gguf::TensorInfo| f[(h.data_offset + t.offset) as usize..][..t.size as usize].to_vec();
+            assert!(data(&got, &g, a) == data(&want, &w, b), "{quant}: {} differs", a.name);
+        }
+        let file_type = g.metadata.get("general.file_type").and_then(|v| v.as_u64());
+        assert_eq!(file_type, Some(if quant == "q8_0" { 7 } else { 15 }));
+    }
+    assert_fails_with(&hearth(&["quantize", "--model", path_str(&f32_file.0), "--type", "q3_xs", "--out", "/tmp/x.gguf"]), "invalid_argument", "unknown type");
+}
