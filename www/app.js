@@ -1,5 +1,6 @@
-// Hearth's chat page: pick a GGUF model (bundled demo, URL, local file or drag-and-drop), load it
-// into the engine (a Web Worker inside the client library) and chat with streamed replies.
+// Hearth's chat page: pick a GGUF model (the default model of models/default.json, the bundled
+// demo, a URL, a local file or drag-and-drop), load it into the engine (a Web Worker inside the
+// client library), chat with streamed replies, and measure a text's perplexity.
 // Plain DOM, no framework; everything runs locally.
 
 import { Hearth, HearthError } from "./pkg/hearth.js";
@@ -7,6 +8,10 @@ import { Hearth, HearthError } from "./pkg/hearth.js";
 const DEMO_URL = "models/demo.gguf";
 const DEMO_LABEL = "demo.gguf";
 const DEMO_NAME = "Demo model (random weights)";
+// Written by scripts/default-model: {url, name, sha256, bytes, license, source}. Absent when the
+// real model could not be fetched; the demo model is the default then.
+const DEFAULT_JSON = "models/default.json";
+const SAMPLE_URL = "eval/sample.txt";
 const SETTINGS_KEY = "hearth.settings.v1";
 const URL_KEY = "hearth.lastUrl";
 const KEEP_KEY = "hearth.keepOffline";
@@ -34,7 +39,13 @@ const el = {
   errorText: $("error-text"),
   dismissError: $("dismiss-error"),
   newChat: $("new-chat"),
+  loadDefault: $("load-default"),
+  defaultCaption: $("default-caption"),
   loadDemo: $("load-demo"),
+  noteDefault: $("note-default"),
+  defaultAbout: $("default-about"),
+  noteDemo: $("note-demo"),
+  noteNoDefault: $("note-no-default"),
   urlForm: $("url-form"),
   urlInput: $("url-input"),
   keepOffline: $("keep-offline"),
@@ -53,13 +64,26 @@ const el = {
   resetSettings: $("reset-settings"),
   applyContext: $("apply-context"),
   dropOverlay: $("drop-overlay"),
+  evalForm: $("eval-form"),
+  evalText: $("eval-text"),
+  evalSample: $("eval-sample"),
+  evalContext: $("eval-context"),
+  evalRun: $("eval-run"),
+  evalCancel: $("eval-cancel"),
+  evalStatus: $("eval-status"),
+  evalProgress: $("eval-progress"),
+  evalProgressLabel: $("eval-progress-label"),
+  evalResult: $("eval-result"),
 };
 
 /** @type {Hearth | null} */
 let llm = null;
-let model = null; // {label, bytes, info, source, contextSize}
+let model = null; // {label, name, bytes, info, source, contextSize}
+/** The real default model (models/default.json), or null: the demo model is the default. */
+let defaultModel = null;
 let loadCtl = null; // AbortController of the load in progress
 let genCtl = null; // AbortController of the reply in progress
+let evalCtl = null; // AbortController of the perplexity run in progress
 /** @type {{role: string, content: string}[]} */
 let history = [];
 let shownDropped = 0; // how many old messages the last notice said the model no longer sees
@@ -109,7 +133,7 @@ function describeError(e, context = "load") {
     checksum_mismatch: "The downloaded file is not the expected one",
     storage_unavailable: "This browser cannot keep models (private windows often cannot) — untick “Keep models” to load without storing",
   }[code];
-  const head = words || (context === "load" ? "The model could not be loaded" : "The reply failed");
+  const head = words || { load: "The model could not be loaded", eval: "The measurement failed" }[context] || "The reply failed";
   const tail = detail && detail !== code && !head.includes(detail) ? `: ${detail}` : "";
   return `${head} (${code})${tail}.`.replace(/\.\.$/, ".");
 }
@@ -183,20 +207,24 @@ function setState(state, statusText) {
   if (statusText !== undefined && el.status.textContent !== statusText) el.status.textContent = statusText;
   const loading = state === "loading";
   const generating = state === "generating";
-  const canChat = !!llm && !loading;
+  const evaluating = state === "evaluating";
+  const canChat = !!llm && !loading && !evaluating;
   el.input.disabled = !canChat;
   el.send.disabled = !canChat || generating;
   el.send.hidden = generating;
   el.stop.hidden = !generating;
-  el.input.placeholder = loading ? "Loading the model…" : llm ? "Type a message…" : "Load a model to start chatting";
-  for (const b of [el.loadDemo, el.urlLoad]) b.disabled = loading;
+  el.input.placeholder = loading ? "Loading the model…" : evaluating ? "Measuring perplexity (Cancel in Evaluate)…" : llm ? "Type a message…" : "Load a model to start chatting";
+  for (const b of [el.loadDefault, el.loadDemo, el.urlLoad]) b.disabled = loading;
   el.fileInput.disabled = loading;
+  el.evalRun.hidden = evaluating;
+  el.evalRun.disabled = !llm || loading || generating;
+  el.evalCancel.hidden = !evaluating;
   if (document.activeElement === el.stop && !generating && canChat) el.input.focus();
 }
 
 function readyText() {
   if (!model) return "No model loaded.";
-  return `Ready · ${model.info.name}${model.bytes ? ` · ${sizeLabel(model.bytes)}` : ""}`;
+  return `Ready · ${model.name}${model.bytes ? ` · ${sizeLabel(model.bytes)}` : ""}`;
 }
 
 function showError(text) {
@@ -230,14 +258,22 @@ function showProgress(p, label) {
   }
 }
 
+/** A reason ("this browser's WebGPU adapter ...") as a sentence: its first letter capitalised. */
+function sentence(text) {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 /**
  * Load a model; the current one stays usable until the new one is in, so a failed load leaves
  * the page as it was.
  */
 async function loadModel(source, label, knownBytes = 0) {
   const isDemo = source === DEMO_URL;
+  // Also when loaded from the list of stored models, by its absolute URL.
+  const isDefault = !!defaultModel && typeof source === "string" && new URL(source, location.href).href === new URL(defaultModel.url, location.href).href;
   loadCtl?.abort();
   genCtl?.abort();
+  evalCtl?.abort();
   const ctl = new AbortController();
   loadCtl = ctl;
   clearError();
@@ -252,8 +288,10 @@ async function loadModel(source, label, knownBytes = 0) {
     const next = await Hearth.load(source, {
       contextSize: settings.contextSize,
       backend: settings.backend,
-      // URL models go to the model store (the demo is kept by the service worker).
-      cache: !isDemo && typeof source === "string" && el.keepOffline.checked && Hearth.models.available,
+      // URL models go to the model store (the demo is kept by the service worker); the default
+      // model always does, checked against its sha256, so the page works offline after one visit.
+      cache: !isDemo && typeof source === "string" && (isDefault || el.keepOffline.checked) && Hearth.models.available,
+      sha256: isDefault ? defaultModel.sha256 : undefined,
       signal: ctl.signal,
       onProgress: (p) => {
         if (loadCtl !== ctl) return;
@@ -267,21 +305,25 @@ async function loadModel(source, label, knownBytes = 0) {
     }
     const old = llm;
     llm = next;
-    const info = { ...next.info };
-    info.fileName = info.name;
-    if (isDemo) info.name = DEMO_NAME;
-    else if (!info.name || !String(info.name).trim()) info.name = label;
-    model = { label, bytes, info, source, contextSize: settings.contextSize };
+    const info = next.info;
+    const name = isDemo ? DEMO_NAME : info.displayName || label;
+    model = { label, name, bytes, info, source, contextSize: settings.contextSize };
     updateApplyContext();
     old?.unload().catch(() => {});
-    el.modelSummary.textContent = `${info.name}${bytes ? ` · ${sizeLabel(bytes)}` : ""}`;
-    el.modelSummary.title = `${label}${info.fileName ? ` (${info.fileName})` : ""} — ${info.nLayer} layers, ${info.nEmbd} wide, vocabulary ${info.nVocab}, context ${info.contextSize ?? settings.contextSize} of ${info.contextLength}`;
+    el.modelSummary.textContent = `${name}${info.quant ? ` ${info.quant}` : ""}${bytes ? ` · ${sizeLabel(bytes)}` : ""}`;
+    el.modelSummary.title = `${label} (general.name: ${info.name}) — ${info.nLayer} layers, ${info.nEmbd} wide, vocabulary ${info.nVocab}, context ${info.contextSize ?? settings.contextSize} of ${info.contextLength}`;
     const secs = ((performance.now() - started) / 1000).toFixed(1);
-    const where = info.backend === "webgpu" ? `on WebGPU (${info.gpu?.name || "GPU"})` : `on the CPU (${info.threads} thread${info.threads === 1 ? "" : "s"})`;
+    const threads = `${info.threads} thread${info.threads === 1 ? "" : "s"}`;
+    const where =
+      info.backend === "webgpu"
+        ? `, on WebGPU (${info.gpu?.name || "GPU"}).`
+        : info.backendFallback
+          ? `. ${sentence(info.backendFallback)} — running on the CPU, ${threads}.`
+          : `, on the CPU (${threads}).`;
+    const demoNote = defaultModel ? " — load the default model above for real answers." : ". This server has no real default model: scripts/serve fetches SmolLM2 135M Instruct when it has network access; or load a real GGUF above.";
     addNotice(
-      `Loaded ${isDemo ? "the bundled demo model" : info.name}${bytes ? ` (${sizeLabel(bytes)})` : ""} in ${secs} s, ${where}.` +
-        (settings.backend === "webgpu" || !info.backendFallback ? "" : ` WebGPU not used: ${info.backendFallback}.`) +
-        (isDemo ? " Its weights are random, so expect gibberish — load a real GGUF above for answers." : ""),
+      `Loaded ${isDemo ? "the bundled demo model" : name}${bytes ? ` (${sizeLabel(bytes)})` : ""} in ${secs} s${where}` +
+        (isDemo ? ` Its weights are random, so it writes gibberish${demoNote}` : ""),
     );
     setState("ready", readyText());
     refreshStored();
@@ -296,7 +338,7 @@ async function loadModel(source, label, knownBytes = 0) {
     const aborted = (e && e.code === "aborted") || ctl.signal.aborted;
     if (!aborted) showError(describeError(e, "load"));
     if (!llm) el.modelSummary.textContent = "none loaded";
-    setState(llm ? "ready" : "error", aborted ? (llm ? `Loading cancelled. ${readyText()}` : "Loading cancelled.") : llm ? `Could not load ${label}. Still using ${model.info.name}.` : `Could not load ${label}.`);
+    setState(llm ? "ready" : "error", aborted ? (llm ? `Loading cancelled. ${readyText()}` : "Loading cancelled.") : llm ? `Could not load ${label}. Still using ${model.name}.` : `Could not load ${label}.`);
   } finally {
     if (loadCtl === ctl) {
       loadCtl = null;
@@ -342,7 +384,7 @@ function addMessage(role, text) {
   li.className = `msg ${role}`;
   const who = document.createElement("p");
   who.className = "who";
-  who.textContent = role === "user" ? "You" : model?.info?.name || "Assistant";
+  who.textContent = role === "user" ? "You" : model?.name || "Assistant";
   const body = document.createElement("div");
   body.className = "text";
   body.textContent = text;
@@ -379,7 +421,7 @@ function statsLine(done) {
 
 async function send() {
   const text = el.input.value.trim();
-  if (!text || !llm || genCtl || loadCtl) return;
+  if (!text || !llm || genCtl || loadCtl || evalCtl) return;
   clearError();
   el.input.value = "";
   autoGrow();
@@ -391,7 +433,7 @@ async function send() {
 
   const ctl = new AbortController();
   genCtl = ctl;
-  setState("generating", `${model.info.name} is writing…`);
+  setState("generating", `${model.name} is writing…`);
   let reply = "";
   const done = { finishReason: null, usage: null, timing: null, failed: false, pieces: 0 };
   try {
@@ -478,7 +520,7 @@ function newChat() {
   el.messages.replaceChildren();
   updateEmpty();
   clearError();
-  if (!loadCtl && llm) setState("ready", readyText());
+  if (!loadCtl && !evalCtl && llm) setState("ready", readyText());
   el.input.focus();
 }
 
@@ -514,6 +556,7 @@ el.dismissError.addEventListener("click", () => {
 });
 el.cancelLoad.addEventListener("click", () => loadCtl?.abort());
 
+el.loadDefault.addEventListener("click", loadDefault);
 el.loadDemo.addEventListener("click", () => loadModel(DEMO_URL, DEMO_LABEL));
 el.urlForm.addEventListener("submit", (e) => {
   e.preventDefault();
@@ -590,6 +633,112 @@ document.addEventListener("drop", (e) => {
   if (file) loadFile(file);
 });
 
+// ---- default model ----------------------------------------------------------------------------
+
+/** models/default.json, or null when the server has none (or sends something else). */
+async function readDefaultModel() {
+  try {
+    const r = await fetch(DEFAULT_JSON);
+    if (!r.ok) return null;
+    const d = await r.json();
+    return d && typeof d.url === "string" && d.url ? d : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The model picker's default button and notes for the real default model, or for the demo. */
+function showDefaultModel() {
+  const d = defaultModel;
+  el.noteDefault.hidden = !d;
+  el.noteDemo.hidden = !!d;
+  el.noteNoDefault.hidden = !!d;
+  el.loadDemo.hidden = !d;
+  if (d) {
+    el.defaultCaption.textContent = [d.name, sizeLabel(d.bytes), d.license].filter(Boolean).join(" · ");
+    el.defaultAbout.textContent = `${d.name} (${[d.license, d.source].filter(Boolean).join(", ")})`;
+  }
+}
+
+function loadDefault() {
+  if (defaultModel) loadModel(defaultModel.url, defaultModel.name || fileNameOf(defaultModel.url), defaultModel.bytes || 0);
+  else loadModel(DEMO_URL, DEMO_LABEL);
+}
+
+// ---- evaluate: perplexity ---------------------------------------------------------------------
+
+const count = (n) => n.toLocaleString("en-US");
+
+function showEvalResult(text, failed = false) {
+  el.evalResult.textContent = text;
+  el.evalResult.classList.toggle("failed", failed);
+}
+
+async function useSample() {
+  el.evalSample.disabled = true;
+  try {
+    const r = await fetch(SAMPLE_URL);
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    el.evalText.value = await r.text();
+    showEvalResult("");
+  } catch (e) {
+    showEvalResult(`The sample text could not be fetched (${e.message}).`, true);
+  } finally {
+    el.evalSample.disabled = false;
+  }
+}
+
+/** Measure the perplexity of the text in the Evaluate panel with the loaded model. */
+async function evaluate() {
+  if (!llm || loadCtl || genCtl || evalCtl) return;
+  const text = el.evalText.value;
+  if (!text.trim()) {
+    showEvalResult("Paste a text first, or use the sample text.", true);
+    el.evalText.focus();
+    return;
+  }
+  const ctl = new AbortController();
+  evalCtl = ctl;
+  const name = model.name;
+  showEvalResult("");
+  el.evalProgress.value = 0;
+  el.evalProgress.setAttribute("aria-valuetext", "0%");
+  el.evalProgressLabel.textContent = "Starting…";
+  el.evalStatus.hidden = false;
+  setState("evaluating", `Measuring perplexity with ${name}…`);
+  el.evalCancel.focus();
+  try {
+    const r = await llm.perplexity(text, {
+      contextSize: Number(el.evalContext.value),
+      signal: ctl.signal,
+      onProgress: (p) => {
+        const pct = Math.floor((p.evaluated / p.total) * 100);
+        el.evalProgress.value = pct;
+        el.evalProgress.setAttribute("aria-valuetext", `${pct}%`);
+        el.evalProgressLabel.textContent = `Chunk ${p.chunksDone} of ${p.chunks} · ${count(p.evaluated)} of ${count(p.total)} tokens` + (p.perplexity == null ? "" : ` · so far ${p.perplexity.toFixed(2)}`);
+      },
+    });
+    showEvalResult(
+      `Perplexity ${r.perplexity.toFixed(3)} ± ${r.uncertainty.toFixed(3)} · ${count(r.tokens)} tokens, ${r.chunks} chunks of ${r.contextSize} (${count(r.scored)} scored) · ${r.tokensPerSecond.toFixed(1)} tokens/s, ${r.seconds.toFixed(1)} s · ${name}`,
+    );
+  } catch (e) {
+    if (e && e.code === "aborted") showEvalResult("Cancelled.");
+    else showEvalResult(describeError(e, "eval"), true);
+  } finally {
+    if (evalCtl === ctl) evalCtl = null;
+    el.evalStatus.hidden = true;
+    if (!loadCtl) setState(llm ? "ready" : "error", readyText());
+    if (document.activeElement === el.evalCancel || document.activeElement === document.body) el.evalRun.focus();
+  }
+}
+
+el.evalSample.addEventListener("click", useSample);
+el.evalForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  evaluate();
+});
+el.evalCancel.addEventListener("click", () => evalCtl?.abort());
+
 // ---- stored models ----------------------------------------------------------------------------
 
 /** List the models kept in the model store, each with Load and Delete. */
@@ -663,7 +812,9 @@ try {
 }
 window.hearthPage = { get llm() { return llm; }, get history() { return history; }, loadModel };
 registerServiceWorker();
-loadModel(DEMO_URL, DEMO_LABEL);
+defaultModel = await readDefaultModel();
+showDefaultModel();
+loadDefault();
 
 /**
  * The service worker (sw.js) keeps the app and the engine for offline use and adds cross-origin

@@ -2,9 +2,11 @@
 // isolation on hosts that cannot send headers.
 //
 // - Offline: on install it stores the app shell, the engine (every file scripts/build-wasm listed in
-//   pkg/files.json) and the bundled demo model in a versioned cache. Same-origin GETs go to the
-//   network first (an online visit always gets fresh files and refreshes the cache) and fall back
-//   to the cache. Models chosen by URL are not cached here: they live in the model store (OPFS).
+//   pkg/files.json), the bundled demo model and models/default.json (which names the default
+//   model, when the server has one) in a versioned cache. Same-origin GETs go to the network first
+//   (an online visit always gets fresh files and refreshes the cache) and fall back to the cache.
+//   Other models, the default one included, are not cached here: the page loads them with
+//   `cache: true`, into the model store (OPFS).
 // - Isolation: every same-origin response it serves carries COOP: same-origin and COEP:
 //   require-corp, so SharedArrayBuffer (and with it wasm threads) works on a static host that sends
 //   no headers; the page reloads once when the worker first takes control (app.js).
@@ -12,7 +14,7 @@
 // Cross-origin requests (model downloads from another host) are not touched.
 
 const VERSION = "hearth-v1";
-const SHELL = ["./", "index.html", "app.js", "style.css", "manifest.webmanifest", "icons/hearth.svg", "icons/hearth-192.png", "icons/hearth-512.png", "models/demo.gguf"];
+const SHELL = ["./", "index.html", "app.js", "style.css", "manifest.webmanifest", "icons/hearth.svg", "icons/hearth-192.png", "icons/hearth-512.png", "models/demo.gguf", "eval/sample.txt"];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
@@ -20,6 +22,8 @@ self.addEventListener("install", (event) => {
       const cache = await caches.open(VERSION);
       const files = await fetch("pkg/files.json", { cache: "no-store" }).then((r) => r.json());
       await cache.addAll([...SHELL, ...files.map((f) => `pkg/${f}`)]);
+      // Only a server that could fetch the real model has it (scripts/default-model).
+      await cache.add("models/default.json").catch(() => {});
       await self.skipWaiting();
     })(),
   );

@@ -128,8 +128,10 @@ impl Loader {
                 return Err(js_error(e));
             }
         } else if gpu.as_ref().is_ok_and(|g| g.is_software()) {
-            let name = gpu.as_ref().map(|g| g.info().name.clone()).unwrap_or_default();
-            gpu = Err(HearthError::BackendUnavailable(format!("this browser's WebGPU adapter ({name}) is a software renderer, slower than the CPU")));
+            // SwiftShader in Chromium reports no name.
+            let name = gpu.as_ref().map(|g| g.info().name.trim().to_string()).unwrap_or_default();
+            let named = if name.is_empty() { String::new() } else { format!(" ({name})") };
+            gpu = Err(HearthError::BackendUnavailable(format!("this browser's WebGPU adapter{named} is a software renderer, slower than the CPU")));
         }
         Ok(Loader { inner: Some(LoadState::Choosing { prefix: Vec::new(), gpu, strict }), fallback: None })
     }

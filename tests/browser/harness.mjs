@@ -60,12 +60,15 @@ export const CHROMIUM_ARGS = [
   "--enable-unsafe-webgpu",
 ];
 
-/** Headless Chromium (the system one: /usr/bin/chromium, or $CHROMIUM). */
-export async function launchBrowser() {
+/**
+ * Headless Chromium (the system one: /usr/bin/chromium, or $CHROMIUM). `webgpu: false`: without
+ * --enable-unsafe-webgpu, so it has navigator.gpu but no adapter, as most Linux browsers.
+ */
+export async function launchBrowser({ webgpu = true } = {}) {
   const { chromium } = await import("playwright-core");
   const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
   if (!fs.existsSync(executablePath)) throw new Error(`no Chromium at ${executablePath} (scripts/test installs it; or set CHROMIUM)`);
-  return chromium.launch({ executablePath, args: CHROMIUM_ARGS });
+  return chromium.launch({ executablePath, args: webgpu ? CHROMIUM_ARGS : CHROMIUM_ARGS.filter((a) => a !== "--enable-unsafe-webgpu") });
 }
 
 /** Pipe the page's console and errors to the test output (prefixed), for debugging failures. */
@@ -115,4 +118,22 @@ export function fixtureDir(names = ["spm-q4_0", "bpe-q4_k_m"]) {
 export function assertPkgBuilt() {
   const f = path.join(root, "pkg", "hearth_wasm_bg.wasm");
   if (!fs.existsSync(f) || !fs.existsSync(path.join(root, "pkg", "hearth.js"))) throw new Error("pkg/ is not built: run scripts/build-wasm");
+}
+
+/**
+ * The real default model (SmolLM2-135M-Instruct Q4_1) as the page gets it: www/models/default.json
+ * and the file it names, copied from $HEARTH_REAL_MODEL by scripts/default-model (scripts/test runs
+ * both). Returns default.json; throws, saying what to run, when any of it is missing: the tests
+ * that need the model fail rather than skip.
+ */
+export function realModel() {
+  const env = process.env.HEARTH_REAL_MODEL;
+  if (!env) throw new Error("HEARTH_REAL_MODEL is not set: run scripts/test, or export HEARTH_REAL_MODEL=$(scripts/fetch-model) and run scripts/default-model");
+  if (!fs.existsSync(env)) throw new Error(`HEARTH_REAL_MODEL=${env}: no such file (scripts/fetch-model fetches it)`);
+  const json = path.join(root, "www/models/default.json");
+  if (!fs.existsSync(json)) throw new Error("www/models/default.json is missing: run scripts/default-model (scripts/test does)");
+  const def = JSON.parse(fs.readFileSync(json, "utf8"));
+  const served = path.join(root, "www", def.url);
+  if (!fs.existsSync(served) || fs.statSync(served).size !== fs.statSync(env).size) throw new Error(`www/${def.url} is missing or is not $HEARTH_REAL_MODEL: run scripts/default-model`);
+  return def;
 }

@@ -1,23 +1,26 @@
 // The chat page as an offline app, on hosts with and without headers, and what it asks the network
 // for (headless Chromium):
-// - after one online visit, the page, the engine, the bundled model and a stored model all work
-//   with the network off (browser context offline, page reloaded);
+// - after one online visit, the page, the engine, the real default model (models/default.json: the
+//   service worker keeps that file, the model store the model), the bundled demo model and a
+//   model stored by URL all work with the network off (browser context offline, page reloaded);
 // - on a static host that sends no COOP/COEP headers the service worker makes the page
 //   cross-origin isolated (one reload), and the engine gets its 2 threads;
 // - the page requests nothing but its own files and the model URL the user chose.
 //
-// Needs pkg/ (scripts/build-wasm), Chromium and playwright-core (scripts/test sets all up).
+// Needs pkg/ (scripts/build-wasm), the default model in www/models/ (scripts/default-model),
+// Chromium and playwright-core (scripts/test sets all up).
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, root } from "./harness.mjs";
+import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, realModel, root } from "./harness.mjs";
 
 const LOAD_TIMEOUT = 120000;
-let browser, fixtures;
+let browser, fixtures, defaultModel;
 
 before(async () => {
   assertPkgBuilt();
+  defaultModel = realModel();
   fixtures = fixtureDir(["spm-q4_0"]);
   browser = await launchBrowser();
 });
@@ -47,7 +50,7 @@ async function waitForServiceWorker(page) {
   await page.waitForFunction(async () => (await (await caches.open("hearth-v1")).keys()).length > 10, null, { timeout: 30000, polling: 200 });
 }
 
-test("after one online visit the page, the engine, the bundled model and a stored model work offline", async () => {
+test("after one online visit the page, the engine, the default model, the demo model and a stored model work offline", async () => {
   const server = await startServer({ mounts: { "/fixtures": fixtures } });
   const context = await browser.newContext();
   try {
@@ -57,6 +60,7 @@ test("after one online visit the page, the engine, the bundled model and a store
     await ready(page);
     await waitForServiceWorker(page);
     await ready(page);
+    assert.equal(await page.evaluate(() => window.hearthPage.llm.info.displayName), defaultModel.name);
     // Keep a model by URL in the model store while online.
     const online = await page.evaluate(async () => {
       const { Hearth } = await import("/pkg/hearth.js");
@@ -71,7 +75,9 @@ test("after one online visit the page, the engine, the bundled model and a store
     assert.equal(await page.evaluate(() => fetch("/fixtures/spm-q4_0.gguf").then(() => "online", () => "offline")), "offline", "the network is really off");
     await page.reload();
     await ready(page);
-    assert.match(await page.locator('[data-testid="model-name"]').textContent(), /Demo model/);
+    // The default model again, from the model store: models/default.json came from the service worker.
+    assert.ok((await page.locator('[data-testid="model-name"]').textContent()).startsWith(defaultModel.name));
+    assert.equal(await page.locator('[data-testid="error"]').isVisible(), false);
     const stats = await chat(page, "Are you there?");
     assert.match(stats, /tokens\/s/, `a reply streamed offline: ${stats}`);
     const offline = await page.evaluate(async () => {
@@ -83,6 +89,12 @@ test("after one online visit the page, the engine, the bundled model and a store
       return ids;
     });
     assert.deepEqual(offline, online, "the stored model loads and answers offline");
+    // The demo model, from the service worker's cache.
+    await page.evaluate(() => (document.getElementById("model-panel").open = true));
+    await page.locator('[data-testid="load-demo"]').click();
+    await page.waitForFunction(() => /^Demo model/.test(document.querySelector('[data-testid="model-name"]').textContent), null, { timeout: LOAD_TIMEOUT });
+    await ready(page);
+    assert.match(await chat(page, "And now?"), /tokens\/s/);
     await page.screenshot({ path: path.join(root, "target", "screenshots", "offline.png") });
   } finally {
     await context.close();
@@ -144,7 +156,7 @@ test("the page requests only its own files and the model URL the user chose", as
     await server.close();
   }
   const origin = new URL(server.url).origin;
-  const allowed = /^\/(|index\.html|app\.js|style\.css|sw\.js|manifest\.webmanifest|icons\/[\w.-]+|models\/demo\.gguf|pkg\/[\w./-]+|fixtures\/spm-q4_0\.gguf)$/;
+  const allowed = /^\/(|index\.html|app\.js|style\.css|sw\.js|manifest\.webmanifest|icons\/[\w.-]+|models\/(demo\.gguf|default\.json|SmolLM2-135M-Instruct\.Q4_1\.gguf)|eval\/sample\.txt|pkg\/[\w./-]+|fixtures\/spm-q4_0\.gguf)$/;
   const bad = requests.filter((u) => {
     if (u.startsWith("data:") || u.startsWith("blob:")) return false;
     const url = new URL(u);
@@ -152,5 +164,6 @@ test("the page requests only its own files and the model URL the user chose", as
   });
   assert.deepEqual(bad, [], "requests beyond the app's files and the chosen model");
   assert.ok(requests.some((u) => u.endsWith("/fixtures/spm-q4_0.gguf")), "the chosen model was requested");
+  assert.ok(requests.some((u) => u.endsWith(`/${defaultModel.url}`)), "the default model was requested");
   assert.ok(requests.some((u) => u.endsWith("/pkg/hearth_wasm_bg.wasm")), "the engine was requested (the audit sees worker requests)");
 });

@@ -1,5 +1,7 @@
-// The chat page (www/index.html) in headless Chromium: the bundled demo model loads on start, a
-// message streams a reply with tokens/s shown, Stop and New chat work, settings persist, a garbage
+// The chat page (www/index.html) in headless Chromium, served without a real default model (a
+// models/ folder with only demo.gguf, as scripts/serve leaves it when it cannot fetch one; the real
+// default is real-model.test.mjs's): the bundled demo model loads on start and the page says it
+// writes gibberish and how to get the real model, a message streams a reply with tokens/s shown, Stop and New chat work, settings persist, a garbage
 // "model" file shows an error in words and leaves the page usable, nothing breaks the CSP, and the
 // layout is screenshotted (target/screenshots/chat.png, chat-375.png, chat-error-dark.png) at desktop
 // and phone widths.
@@ -9,6 +11,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { startServer, launchBrowser, logPage, assertPkgBuilt, fixtureDir, root } from "./harness.mjs";
 
@@ -16,12 +19,15 @@ const SHOTS = path.join(root, "target", "screenshots");
 const LOAD_TIMEOUT = 60000;
 const REPLY_TIMEOUT = 60000;
 
-let server, browser, context, page;
+let server, browser, context, page, models;
 const problems = []; // console errors, page errors, CSP violations
+const notFound = []; // paths answered 404 (Chromium logs each as a console error)
 
 before(async () => {
+  models = fs.mkdtempSync(path.join(os.tmpdir(), "hearth-models-"));
+  fs.copyFileSync(path.join(root, "www/models/demo.gguf"), path.join(models, "demo.gguf"));
   // HEARTH_TEST_PKG_DIR: serve another build of the client at /pkg (development only).
-  const mounts = { "/fixtures": fixtureDir(["spm-q4_0"]) };
+  const mounts = { "/fixtures": fixtureDir(["spm-q4_0"]), "/models": models };
   if (process.env.HEARTH_TEST_PKG_DIR) mounts["/pkg"] = path.resolve(process.env.HEARTH_TEST_PKG_DIR);
   else assertPkgBuilt();
   server = await startServer({ mounts });
@@ -30,8 +36,9 @@ before(async () => {
   page = await context.newPage();
   logPage(page, "page");
   page.on("console", (m) => {
-    if (m.type() === "error") problems.push(m.text());
+    if (m.type() === "error" && !/status of 404/.test(m.text())) problems.push(m.text());
   });
+  page.on("response", (r) => r.status() === 404 && notFound.push(new URL(r.url()).pathname));
   page.on("pageerror", (e) => problems.push(e.message));
   fs.mkdirSync(SHOTS, { recursive: true });
   await page.goto(server.url);
@@ -40,6 +47,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await server?.close();
+  if (models) fs.rmSync(models, { recursive: true, force: true });
 });
 
 const state = () => page.evaluate(() => document.body.dataset.state);
@@ -68,15 +76,22 @@ async function chat(text) {
   return { text: placeholder ? "" : await reply.textContent(), stats: await stats.textContent() };
 }
 
-test("the bundled demo model loads on start", async () => {
+test("without a default model the bundled demo model loads on start, and the page says it writes gibberish", async () => {
   await waitState("ready");
   const name = await page.locator('[data-testid="model-name"]').textContent();
-  assert.match(name, /MB/, `model summary shows the size: ${name}`);
+  assert.match(name, /^Demo model \(random weights\) · [\d.]+ MB$/, `model summary shows the name and size: ${name}`);
   assert.match(await page.locator('[data-testid="status"]').textContent(), /^Ready/);
   assert.equal(await page.locator('[data-testid="input"]').isEnabled(), true);
   assert.equal(await page.locator('[data-testid="progress"]').isVisible(), false, "progress bar hides after loading");
-  // The honest note about the demo model sits by the picker.
-  assert.match(await page.locator("#model-note").textContent(), /random-weight/);
+  // The honest note about the demo model sits by the picker, with how to get the real one.
+  assert.equal(await page.locator("#note-demo").isVisible(), true);
+  assert.equal(await page.locator("#note-default").isVisible(), false);
+  assert.match(await page.locator("#note-demo").textContent(), /random-weight.*gibberish.*no real default model.*scripts\/serve/s);
+  const notice = await page.locator("li.notice").first().textContent();
+  assert.match(notice, /^Loaded the bundled demo model \([\d.]+ MB\) in [\d.]+ s[,.] .*Its weights are random, so it writes gibberish\. This server has no real default model: scripts\/serve fetches SmolLM2 135M Instruct/, notice);
+  // The default button loads the demo here; there is no second demo button.
+  assert.equal(await page.locator('[data-testid="load-demo"]').isVisible(), false);
+  assert.match(await page.locator("#default-caption").textContent(), /demo\.gguf/);
 });
 
 test("a message streams a reply with tokens/s and time to first token", async () => {
@@ -245,6 +260,25 @@ test("a .gguf dropped on the page loads", async () => {
   assert.equal(await page.locator('[data-testid="error"]').isVisible(), false);
 });
 
+test("Evaluate: too short a text is an error in words; the sample text's perplexity is measured", async () => {
+  await page.locator("#eval-panel > summary").click();
+  const result = page.locator('[data-testid="eval-result"]');
+  await page.locator('[data-testid="eval-text"]').fill("Far too short to measure.");
+  await page.locator('[data-testid="eval-run"]').click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="eval-result"]').textContent, null, { timeout: LOAD_TIMEOUT });
+  assert.match(await result.textContent(), /^Hearth could not use that input \(invalid_argument\): .*the text is \d+ tokens; .*two chunks/);
+  assert.equal(await result.evaluate((e) => e.classList.contains("failed")), true);
+  assert.equal(await state(), "ready");
+  await page.locator('[data-testid="eval-sample"]').click();
+  await page.waitForFunction(() => document.getElementById("eval-text").value.length > 5000);
+  await page.locator('[data-testid="eval-context"]').selectOption("256");
+  await page.locator('[data-testid="eval-run"]').click();
+  await waitState("ready", REPLY_TIMEOUT);
+  assert.match(await result.textContent(), /^Perplexity \d+\.\d{3} ± \d+\.\d{3} · [\d,]+ tokens, \d+ chunks of 256 \([\d,]+ scored\) · [\d.]+ tokens\/s, [\d.]+ s · hearth-demo \(random weights\)$/, "the dropped demo model's figures");
+  assert.equal(await result.getAttribute("role"), "status");
+  await page.locator("#eval-panel > summary").click();
+});
+
 test("New chat clears the conversation", async () => {
   assert.ok((await replies().count()) > 0);
   await page.locator('[data-testid="new-chat"]').click();
@@ -299,6 +333,31 @@ test("narrow (375px) layout fits without sideways scrolling", async () => {
   await phone.close();
 });
 
-test("no console errors or CSP violations", () => {
+test("without WebGPU the load notice says so in words: running on the CPU", async () => {
+  const other = await launchBrowser({ webgpu: false });
+  try {
+    const p = await other.newPage();
+    logPage(p, "no-webgpu");
+    await p.goto(server.url);
+    await p.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: LOAD_TIMEOUT });
+    const notice = await p.locator("li.notice").first().textContent();
+    assert.match(notice, /^Loaded the bundled demo model \([\d.]+ MB\) in [\d.]+ s\. WebGPU is not available in this browser — running on the CPU, \d threads?\. /, notice);
+    // A browser with no navigator.gpu at all (the engine then never asks for an adapter) says the same.
+    const fallback = await p.evaluate(async () => {
+      delete Navigator.prototype.gpu;
+      const { Hearth } = await import("/pkg/hearth.js");
+      const m = await Hearth.load("models/demo.gguf", { worker: false });
+      await m.unload();
+      return m.info.backendFallback;
+    });
+    assert.equal(fallback, "WebGPU is not available in this browser");
+  } finally {
+    await other.close();
+  }
+});
+
+test("no console errors or CSP violations; nothing missing but the absent default model and the bad URL", () => {
   assert.deepEqual(problems, []);
+  assert.deepEqual(notFound.filter((p) => p !== "/models/default.json" && p !== "/fixtures/missing.gguf"), []);
+  assert.ok(notFound.includes("/models/default.json"), "the page asked for models/default.json");
 });

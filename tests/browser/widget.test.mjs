@@ -1,23 +1,26 @@
 // The embeddable <hearth-chat> widget (pkg/hearth-widget.js) in headless Chromium, on a host page
-// with hostile global CSS (www/widget-demo.html): inline and launcher modes load the model in a
-// worker and stream replies; the host's CSS does not reach into the widget; nothing but the page's
+// with hostile global CSS (www/widget-demo.html): inline and launcher modes load the page's model
+// (the real default model of models/default.json, set by widget-demo.js) in a worker, show its
+// name and stream replies; the host's CSS does not reach into the widget; nothing but the page's
 // files and the model is requested.
 //
-// Needs pkg/ (scripts/build-wasm), Chromium and playwright-core (scripts/test sets all up).
+// Needs pkg/ (scripts/build-wasm), the default model in www/models/ (scripts/default-model),
+// Chromium and playwright-core (scripts/test sets all up).
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { startServer, launchBrowser, logPage, assertPkgBuilt, root } from "./harness.mjs";
+import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, root } from "./harness.mjs";
 
 const TIMEOUT = 120000;
-let server, browser, page;
+let server, browser, page, defaultModel;
 const errors = [];
 const requests = [];
 
 before(async () => {
   assertPkgBuilt();
+  defaultModel = realModel();
   server = await startServer();
   browser = await launchBrowser();
   page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
@@ -34,8 +37,8 @@ after(async () => {
 });
 
 /**
- * Send `text` in the widget `#id` and wait for a reply; returns its text. The demo model has random
- * weights and draws with a fresh seed, so a reply can end at once on an end token: ask again then.
+ * Send `text` in the widget `#id` and wait for a reply; returns its text. The widget samples with a
+ * fresh seed, so a reply can end at once on an end token: ask again then.
  */
 async function ask(id, text) {
   let reply = "(no reply)";
@@ -61,7 +64,10 @@ async function askOnce(id, text) {
 }
 
 test("the inline widget loads its model and streams a reply; the host's CSS does not reach in", async () => {
-  await page.waitForFunction(() => document.getElementById("inline").llm !== null, null, { timeout: TIMEOUT });
+  await page.waitForFunction(() => !!document.getElementById("inline").llm, null, { timeout: TIMEOUT });
+  assert.equal(await page.locator("#inline").getAttribute("model"), defaultModel.url);
+  // The header names the model as people know it.
+  assert.equal(await page.locator("#inline header .status").textContent(), defaultModel.name);
   const reply = await ask("inline", "Hello there");
   assert.ok(reply.length > 0 && reply !== "(no reply)", reply);
   const look = await page.evaluate(() => {
@@ -91,7 +97,8 @@ test("the launcher opens a floating chat that answers", async () => {
   await launcher.click();
   assert.equal(await page.locator("#launcher section.panel").isVisible(), true);
   assert.equal(await launcher.isVisible(), false);
-  await page.waitForFunction(() => document.getElementById("launcher").llm !== null, null, { timeout: TIMEOUT });
+  await page.waitForFunction(() => !!document.getElementById("launcher").llm, null, { timeout: TIMEOUT });
+  assert.equal(await page.locator("#launcher header .status").textContent(), defaultModel.name);
   const reply = await ask("launcher", "Hi");
   assert.ok(reply.length > 0 && reply !== "(no reply)", reply);
   fs.mkdirSync(path.join(root, "target", "screenshots"), { recursive: true });
@@ -104,8 +111,12 @@ test("the launcher opens a floating chat that answers", async () => {
 test("no console errors or CSP violations; no request but the page's own files and the model", () => {
   assert.deepEqual(errors, []);
   const origin = new URL(server.url).origin;
-  const allowed = /^\/(widget-demo\.(html|css)|icons\/hearth\.svg|pkg\/[\w./-]+|models\/demo\.gguf)$/;
-  const bad = requests.filter((u) => !u.startsWith("data:") && !u.startsWith("blob:") && (new URL(u).origin !== origin || !allowed.test(new URL(u).pathname)));
+  const allowed = new Set(["/widget-demo.html", "/widget-demo.css", "/widget-demo.js", "/icons/hearth.svg", "/models/default.json", `/${defaultModel.url}`]);
+  const bad = requests.filter((u) => {
+    if (u.startsWith("data:") || u.startsWith("blob:")) return false;
+    const url = new URL(u);
+    return url.origin !== origin || !(allowed.has(url.pathname) || /^\/pkg\/[\w./-]+$/.test(url.pathname));
+  });
   assert.deepEqual(bad, []);
-  assert.ok(requests.some((u) => u.endsWith("/models/demo.gguf")));
+  assert.ok(requests.some((u) => u.endsWith(`/${defaultModel.url}`)));
 });

@@ -6,7 +6,8 @@
 // Attributes: model (GGUF URL, required), title, system-prompt, theme ("auto" | "light" | "dark"),
 // mode ("launcher": a floating button that opens the chat, the default; "inline": in the flow),
 // max-tokens, temperature, placeholder. The model loads on first open (launcher) or at once
-// (inline), in a Web Worker, and is kept in the model store for the next visit. Everything lives in
+// (inline), in a Web Worker, and is kept in the model store for the next visit; the header then
+// shows its name (`info.displayName`). Everything lives in
 // a shadow root whose styles reset inherited ones, so the host page's CSS cannot reach in; styles
 // are a constructed stylesheet, which a strict CSP (no 'unsafe-inline') allows.
 
@@ -185,7 +186,7 @@ export class HearthChat extends HTMLElement {
     }).then(
       (llm) => {
         this.llm = llm;
-        e.status.textContent = "";
+        e.status.textContent = llm.info.displayName;
         e.progress.hidden = true;
         this.dispatchEvent(new CustomEvent("hearth-ready", { detail: llm.info }));
         return llm;

@@ -61,7 +61,12 @@ export interface ModelStoreApi {
 }
 
 export interface ModelInfo {
+  /** The GGUF's general.name, as the converter wrote it (often a training run's name). */
   name: string;
+  /** The name people know the model by ("SmolLM2 135M Instruct"): show this one. */
+  displayName: string;
+  /** The quantization its file name says ("Q4_1", "Q4_K_M", "F16"), or null. */
+  quant: string | null;
   architecture: string;
   nVocab: number;
   /** The model's training context (llama.context_length). */
@@ -77,7 +82,7 @@ export interface ModelInfo {
   backend: "cpu" | "webgpu";
   /** The WebGPU adapter, when backend is "webgpu". */
   gpu: { name: string; backend: string; deviceType: string; shaderF16: boolean } | null;
-  /** Why "auto" (or a lost device) left the model on the CPU, if it did. */
+  /** Why "auto" (or a lost device) left the model on the CPU, if it did, as a sentence ("WebGPU is not available in this browser"). */
   backendFallback: string | null;
   /** "model": the GGUF's own tokenizer.chat_template; else the built-in one its vocabulary calls for. */
   chatTemplate: "model" | "llama3" | "chatml" | "llama2";
@@ -161,6 +166,46 @@ export interface FinalChunk {
 }
 
 export type Chunk = TokenChunk | FinalChunk;
+
+export interface PerplexityOptions {
+  /** Tokens per chunk (default 512); the text must be at least two chunks long. */
+  contextSize?: number;
+  /** Tokens per engine step (default: a whole chunk); a smaller batch reports progress and honours an abort more often. */
+  batch?: number;
+  /** Stops the run between steps: HearthError "aborted"; the model stays usable. */
+  signal?: AbortSignal;
+  onProgress?: (p: PerplexityProgress) => void;
+}
+
+export interface PerplexityProgress {
+  /** Tokens evaluated so far, of `total` (chunks × contextSize). */
+  evaluated: number;
+  total: number;
+  chunksDone: number;
+  chunks: number;
+  /** The estimate over the chunks done so far; null before the first one is scored. */
+  perplexity: number | null;
+}
+
+/** llama.cpp's llama-perplexity figures for a text. */
+export interface PerplexityResult {
+  perplexity: number;
+  /** llama.cpp's "±": the standard error of the mean negative log-likelihood, times the perplexity. */
+  uncertainty: number;
+  /** Tokens in the whole text. */
+  tokens: number;
+  /** Chunks of contextSize tokens evaluated (the rest of the text is left out). */
+  chunks: number;
+  /** Tokens scored: the second half of each chunk. */
+  scored: number;
+  contextSize: number;
+  batch: number;
+  /** The running estimate after each chunk. */
+  chunkPerplexities: number[];
+  seconds: number;
+  /** Tokens evaluated per second (chunks × contextSize / seconds). */
+  tokensPerSecond: number;
+}
 
 export class HearthError extends Error {
   /** The engine's code ("truncated", "bad_magic", "corrupt", "context_overflow", "invalid_argument", ...) or "aborted", "network", "worker". */
@@ -248,6 +293,8 @@ export class Hearth {
   generate(prompt: string | number[] | Uint32Array, options?: GenerateOptions): AsyncGenerator<Chunk, void, unknown>;
   /** Stream a reply to [{role, content}] with the model's chat template; `chat.completions.create` speaks OpenAI's shapes. */
   readonly chat: ((messages: ChatMessage[], options?: GenerateOptions) => AsyncGenerator<Chunk, void, unknown>) & { completions: Completions };
+  /** Perplexity of `text` as llama.cpp's llama-perplexity measures it (HearthError "invalid_argument" when it is shorter than two chunks). */
+  perplexity(text: string, options?: PerplexityOptions): Promise<PerplexityResult>;
   /** The prompt text the chat template makes of `messages`. */
   applyChatTemplate(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean }): Promise<string>;
   tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;

@@ -259,6 +259,37 @@ export class Hearth {
     return this._run({ messages: normalizeMessages(messages) }, options);
   }
 
+  /**
+   * Perplexity of `text` as llama.cpp's llama-perplexity measures it: the text cut into chunks of
+   * `contextSize` tokens (at least two), each run from an empty context with the second half of
+   * it scored. Waits for a generation in progress; `signal` stops it between batches (HearthError
+   * "aborted"; the model stays usable).
+   * @param {string} text
+   * @param {{contextSize?: number, batch?: number, signal?: AbortSignal, onProgress?: (p: {evaluated: number, total: number, chunksDone: number, chunks: number, perplexity: number|null}) => void}} [options]
+   */
+  async perplexity(text, { contextSize = 512, batch, signal, onProgress } = {}) {
+    if (this._closed) throw new HearthError("invalid_argument", "the model has been unloaded");
+    let release;
+    const prev = this._queue;
+    this._queue = new Promise((r) => (release = r));
+    try {
+      await prev;
+      if (signal?.aborted) throw abortError("the perplexity run");
+      const job = this._impl.perplexity(String(text), { contextSize, batch }, (p) => onProgress?.(p));
+      const onAbort = () => job.abort();
+      signal?.addEventListener("abort", onAbort);
+      try {
+        return await job.done;
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+      }
+    } catch (e) {
+      throw asHearthError(e);
+    } finally {
+      release();
+    }
+  }
+
   /** The prompt text the chat template makes of `messages` (the assistant's turn opened). */
   async applyChatTemplate(messages, { addGenerationPrompt = true } = {}) {
     return this._impl.renderChat(normalizeMessages(messages), addGenerationPrompt);
@@ -379,6 +410,10 @@ class WorkerImpl {
     const [rid, done] = this.t.request("generate", { req }, onChunk);
     return { done, abort: () => this.t.abort(rid) };
   }
+  perplexity(text, { contextSize, batch }, onProgress) {
+    const [rid, done] = this.t.request("perplexity", { text, contextSize, batch }, onProgress);
+    return { done, abort: () => this.t.abort(rid) };
+  }
   tokenize(text, addSpecial, parseSpecial) {
     return this.t.call("tokenize", { text: String(text), addSpecial, parseSpecial });
   }
@@ -427,6 +462,11 @@ class LocalImpl {
     const done = this.host.generate(req, { onChunk, isAborted: () => aborted }).catch((e) => {
       throw asHearthError(e);
     });
+    return { done, abort: () => (aborted = true) };
+  }
+  perplexity(text, { contextSize, batch }, onProgress) {
+    let aborted = false;
+    const done = this.host.perplexity(text, { contextSize, batch, onProgress, isAborted: () => aborted });
     return { done, abort: () => (aborted = true) };
   }
   async tokenize(text, addSpecial, parseSpecial) {

@@ -181,7 +181,9 @@ export class Host {
     this.loader = null;
     const gpu = typeof navigator !== "undefined" && navigator.gpu;
     if (backend === "webgpu" && !gpu) throw codeError("backend_unavailable", "this browser has no WebGPU (navigator.gpu): use backend \"cpu\" or \"auto\"");
-    this.loader = backend === "cpu" || (backend === "auto" && !gpu) ? new wasm.Loader() : await wasm.Loader.create(backend);
+    // Without navigator.gpu the engine never looks for an adapter, so it cannot say why.
+    this.noGpu = backend === "auto" && !gpu;
+    this.loader = backend === "cpu" || this.noGpu ? new wasm.Loader() : await wasm.Loader.create(backend);
   }
 
   /** Feed one chunk; returns bytes received so far. */
@@ -205,7 +207,8 @@ export class Host {
     }
   }
 
-  finishLoad(contextSize) {
+  /** Build the engine; `fileName` (the URL's last segment or the File's name) names the model. */
+  finishLoad(contextSize, fileName) {
     if (!this.loader) throw codeError("invalid_argument", "no load in progress");
     const loader = this.loader;
     this.loader = null;
@@ -219,6 +222,9 @@ export class Host {
     this.contextSize = ctx;
     this.info = {
       name: raw.name,
+      // The name people know it by ("SmolLM2 135M Instruct"), from the metadata and the file name.
+      displayName: engine.displayName(fileName),
+      quant: quantOf(fileName),
       architecture: raw.architecture,
       nVocab: raw.nVocab,
       contextLength: train,
@@ -232,7 +238,7 @@ export class Host {
       backend: raw.backend,
       // The adapter ({name, backend, deviceType, shaderF16}) on WebGPU; why "auto" chose the CPU.
       gpu: raw.gpu,
-      backendFallback: raw.fallback,
+      backendFallback: raw.fallback ?? (this.noGpu ? "WebGPU is not available in this browser" : null),
       // The built-in template the vocabulary called for, or "model" (the GGUF's own).
       chatTemplate: engine.chatTemplate().builtin ?? "model",
       threads: poolThreads,
@@ -312,7 +318,7 @@ export class Host {
           }
         }
       }
-      return this.finishLoad(contextSize);
+      return this.finishLoad(contextSize, fileNameOf(given[0]));
     } catch (e) {
       this.abortLoad();
       throw e;
@@ -487,6 +493,46 @@ export class Host {
   }
 
   /**
+   * Perplexity of `text` as llama.cpp's llama-perplexity measures it (chunks of `contextSize`
+   * tokens, the second half of each scored), one prefill batch per engine step. `onProgress` gets
+   * {evaluated, total, chunksDone, chunks, perplexity} after each step; `isAborted()` is checked
+   * between steps, with an event-loop hop so that an abort message can arrive.
+   */
+  async perplexity(text, { contextSize = 512, batch, onProgress = () => {}, isAborted = () => false } = {}) {
+    if (this.deviceLost) await this.reloadOnCpu();
+    const e = this.engine;
+    if (!e) throw codeError("invalid_argument", "no model is loaded");
+    const t0 = performance.now();
+    e.perplexityStart(String(text), batch == null ? { contextSize } : { contextSize, batch });
+    try {
+      for (;;) {
+        await yieldToEventLoop();
+        if (isAborted()) throw codeError("aborted", "the perplexity run was aborted");
+        const s = await this.guard(e.perplexityStep());
+        onProgress({ evaluated: s.evaluated, total: s.total, chunksDone: s.chunksDone, chunks: s.chunks, perplexity: s.perplexity });
+        if (s.done) {
+          const seconds = (performance.now() - t0) / 1000;
+          return {
+            perplexity: s.perplexity,
+            uncertainty: s.uncertainty,
+            tokens: s.tokens,
+            chunks: s.chunks,
+            scored: s.scored,
+            contextSize: s.contextSize,
+            batch: s.batch,
+            chunkPerplexities: s.chunkPerplexities,
+            seconds,
+            tokensPerSecond: seconds > 0 ? (s.chunks * s.contextSize) / seconds : 0,
+          };
+        }
+      }
+    } finally {
+      // Frees the run's KV cache (a finished or failed run is gone already).
+      e.perplexityCancel();
+    }
+  }
+
+  /**
    * Tests: lose the GPU device, now or after `afterSteps` tokens of the next generation (a
    * deterministic "mid-generation"); the step after it fails with "device_lost".
    */
@@ -534,6 +580,27 @@ export class Host {
       this.engine = null;
     }
   }
+}
+
+/** The file name a source carries: a URL's last path segment or a File's name; undefined for bytes. */
+function fileNameOf(source) {
+  if (typeof source === "string" || source instanceof URL) {
+    try {
+      const last = new URL(String(source), globalThis.location?.href).pathname.split("/").filter(Boolean).pop();
+      return last ? decodeURIComponent(last) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return typeof File !== "undefined" && source instanceof File ? source.name : undefined;
+}
+
+/** The quantization label a file name ends in ("SmolLM2-135M-Instruct.Q4_1.gguf": "Q4_1"), as src/model/name.rs reads it. */
+function quantOf(fileName) {
+  if (!fileName) return null;
+  const stem = fileName.replace(/\.gguf$/i, "").replace(/-\d{5}-of-\d{5}$/, "");
+  const label = stem.match(/[.-]([^.-]+)$/)?.[1].toLowerCase();
+  return label && (/^(f32|f16|bf16|fp16|fp32)$/.test(label) || /^i?q\d/.test(label)) ? label.toUpperCase() : null;
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: false });

@@ -60,6 +60,15 @@ async function handle(msg) {
       });
       return reply(rid, "result", { value: final });
     }
+    case "perplexity": {
+      const result = await host.perplexity(msg.text, {
+        contextSize: msg.contextSize,
+        batch: msg.batch,
+        isAborted: () => aborted.has(rid),
+        onProgress: (p) => reply(rid, "event", { value: p }),
+      });
+      return reply(rid, "result", { value: result });
+    }
     case "tokenize":
       return reply(rid, "result", { value: host.tokenize(msg.text, msg.addSpecial, msg.parseSpecial) });
     case "decode":
