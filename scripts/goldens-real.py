@@ -15,7 +15,6 @@ log-softmax with an f32 max and an f64 sum of expf). Once per model: tokenizatio
 strings, special-token text parsed as text and as specials. llama.cpp runs with an F32 KV cache and
 flash attention off, as for the other goldens.
 """
-import hashlib
 import importlib.util
 import json
 import os
@@ -52,42 +51,25 @@ TOKENIZER_TEXTS = [
     "   ",
     "",
 ]
-TOP_K = 10
 GREEDY_TOKENS = 24
 CHAT_TOKENS = 32
 PPL_CTX = 512
 GGML_TYPE_F32 = 0
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def load_script(name, file):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "scripts", file))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-def top(row, k):
-    ids = np.argsort(-row, kind="stable")[:k]
-    return {"ids": [int(i) for i in ids], "logits": [float(row[i]) for i in ids]}
-
-
-def greedy(llm, last, n):
-    out, margins = [], []
-    for _ in range(n):
-        order = np.argsort(-last, kind="stable")[:2]
-        out.append(int(order[0]))
-        margins.append(float(last[order[0]] - last[order[1]]))
-        llm.eval([int(order[0])])
-        last = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
-    return out, margins
+# The fixture goldens' helpers: prompt cases (tokens, top-K logits, greedy with margins), sha256.
+goldens = load_script("goldens", "goldens.py")
 
 
 def chat_environment():
-    spec = importlib.util.spec_from_file_location("goldens_chat", os.path.join(ROOT, "scripts/goldens-chat.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.environment()
+    return load_script("goldens_chat", "goldens-chat.py").environment()
 
 
 def perplexity(llm, text, ctx):
@@ -126,24 +108,15 @@ def variant_golden(path, variant, env):
         model_path=path, n_ctx=PPL_CTX, n_batch=PPL_CTX, n_ubatch=PPL_CTX, logits_all=True, flash_attn=False,
         type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, n_threads=2, n_threads_batch=2, verbose=False,
     )
-    cases = []
-    for prompt in PROMPTS:
-        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
-        llm.reset()
-        llm.eval(tokens)
-        scores = np.array(llm.scores[: llm.n_tokens], dtype=np.float32)
-        g, m = greedy(llm, scores[-1], GREEDY_TOKENS)
-        cases.append({"prompt": prompt, "prompt_tokens": [int(t) for t in tokens],
-                      "positions": [top(scores[i], TOP_K) for i in range(len(tokens))],
-                      "greedy": g, "greedy_margins": m})
+    cases = [goldens.prompt_case(llm, prompt, GREEDY_TOKENS) for prompt in PROMPTS]
     template = llm.metadata["tokenizer.chat_template"]
     rendered = env.from_string(template).render(messages=CHAT, add_generation_prompt=True, bos_token="", eos_token="<|im_end|>")
     chat_tokens = llm.tokenize(rendered.encode("utf-8"), add_bos=True, special=True)
     llm.reset()
     llm.eval(chat_tokens)
-    g, m = greedy(llm, np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32), CHAT_TOKENS)
+    g, m = goldens.greedy(llm, np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32), CHAT_TOKENS)
     reply = llm.detokenize(g[: g.index(2)] if 2 in g else g).decode("utf-8", "replace")
-    doc = {"variant": variant, "sha256": sha256(path), "llama_cpp_python": llama_cpp.__version__,
+    doc = {"variant": variant, "sha256": goldens.sha256(path), "llama_cpp_python": llama_cpp.__version__,
            "settings": f"n_ctx {PPL_CTX}, n_batch {PPL_CTX}, F32 KV cache, flash_attn off, 2 threads",
            "cases": cases,
            "chat": {"messages": CHAT, "rendered": rendered, "prompt_tokens": [int(t) for t in chat_tokens],

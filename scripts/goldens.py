@@ -42,28 +42,37 @@ def top(row, k):
     return {"ids": [int(i) for i in ids], "logits": [float(row[i]) for i in ids]}
 
 
+def greedy(llm, last, n):
+    """n greedy steps after logits `last` (argmax, never stopping at EOS), with llama.cpp's
+    top-1/top-2 margin at each."""
+    out, margins = [], []
+    for _ in range(n):
+        order = np.argsort(-last, kind="stable")[:2]
+        out.append(int(order[0]))
+        margins.append(float(last[order[0]] - last[order[1]]))
+        llm.eval([int(order[0])])
+        last = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+    return out, margins
+
+
+def prompt_case(llm, prompt, n_greedy=GREEDY_TOKENS):
+    """Prompt tokens, top-K logits at every position and a greedy continuation."""
+    tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+    llm.reset()
+    llm.eval(tokens)
+    scores = np.array(llm.scores[: llm.n_tokens], dtype=np.float32)
+    positions = [top(scores[i], TOP_K) for i in range(len(tokens))]
+    g, margins = greedy(llm, scores[-1], n_greedy)
+    return {"prompt": prompt, "prompt_tokens": [int(t) for t in tokens], "positions": positions,
+            "greedy": g, "greedy_margins": margins}
+
+
 def golden(path):
     llm = llama_cpp.Llama(
         model_path=path, n_ctx=512, n_batch=512, n_ubatch=512, logits_all=True, flash_attn=False,
         type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, n_threads=2, n_threads_batch=2, verbose=False,
     )
-    cases = []
-    for prompt in PROMPTS:
-        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
-        llm.reset()
-        llm.eval(tokens)
-        scores = np.array(llm.scores[: llm.n_tokens], dtype=np.float32)
-        positions = [top(scores[i], TOP_K) for i in range(len(tokens))]
-        greedy, margins = [], []
-        last = scores[-1]
-        for _ in range(GREEDY_TOKENS):
-            order = np.argsort(-last, kind="stable")[:2]
-            greedy.append(int(order[0]))
-            margins.append(float(last[order[0]] - last[order[1]]))
-            llm.eval([int(order[0])])
-            last = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
-        cases.append({"prompt": prompt, "prompt_tokens": [int(t) for t in tokens], "positions": positions,
-                      "greedy": greedy, "greedy_margins": margins})
+    cases = [prompt_case(llm, prompt) for prompt in PROMPTS]
     del llm
     return cases
 

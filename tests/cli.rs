@@ -56,9 +56,6 @@ fn keys(v: &Value) -> Vec<&str> {
     k
 }
 
-fn u32s(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 #[test]
 fn tokenize_json_matches_the_library() {
@@ -72,7 +69,7 @@ fn tokenize_json_matches_the_library() {
         assert_eq!(stdout, format!("{}\n", serde_json::json!({ "tokens": want })), "exact output for {text:?}");
         let v = json_ok(&out);
         assert_eq!(keys(&v), ["tokens"]);
-        assert_eq!(u32s(&v["tokens"]), want);
+        assert_eq!(common::u32s(&v["tokens"]), want);
     }
 }
 
@@ -87,19 +84,19 @@ fn generate_json_is_the_greedy_continuation() {
     assert_eq!(keys(&v), ["prompt_tokens", "text", "tokens"]);
 
     let engine = common::load(&bytes, 1 << 20);
-    let prompt_tokens = u32s(&v["prompt_tokens"]);
+    let prompt_tokens = common::u32s(&v["prompt_tokens"]);
     assert_eq!(prompt_tokens[0], engine.tokenizer.bos().unwrap(), "prompt starts with BOS");
     assert_eq!(prompt_tokens, engine.tokenize_prompt(prompt));
-    assert_eq!(prompt_tokens, u32s(&case["prompt_tokens"]), "llama.cpp's tokens for the prompt");
+    assert_eq!(prompt_tokens, common::u32s(&case["prompt_tokens"]), "llama.cpp's tokens for the prompt");
 
-    let tokens = u32s(&v["tokens"]);
+    let tokens = common::u32s(&v["tokens"]);
     assert_eq!(tokens.len(), 8);
     // The same as the library's greedy run...
     let opts = hearth::GenerateOptions { max_tokens: 8, sampler: hearth::sampler::SamplerConfig::greedy(), stop_at_eos: false, batch: 64, ..Default::default() };
     let lib = engine.generate(&prompt_tokens, 512, &opts, |_| true).unwrap();
     assert_eq!(tokens, lib.tokens, "CLI and library greedy tokens");
     // ...and as llama.cpp's.
-    let want: Vec<u32> = u32s(&case["greedy"])[..8].to_vec();
+    let want: Vec<u32> = common::u32s(&case["greedy"])[..8].to_vec();
     assert_eq!(tokens, want, "llama.cpp's greedy tokens (goldens model-{FIXTURE}.json)");
 
     assert_eq!(v["text"].as_str().unwrap(), engine.tokenizer.decode(&tokens, false, false));
@@ -115,14 +112,14 @@ fn logits_json_has_sorted_top_k_per_position() {
     assert_eq!(keys(&v), ["positions", "prompt_tokens"]);
     let engine = common::load(&bytes, 1 << 20);
     let tokens = engine.tokenize_prompt(prompt);
-    assert_eq!(u32s(&v["prompt_tokens"]), tokens);
+    assert_eq!(common::u32s(&v["prompt_tokens"]), tokens);
     let positions = v["positions"].as_array().unwrap();
     assert_eq!(positions.len(), tokens.len(), "one entry per prompt position");
     let n_vocab = engine.model.config.n_vocab;
     let logits = engine.prompt_logits(&tokens).unwrap();
     for (pos, p) in positions.iter().enumerate() {
         assert_eq!(keys(p), ["ids", "logits"]);
-        let ids = u32s(&p["ids"]);
+        let ids = common::u32s(&p["ids"]);
         let ls: Vec<f32> = p["logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
         assert_eq!(ids.len(), 5);
         assert_eq!(ls.len(), 5);

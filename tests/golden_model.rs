@@ -36,13 +36,7 @@ fn golden_files() -> Vec<String> {
     v
 }
 
-fn f32s(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-}
 
-fn u32s(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 #[test]
 fn every_fixture_and_quant_type_has_goldens() {
@@ -72,22 +66,17 @@ fn matches_llama_cpp_on_every_fixture() {
         let mut diverged = Vec::new();
         for case in g["cases"].as_array().unwrap() {
             let prompt = case["prompt"].as_str().unwrap();
-            let tokens = u32s(&case["prompt_tokens"]);
+            let tokens = common::u32s(&case["prompt_tokens"]);
             let ours = engine.tokenize_prompt(prompt);
             if ours != tokens {
                 failures.push(format!("{fixture}: tokens of {prompt:?}: ours {ours:?}, llama.cpp {tokens:?}"));
             }
             let logits = engine.prompt_logits(&tokens).unwrap();
-            for (pos, p) in case["positions"].as_array().unwrap().iter().enumerate() {
-                let row = &logits[pos * n_vocab..(pos + 1) * n_vocab];
-                let d = u32s(&p["ids"]).into_iter().zip(f32s(&p["logits"])).map(|(id, want)| (row[id as usize] - want).abs());
-                per_position.push(d.fold(0f32, f32::max));
-                if pos == 0 {
-                    first = first.max(per_position[per_position.len() - 1]);
-                }
-            }
-            let want = u32s(&case["greedy"]);
-            let margins = f32s(&case["greedy_margins"]);
+            let diffs = common::top_k_diffs(&logits, n_vocab, &case["positions"]);
+            first = first.max(diffs[0]);
+            per_position.extend(diffs);
+            let want = common::u32s(&case["greedy"]);
+            let margins = common::f32s(&case["greedy_margins"]);
             let opts = GenerateOptions { max_tokens: want.len(), sampler: SamplerConfig::greedy(), stop_at_eos: false, batch: 7, ..Default::default() };
             let got = engine.generate(&tokens, 512, &opts, |_| true).unwrap().tokens;
             if let Some(i) = (0..want.len()).find(|&i| got.get(i) != Some(&want[i])) {

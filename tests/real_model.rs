@@ -36,13 +36,7 @@ fn model_bytes() -> Option<Vec<u8>> {
     Some(std::fs::read(&path).unwrap_or_else(|e| panic!("HEARTH_REAL_MODEL={}: {e}", path.display())))
 }
 
-fn f32s(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-}
 
-fn u32s(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 /// The variant's bytes, failing clearly when `hearth quantize` no longer writes what the goldens saw.
 fn variant(shipped: &[u8], name: &str, sha: &str) -> Vec<u8> {
@@ -88,8 +82,8 @@ struct Measured {
 /// Greedy continuation of `tokens`, compared with llama.cpp's: the steps that agree before the
 /// first difference, and a failure unless that difference is a near tie (top-2 margin under `tie`).
 fn check_greedy(engine: &Engine<Cpu>, what: &str, tokens: &[u32], case: &serde_json::Value, tie: f32, m: &mut Measured, failures: &mut Vec<String>) {
-    let want = u32s(&case["greedy"]);
-    let margins = f32s(&case["greedy_margins"]);
+    let want = common::u32s(&case["greedy"]);
+    let margins = common::f32s(&case["greedy_margins"]);
     let opts = GenerateOptions { max_tokens: want.len(), sampler: SamplerConfig::greedy(), stop_at_eos: false, batch: 64, ..Default::default() };
     let got = engine.generate(tokens, 512, &opts, |_| true).unwrap().tokens;
     let same = (0..want.len()).take_while(|&i| got.get(i) == Some(&want[i])).count();
@@ -115,20 +109,15 @@ fn check_variant(shipped: &[u8], name: &str, failures: &mut Vec<String>) -> Meas
     let mut per_position = Vec::new();
     for case in g["cases"].as_array().unwrap() {
         let prompt = case["prompt"].as_str().unwrap();
-        let tokens = u32s(&case["prompt_tokens"]);
+        let tokens = common::u32s(&case["prompt_tokens"]);
         let ours = engine.tokenize_prompt(prompt);
         if ours != tokens {
             failures.push(format!("{name}: tokens of {prompt:?}: ours {ours:?}, llama.cpp {tokens:?}"));
         }
         let logits = engine.prompt_logits(&tokens).unwrap();
-        for (pos, p) in case["positions"].as_array().unwrap().iter().enumerate() {
-            let row = &logits[pos * n_vocab..(pos + 1) * n_vocab];
-            let d = u32s(&p["ids"]).into_iter().zip(f32s(&p["logits"])).map(|(id, want)| (row[id as usize] - want).abs());
-            per_position.push(d.fold(0f32, f32::max));
-            if pos == 0 {
-                m.first = m.first.max(per_position[per_position.len() - 1]);
-            }
-        }
+        let diffs = common::top_k_diffs(&logits, n_vocab, &case["positions"]);
+        m.first = m.first.max(diffs[0]);
+        per_position.extend(diffs);
         check_greedy(&engine, &format!("{name} {prompt:?}"), &tokens, case, tie, &mut m, failures);
     }
 
@@ -146,10 +135,10 @@ fn check_variant(shipped: &[u8], name: &str, failures: &mut Vec<String>) -> Meas
         failures.push(format!("{name}: chat rendered as {rendered:?}, jinja2 {:?}", chat["rendered"]));
     }
     let tokens = engine.tokenizer.encode(&rendered, true, true);
-    if tokens != u32s(&chat["prompt_tokens"]) {
+    if tokens != common::u32s(&chat["prompt_tokens"]) {
         failures.push(format!("{name}: chat prompt tokens ours {tokens:?}, llama.cpp {:?}", chat["prompt_tokens"]));
     }
-    check_greedy(&engine, &format!("{name} chat"), &u32s(&chat["prompt_tokens"]), chat, tie, &mut m, failures);
+    check_greedy(&engine, &format!("{name} chat"), &common::u32s(&chat["prompt_tokens"]), chat, tie, &mut m, failures);
 
     per_position.sort_by(f32::total_cmp);
     (m.median, m.max) = (per_position[per_position.len() / 2], *per_position.last().unwrap());
@@ -162,7 +151,7 @@ fn check_variant(shipped: &[u8], name: &str, failures: &mut Vec<String>) -> Meas
             let text = case["text"].as_str().unwrap();
             for (parse_special, key) in [(false, "tokens"), (true, "tokens_special")] {
                 let ours = engine.tokenizer.encode(text, false, parse_special);
-                if ours != u32s(&case[key]) {
+                if ours != common::u32s(&case[key]) {
                     failures.push(format!("{name}: {key} of {text:?}: ours {ours:?}, llama.cpp {:?}", case[key]));
                 }
             }

@@ -51,3 +51,26 @@ pub fn load_with<B: hearth::backend::Backend>(backend: B, bytes: &[u8], chunk: u
     }
     loader.finish().unwrap()
 }
+
+pub fn f32s(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+pub fn u32s(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+/// Per prompt position, the largest |ours - llama.cpp| over a golden case's top-K logits
+/// (`positions`: [{ids, logits}] per position; `logits`: ours, `n_vocab` per position).
+pub fn top_k_diffs(logits: &[f32], n_vocab: usize, positions: &serde_json::Value) -> Vec<f32> {
+    positions
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(pos, p)| {
+            let row = &logits[pos * n_vocab..(pos + 1) * n_vocab];
+            u32s(&p["ids"]).into_iter().zip(f32s(&p["logits"])).map(|(id, want)| (row[id as usize] - want).abs()).fold(0f32, f32::max)
+        })
+        .collect()
+}
