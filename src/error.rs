@@ -49,7 +49,29 @@ pub enum HearthError {
     DeviceLost(String),
 }
 
+/// Longest message shown: names and strings from a file can be any length.
+const MAX_MESSAGE_CHARS: usize = 1000;
+
 impl HearthError {
+    /// The message as people see it (the CLI's error line, a JS Error's message): one line,
+    /// whatever a file put into the names and strings it quotes (control characters and NULs
+    /// escaped as \n, \u{0}, ...), and at most `MAX_MESSAGE_CHARS` characters.
+    pub fn message(&self) -> String {
+        let mut out = String::new();
+        for (i, c) in self.to_string().chars().enumerate() {
+            if i == MAX_MESSAGE_CHARS {
+                out.push('…');
+                break;
+            }
+            if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
     /// Stable machine-readable code, used by the CLI's JSON errors and the JS `error.code`.
     pub fn code(&self) -> &'static str {
         match self {
@@ -91,3 +113,19 @@ impl From<std::io::Error> for HearthError {
 }
 
 pub type Result<T, E = HearthError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::HearthError;
+
+    #[test]
+    fn messages_are_one_line_and_bounded() {
+        let e = HearthError::UnsupportedArchitecture("llama\n\0x\r\u{2028}".into());
+        let m = e.message();
+        assert!(!m.chars().any(|c| c.is_control() || c == '\u{2028}'), "{m:?}");
+        assert!(m.contains("llama\\n\\u{0}x\\r\\u{2028}"), "{m:?}");
+        let long = HearthError::MissingTensor("a".repeat(100_000)).message();
+        assert_eq!(long.chars().count(), 1001);
+        assert!(long.ends_with('…'));
+    }
+}

@@ -595,3 +595,56 @@ fn single_byte_corruptions_of_the_header_never_panic() {
     eprintln!("300 corruptions of the first {region} bytes: {outcomes:?}");
     assert!(panicked.is_empty(), "panicked on {} corruptions: {}", panicked.len(), panicked.join(", "));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 15's reproductions: hostile values that once panicked, hung or wrote multi-line errors.
+
+/// The u64 offset field of the first tensor's index entry.
+fn first_offset_field() -> usize {
+    let (index_start, _, _) = layout();
+    let h = parse_file(base()).unwrap();
+    let t = &h.tensors[0];
+    index_start + 8 + t.name.len() + 4 + 8 * t.dims.len() + 4
+}
+
+#[test]
+fn a_tensor_offset_near_u64_max_is_corrupt_not_a_panic() {
+    let at = first_offset_field();
+    for offset in [u64::MAX - 63, u64::MAX & !31, 1u64 << 60] {
+        let mut bytes = base().to_vec();
+        bytes[at..at + 8].copy_from_slice(&offset.to_le_bytes());
+        let e = catch_unwind(AssertUnwindSafe(|| load_err(&bytes))).unwrap_or_else(|_| panic!("offset {offset} panicked"));
+        assert_eq!(e.code(), "corrupt", "offset {offset}: {e}");
+        assert_message_names(&e, "token_embd.weight");
+    }
+}
+
+#[test]
+fn a_layer_count_the_file_cannot_hold_fails_at_once() {
+    for layers in [1_000_000u32, i32::MAX as u32, 600, 3] {
+        let bytes = rebuilt(|p| {
+            p.meta.insert("llama.block_count".into(), Value::U32(layers));
+        });
+        let t = std::time::Instant::now();
+        let e = load_err(&bytes);
+        assert_eq!(e.code(), "bad_metadata", "{layers} layers: {e}");
+        assert_message_names(&e, "llama.block_count");
+        assert!(t.elapsed().as_secs_f64() < 1.0, "{layers} layers took {:?}", t.elapsed());
+    }
+}
+
+#[test]
+fn strings_from_the_file_never_break_the_one_line_message() {
+    for arch in ["llama\n", "ll\0ama", "x\r\ny"] {
+        let bytes = rebuilt(|p| {
+            p.meta.insert("general.architecture".into(), Value::String(arch.into()));
+        });
+        let e = load_err(&bytes);
+        assert_eq!(e.code(), "unsupported_architecture");
+        let m = e.message();
+        assert!(!m.chars().any(char::is_control), "{m:?}");
+    }
+    let bytes = rebuilt(|p| p.tensor_mut("blk.0.attn_q.weight").0 = "blk.0.attn_q.weight\nsecond line".into());
+    let m = load_err(&bytes).message();
+    assert!(!m.contains('\n') && m.contains("blk.0.attn_q.weight"), "{m:?}");
+}

@@ -495,7 +495,7 @@ fn run(cli: Cli) -> Result<()> {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("hearth: error [{}]: {e}", e.code());
+        eprintln!("hearth: error [{}]: {}", e.code(), e.message());
         std::process::exit(1);
     }
 }

@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 pub const MAGIC: [u8; 4] = *b"GGUF";
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 const MAX_DIMS: usize = 4;
+/// No GGUF file is larger (2^50 bytes, a petabyte): offsets and sizes beyond it are corrupt,
+/// and below it their sums cannot overflow.
+const MAX_FILE_BYTES: u64 = 1 << 50;
 
 /// A metadata value. Arrays keep their element type even when empty.
 #[derive(Clone, Debug, PartialEq)]
@@ -417,6 +420,12 @@ pub fn parse_header(buf: &[u8]) -> Result<Header> {
         tensors.push(TensorInfo { name, dims, ty, offset, size });
     }
     let data_offset = align_up(r.pos as u64, alignment);
+    // Every tensor's end must be a real file offset: readers add these without further checks.
+    for t in &tensors {
+        if data_offset.checked_add(t.offset).and_then(|x| x.checked_add(t.size)).is_none_or(|end| end > MAX_FILE_BYTES) {
+            return Err(corrupt(format!("tensor '{}' at offset {} with {} bytes ends past any possible file", t.name, t.offset, t.size)));
+        }
+    }
 
     tensors.sort_by_key(|t| t.offset);
     for w in tensors.windows(2) {

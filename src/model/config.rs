@@ -25,10 +25,20 @@ fn bad(key: &str, why: impl Into<String>) -> HearthError {
     HearthError::BadMetadata { key: key.into(), why: why.into() }
 }
 
-fn usize_of(md: &Metadata, key: &str) -> Result<usize> {
+/// Upper bounds on the hyperparameters, far above any real model (Llama 3.1 405B: 126 layers,
+/// 16,384 wide, 53,248 feed-forward, 128 heads, 128k context; Llama 4 Scout: 10M context), so a
+/// corrupt count fails here instead of sizing work and memory. 512 layers is llama.cpp's own
+/// LLAMA_MAX_LAYERS.
+const MAX_LAYERS: u64 = 512;
+const MAX_WIDTH: u64 = 1 << 17;
+const MAX_HEADS: u64 = 1 << 12;
+const MAX_CONTEXT: u64 = 1 << 24;
+const MAX_VOCAB: u64 = 1 << 22;
+
+fn usize_of(md: &Metadata, key: &str, max: u64) -> Result<usize> {
     let v = md.u64(key)?;
-    if v == 0 || v > (1 << 31) {
-        return Err(bad(key, format!("{v} is out of range")));
+    if v == 0 || v > max {
+        return Err(bad(key, format!("{v} is out of range (1 to {max})")));
     }
     Ok(v as usize)
 }
@@ -43,22 +53,22 @@ impl LlamaConfig {
         if md.opt_u64(&k("expert_count"))?.unwrap_or(0) > 0 {
             return Err(bad(&k("expert_count"), "mixture-of-experts models are not supported"));
         }
-        let n_embd = usize_of(md, &k("embedding_length"))?;
-        let n_layer = usize_of(md, &k("block_count"))?;
+        let n_embd = usize_of(md, &k("embedding_length"), MAX_WIDTH)?;
+        let n_layer = usize_of(md, &k("block_count"), MAX_LAYERS)?;
         let n_ff = match md.get(&k("feed_forward_length")) {
             Some(v) if v.as_array().is_some() => return Err(bad(&k("feed_forward_length"), "per-layer sizes are not supported")),
-            _ => usize_of(md, &k("feed_forward_length"))?,
+            _ => usize_of(md, &k("feed_forward_length"), MAX_WIDTH)?,
         };
-        let n_head = usize_of(md, &k("attention.head_count"))?;
+        let n_head = usize_of(md, &k("attention.head_count"), MAX_HEADS)?;
         let n_head_kv = match md.opt_u64(&k("attention.head_count_kv"))? {
-            Some(_) => usize_of(md, &k("attention.head_count_kv"))?,
+            Some(_) => usize_of(md, &k("attention.head_count_kv"), MAX_HEADS)?,
             None => n_head,
         };
         if n_head % n_head_kv != 0 {
             return Err(bad(&k("attention.head_count_kv"), format!("{n_head} heads do not split into {n_head_kv} groups")));
         }
         let head_dim = match md.opt_u64(&k("attention.key_length"))? {
-            Some(_) => usize_of(md, &k("attention.key_length"))?,
+            Some(_) => usize_of(md, &k("attention.key_length"), MAX_WIDTH)?,
             None if n_embd % n_head == 0 => n_embd / n_head,
             None => return Err(bad(&k("attention.head_count"), "embedding length is not a multiple of the head count")),
         };
@@ -87,13 +97,13 @@ impl LlamaConfig {
             Some(f) if f > 0.0 => (1.0 / f) as f32,
             _ => 1.0,
         };
-        let context_length = usize_of(md, &k("context_length"))?;
+        let context_length = usize_of(md, &k("context_length"), MAX_CONTEXT)?;
         let attention_scale = match md.opt_f64(&k("attention.scale"))? {
             Some(s) if s != 0.0 => s as f32,
             _ => 1.0 / (head_dim as f32).sqrt(),
         };
         let n_vocab = match md.opt_u64(&k("vocab_size"))? {
-            Some(v) => v as usize,
+            Some(_) => usize_of(md, &k("vocab_size"), MAX_VOCAB)?,
             None => md.opt_array("tokenizer.ggml.tokens")?.map(|a| a.len()).ok_or_else(|| HearthError::MissingMetadata("tokenizer.ggml.tokens".into()))?,
         };
         Ok(Self {

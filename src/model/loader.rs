@@ -127,6 +127,12 @@ impl<B: Backend> TensorSink for ModelLoader<B> {
         self.split_count = Some(count as u32);
         self.split_tensors = md.opt_u64("split.tensors.count")?;
         let c = LlamaConfig::from_metadata(md)?;
+        // Each layer has 9 tensors: a layer count the file cannot hold fails before any work is
+        // sized by it (a split model's count is what its first shard says the shards hold).
+        let held = self.split_tensors.unwrap_or(header.tensors.len() as u64);
+        if c.n_layer as u64 * 9 > held {
+            return Err(bad("llama.block_count", format!("{} layers need at least {} tensors, but the file holds {held}", c.n_layer, c.n_layer * 9)));
+        }
         let (e, v, q, kv, ff) = (c.n_embd as u64, c.n_vocab as u64, (c.n_head * c.head_dim) as u64, c.kv_dim() as u64, c.n_ff as u64);
         let mut x = HashMap::new();
         x.insert("token_embd.weight".to_string(), vec![e, v]);

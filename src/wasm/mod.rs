@@ -68,7 +68,7 @@ pub fn memory_bytes() -> f64 {
 }
 
 fn js_error(e: HearthError) -> JsValue {
-    let err = js_sys::Error::new(&e.to_string());
+    let err = js_sys::Error::new(&e.message());
     let _ = js_sys::Reflect::set(&err, &"code".into(), &e.code().into());
     err.into()
 }
@@ -218,7 +218,7 @@ fn fallback_reason(e: &HearthError) -> String {
             format!("WebGPU has no kernels yet for this model's {} weights", ty.trim_end_matches(" (on the GPU)"))
         }
         HearthError::ModelTooBig { .. } => "this model's weight rows are larger than this GPU can hold in one buffer".into(),
-        e => e.to_string(),
+        e => e.message(),
     }
 }
 
