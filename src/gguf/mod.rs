@@ -36,6 +36,10 @@ pub enum Value {
     Bool(bool),
     String(String),
     Array(Vec<Value>),
+    /// An array of one-byte elements (U8 = 0, I8 = 1, BOOL = 7: `elem`), kept as its bytes: as
+    /// `Array` each would take a 32-byte `Value`, so a file could make the parser allocate 32
+    /// times its own size.
+    Bytes { elem: u32, data: Vec<u8> },
 }
 
 impl Value {
@@ -50,7 +54,7 @@ impl Value {
             Value::F32(_) => 6,
             Value::Bool(_) => 7,
             Value::String(_) => 8,
-            Value::Array(_) => 9,
+            Value::Array(_) | Value::Bytes { .. } => 9,
             Value::U64(_) => 10,
             Value::I64(_) => 11,
             Value::F64(_) => 12,
@@ -325,6 +329,13 @@ impl<'a> Reader<'a> {
                         needed: self.pos as u64 + n.saturating_mul(min),
                         available: self.buf.len() as u64,
                     });
+                }
+                if min == 1 {
+                    let data = self.take(n, what)?.to_vec();
+                    if elem == 7 && data.iter().any(|&b| b > 1) {
+                        return Err(corrupt(format!("{what}: a boolean array holds a byte other than 0 and 1")));
+                    }
+                    return Ok(Value::Bytes { elem, data });
                 }
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {

@@ -77,6 +77,11 @@ fn write_value(out: &mut Vec<u8>, v: &Value) {
         Value::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
         Value::Bool(x) => out.push(*x as u8),
         Value::String(s) => write_str(out, s),
+        Value::Bytes { elem, data } => {
+            out.extend_from_slice(&elem.to_le_bytes());
+            out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+            out.extend_from_slice(data);
+        }
         Value::Array(items) => {
             // An empty array is written as an array of strings: its element type is unknowable.
             let elem = items.first().map_or(8, |i| i.type_id());
