@@ -53,3 +53,54 @@ fn fixtures_pick_the_fallback_their_vocabulary_calls_for() {
         assert_eq!(ids[0], bos, "{file}: {text:?} -> {ids:?}");
     }
 }
+
+/// Templates are code from the model file. Each of these must fail with a `chat_template` error
+/// (not hang, exhaust memory, abort or overflow the stack) well within a second: they take at most
+/// ~40 ms natively and ~60 ms in wasm (node), so the 3 s bound only allows for a busy machine.
+/// (Numbers fit 32 bits where they may, so that the cases mean the same on wasm32.)
+#[test]
+fn hostile_templates_fail_fast() {
+    let cases = [
+        // 10^10 iterations: the step limit.
+        ("nested loops", "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "ran too long"),
+        ("empty nested loops", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "ran too long"),
+        // A string of 2^64 bytes: the data it creates is charged before it is allocated. (Without
+        // a namespace, `{% set s = s ~ s %}` in a loop sets a loop-local `s`: see below.)
+        ("string doubling", "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}", "ran too long"),
+        ("string multiplication", "{{ 'x' * 2000000000 }}", "ran too long"),
+        ("list multiplication", "{{ ([1] * 10**12) | length }}", "too large"),
+        // The output limit: 2 MB of prompt from a template that is otherwise cheap.
+        ("huge output", "{{ 'x' * 2000000 }}", "produced more than"),
+        ("many writes", "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}", "produced more than"),
+        ("recursive macro", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursion"),
+        ("branching macro", "{% macro f(n) %}{{ f(n + 1) }}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursion"),
+        ("recursive loop", "{% for x in [1] recursive %}{{ loop([1]) }}{% endfor %}", "recursion"),
+        ("huge range", "{% for i in range(10**12) %}x{% endfor %}", "too many elements|cannot convert"),
+        ("long range", "{% for i in range(10**9) %}x{% endfor %}", "too many elements"),
+        // Padding and indentation the template asks for by number.
+        ("str.format width", "{{ '{:>2000000000}'.format('x') }}", "ran too long"),
+        ("tojson indent", "{{ [[[1]]] | tojson(indent=2000000000) }}", "ran too long"),
+        ("indent filter", "{{ 'a\nb' | indent(2000000000) }}", "ran too long"),
+        ("deep tojson", "{% set ns = namespace(x=[]) %}{% for i in range(5000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x | tojson }}", "nested deeper"),
+        ("tojson of a repeated string", "{{ ([' ' * 1000000] * 1000) | tojson }}", "ran too long"),
+        ("tojson of a long lazy list", "{{ ([1] * 100000000) | tojson }}", "ran too long"),
+        ("replace", "{{ ('x' * 10000).replace('x', 'y' * 100000) }}", "ran too long"),
+    ];
+    let messages = [ChatMessage::new("user", "Hello")];
+    let today = Date { year: 2026, month: 11, day: 26 };
+    let mut failures = Vec::new();
+    for (what, source, says) in cases {
+        let t0 = std::time::Instant::now();
+        let got = ChatTemplate::new(source, "<s>", "</s>").render(&messages, true, today);
+        let elapsed = t0.elapsed();
+        eprintln!("{what}: {:.1} ms: {:?}", elapsed.as_secs_f64() * 1e3, got.as_ref().map(|s| s.len()));
+        match got {
+            Err(e) if e.code() == "chat_template" && says.split('|').any(|s| e.to_string().contains(s)) && elapsed.as_secs_f64() < 3.0 => {}
+            other => failures.push(format!("{what}: {:?} after {elapsed:?}", other.map(|s| s.len()))),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // As in Jinja2, a `set` inside a loop does not outlive the iteration: no doubling.
+    let t = ChatTemplate::new("{% set s = 'x' %}{% for i in range(64) %}{% set s = s ~ s %}{% endfor %}{{ s }}", "", "");
+    assert_eq!(t.render(&messages, true, today).unwrap(), "x");
+}

@@ -83,27 +83,134 @@ impl ChatTemplate {
         Ok(Self::builtin(b, &bos, &eos))
     }
 
-    /// Render a conversation; `add_generation_prompt` opens the assistant's turn.
+    /// Render a conversation; `add_generation_prompt` opens the assistant's turn. The template
+    /// is code from the model file, so the rendering runs within `RenderLimits::for_input`: a
+    /// template that runs too long or writes too much fails with `HearthError::ChatTemplate`.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool, today: Date) -> Result<String> {
+        let limits = RenderLimits::for_input(messages, &self.bos_token, &self.eos_token);
+        self.render_within(messages, add_generation_prompt, today, limits).map(|(text, _)| text)
+    }
+
+    /// `render` under the given limits; also returns the steps (minijinja fuel) it took.
+    fn render_within(&self, messages: &[ChatMessage], add_generation_prompt: bool, today: Date, limits: RenderLimits) -> Result<(String, u64)> {
         let mut env = Environment::new();
         // Hugging Face renders with trim_blocks and lstrip_blocks on.
         let syntax = minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build();
         env.set_syntax(syntax.map_err(|e| HearthError::ChatTemplate(e.to_string()))?);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_fuel(Some(limits.steps));
+        env.set_unknown_method_callback(python::unknown_method);
         env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
         env.add_function("strftime_now", move |fmt: String| python::strftime(&fmt, today));
         env.add_filter("tojson", python::tojson);
-        let fail = |e: Error| HearthError::ChatTemplate(python::describe(&e));
-        let tmpl = env.template_from_str(&self.source).map_err(fail)?;
+        let mut out = CappedWriter { buf: Vec::new(), limit: limits.output_bytes, over: false };
+        let fail = |e: Error, over: bool| {
+            HearthError::ChatTemplate(if e.kind() == ErrorKind::OutOfFuel {
+                format!(
+                    "the model's chat template ran too long (over {} steps); the template in the model file is broken or hostile",
+                    limits.steps
+                )
+            } else if over {
+                format!(
+                    "the model's chat template produced more than {} bytes; the template in the model file is broken or hostile",
+                    limits.output_bytes
+                )
+            } else {
+                python::describe(&e)
+            })
+        };
+        let tmpl = env.template_from_str(&self.source).map_err(|e| fail(e, false))?;
         let ctx = minijinja::context! {
             messages => messages.iter().map(|m| Value::from_pairs([("role", m.role.as_str()), ("content", m.content.as_str())])).collect::<Vec<Value>>(),
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
         };
-        tmpl.render(ctx).map_err(fail)
+        let state = tmpl.render_captured_to(ctx, &mut out);
+        let steps = match &state {
+            Ok(s) => s.state().fuel_levels().map_or(0, |(used, _)| used),
+            Err(_) => 0,
+        };
+        state.map_err(|e| fail(e, out.over))?;
+        // minijinja writes whole `str`s, so the bytes are UTF-8.
+        let text = String::from_utf8(out.buf).map_err(|e| HearthError::ChatTemplate(e.to_string()))?;
+        Ok((text, steps))
+    }
+}
+
+/// How far one rendering of a chat template may go. Real templates are a few dozen lines that loop
+/// once or twice over the messages; a hostile one can loop 10^10 times (`range` allows 100 000
+/// items per loop), double a string 64 times or recurse. minijinja's fuel (`steps` here) counts
+/// one per instruction and one per 64 bytes the template creates (strings, lists, output; checked
+/// before a large allocation), so the step limit bounds both time and memory (64 bytes a step).
+/// Recursion is bounded by minijinja's own recursion limit (500 levels, where a macro call counts
+/// double the depth so far; see `set_recursion_limit`), the prompt's size by `output_bytes`.
+///
+/// Not covered, as minijinja 3.1 itself does not charge for them: a list concatenated with itself
+/// (`l + l`) more than 32 times is copied out unpaid (hangs, then runs out of memory); a list that
+/// holds one large string many times (`[s] * 1000`) is flattened unpaid by `join('')`, `string`,
+/// `~`, `format` and `{% set %}` blocks (seconds and gigabytes before the fuel check); lists nested
+/// thousands deep overflow the stack when printed or dropped. Closing these needs a patched
+/// minijinja.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RenderLimits {
+    /// minijinja fuel.
+    steps: u64,
+    /// Bytes of rendered prompt.
+    output_bytes: usize,
+}
+
+impl RenderLimits {
+    /// Steps for any conversation. The real templates (tests/golden/templates, templates/) take at
+    /// most 260 steps on the conversations of tests/golden/chat-templates.json; this is ~770x that.
+    /// A hostile loop uses it up in ~4 ms natively, ~45 ms in wasm; it lets a template create at
+    /// most ~13 MB.
+    const BASE_STEPS: u64 = 200_000;
+    /// Steps per message and per byte of the conversation, so that long chats render: on a
+    /// 202-message, 415 kB conversation the real templates take at most 44 656 steps (~50 a
+    /// message, and each pass over a message's text costs 1/64 step a byte); these give 120x that
+    /// (`limits_leave_real_templates_a_wide_margin` checks both margins).
+    const STEPS_PER_MESSAGE: u64 = 5_000;
+    const STEPS_PER_INPUT_BYTE: u64 = 10;
+    /// A prompt is the conversation plus the template's own text (the largest real one adds
+    /// 1.3 kB): 1 MiB is far more than any template writes of its own, 4x the input allows for
+    /// templates that repeat a message. The context size bounds the prompt that is kept anyway.
+    const BASE_OUTPUT: usize = 1 << 20;
+    const OUTPUT_PER_INPUT_BYTE: usize = 4;
+
+    /// The limits for rendering `messages`: fixed, plus room that grows with the conversation so
+    /// that long chats are not refused.
+    fn for_input(messages: &[ChatMessage], bos: &str, eos: &str) -> Self {
+        let bytes = messages.iter().map(|m| m.role.len() + m.content.len()).sum::<usize>() + bos.len() + eos.len();
+        Self {
+            steps: Self::BASE_STEPS
+                .saturating_add(Self::STEPS_PER_MESSAGE.saturating_mul(messages.len() as u64))
+                .saturating_add(Self::STEPS_PER_INPUT_BYTE.saturating_mul(bytes as u64)),
+            output_bytes: Self::BASE_OUTPUT.saturating_add(Self::OUTPUT_PER_INPUT_BYTE.saturating_mul(bytes)),
+        }
+    }
+}
+
+/// The rendered prompt, refusing to grow past `limit` bytes.
+struct CappedWriter {
+    buf: Vec<u8>,
+    limit: usize,
+    over: bool,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + bytes.len() > self.limit {
+            self.over = true;
+            return Err(std::io::Error::other("the rendered prompt is too long"));
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -185,9 +292,51 @@ mod tests {
         assert_eq!(ChatTemplate::new("{% for %}", "", "").render(&[], true, TODAY).unwrap_err().code(), "chat_template");
     }
 
+    /// Every golden rendering of tests/golden/chat-templates.json succeeds with 1/100 of its limits,
+    /// and so does a long conversation (steps; the output limit only grows 4x with the input).
+    #[test]
+    fn limits_leave_real_templates_a_wide_margin() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let g: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("tests/golden/chat-templates.json")).unwrap()).unwrap();
+        let load = |path: &str, bos: &str, eos: &str| ChatTemplate::new(&std::fs::read_to_string(root.join(path)).unwrap(), bos, eos);
+        let mut most = 0;
+        let mut templates = Vec::new();
+        for c in g["cases"].as_array().unwrap() {
+            let s = |k: &str| c[k].as_str().unwrap();
+            let t = load(s("template"), s("bos_token"), s("eos_token"));
+            let messages: Vec<ChatMessage> =
+                c["messages"].as_array().unwrap().iter().map(|m| ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap())).collect();
+            let limits = RenderLimits::for_input(&messages, &t.bos_token, &t.eos_token);
+            let tight = RenderLimits { steps: limits.steps / 100, output_bytes: limits.output_bytes / 100 };
+            match t.render_within(&messages, c["add_generation_prompt"].as_bool().unwrap(), TODAY, tight) {
+                Ok((_, steps)) => most = most.max(steps),
+                // The conversations the template itself refuses (roles out of order).
+                Err(e) => assert!(c.get("error").is_some() && !e.to_string().contains("hostile"), "{}: {e}", s("template")),
+            }
+            if !templates.contains(&s("template")) {
+                templates.push(s("template"));
+            }
+        }
+        eprintln!("golden conversations: at most {most} steps");
+        // 202 messages, 415 kB.
+        let mut long = vec![ChatMessage::new("system", &"Be brief. ".repeat(200))];
+        for i in 0..201 {
+            long.push(ChatMessage::new(if i % 2 == 0 { "user" } else { "assistant" }, &format!("{i}: {}", "lorem ipsum ".repeat(170))));
+        }
+        for path in templates {
+            let t = load(path, "<s>", "</s>");
+            let limits = RenderLimits::for_input(&long, &t.bos_token, &t.eos_token);
+            let (text, steps) = t.render_within(&long, true, TODAY, RenderLimits { steps: limits.steps / 100, ..limits }).unwrap();
+            eprintln!("long conversation: {steps} steps, {} bytes, limits {limits:?}: {path}", text.len());
+        }
+    }
+
     #[test]
     fn helpers_behave_like_python() {
         let t = ChatTemplate::new("{{ strftime_now('%d %b %Y') }}|{{ {'a': [1, 2.5, none, true], 'é': 'x\"'} | tojson }}|{{ ' x '.strip() }}", "", "");
         assert_eq!(t.render(&[], false, TODAY).unwrap(), "26 Nov 2026|{\"a\": [1, 2.5, null, true], \"é\": \"x\\\"\"}|x");
+        let t = ChatTemplate::new("{{ messages[0].content | tojson }}|{{ [[1], {'k': 'v'}] | tojson(indent=2) }}", "", "");
+        let json = t.render(&[ChatMessage::new("user", "a\tb\u{1}é\"\\\n\r\u{8}\u{c}z")], false, TODAY).unwrap();
+        assert_eq!(json, "\"a\\tb\\u0001é\\\"\\\\\\n\\r\\b\\fz\"|[\n  [\n    1\n  ],\n  {\n    \"k\": \"v\"\n  }\n]");
     }
 }

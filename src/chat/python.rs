@@ -1,101 +1,194 @@
 //! The Python behaviour Hugging Face chat templates rely on: `tojson` as `json.dumps(x,
 //! ensure_ascii=False, indent=..)` (Python's ", " and ": " separators, no HTML escaping, unlike
-//! minijinja's built-in), and `strftime_now` on a caller-given date.
+//! minijinja's built-in), `strftime_now` on a caller-given date, and Python's string methods
+//! (minijinja-contrib's pycompat) made to pay for what `str.format` widths allocate.
 
 use super::Date;
 use minijinja::value::{Kwargs, ValueKind};
-use minijinja::{Error, ErrorKind, Value};
+use minijinja::{Error, ErrorKind, State, Value};
 use std::fmt::Write;
 
-pub fn tojson(value: Value, kwargs: Kwargs) -> Result<String, Error> {
+/// One step of the render's fuel pays for this many bytes (as in minijinja).
+const BYTES_PER_STEP: usize = 64;
+
+/// pycompat's methods (`.strip()`, `.items()`, ...). `str.format` pads to the widths its format
+/// string names without charging the render's fuel, so `'{:>99999999999}'.format(x)` would
+/// allocate them at once: charge the widths and precisions first, so that a hostile one runs out
+/// of fuel instead.
+pub fn unknown_method(state: &mut State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+    if method == "format" {
+        if let Some(s) = value.as_str() {
+            state.consume_fuel(format_widths(s) / BYTES_PER_STEP as u64)?;
+        }
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+}
+
+/// The sum of the numbers in the format specs (after ':' in `{...}`) of a `str.format` string.
+fn format_widths(s: &str) -> u64 {
+    let mut total = 0u64;
+    let (mut in_field, mut in_spec, mut n) = (false, false, 0u64);
+    for c in s.chars() {
+        if let Some(d) = c.to_digit(10).filter(|_| in_spec) {
+            n = n.saturating_mul(10).saturating_add(d as u64);
+            continue;
+        }
+        total = total.saturating_add(std::mem::take(&mut n));
+        match c {
+            '{' => (in_field, in_spec) = (true, false),
+            '}' => (in_field, in_spec) = (false, false),
+            ':' if in_field => in_spec = true,
+            _ => {}
+        }
+    }
+    total.saturating_add(n)
+}
+
+/// How deep `tojson` follows nested lists and maps (real templates pass tool schemas a few levels
+/// deep).
+const MAX_JSON_DEPTH: usize = 128;
+
+pub fn tojson(state: &State, value: Value, kwargs: Kwargs) -> Result<String, Error> {
     let indent: Option<usize> = kwargs.get("indent")?;
     let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
     let _: Option<bool> = kwargs.get("ensure_ascii")?;
     kwargs.assert_all_used()?;
-    let mut out = String::new();
-    write_json(&mut out, &value, indent, sort_keys.unwrap_or(false), 0)?;
-    Ok(out)
+    let mut json = Json { state, out: String::new(), charged: 0, indent, sort: sort_keys.unwrap_or(false) };
+    json.value(&value, 0)?;
+    Ok(json.out)
 }
 
-fn write_json(out: &mut String, v: &Value, indent: Option<usize>, sort: bool, depth: usize) -> Result<(), Error> {
-    let newline = |out: &mut String, depth: usize| {
-        if let Some(n) = indent {
-            out.push('\n');
-            out.push_str(&" ".repeat(n * depth));
-        }
-    };
-    let item_sep = if indent.is_some() { "," } else { ", " };
-    match v.kind() {
-        ValueKind::Undefined | ValueKind::None => out.push_str("null"),
-        ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
-        ValueKind::Number => match v.as_i64() {
-            Some(i) if v.is_integer() => write!(out, "{i}").unwrap(),
-            _ => {
-                let f = f64::try_from(v.clone()).map_err(|_| Error::new(ErrorKind::InvalidOperation, "not a number"))?;
-                // Python's repr keeps a ".0" on whole floats.
-                if f.fract() == 0.0 && f.is_finite() {
-                    write!(out, "{f:.1}").unwrap()
-                } else {
-                    write!(out, "{f}").unwrap()
-                }
-            }
-        },
-        ValueKind::String => write_str(out, v.as_str().unwrap_or_default()),
-        ValueKind::Seq | ValueKind::Iterable => {
-            let items: Vec<Value> = v.try_iter()?.collect();
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(item_sep);
-                }
-                newline(out, depth + 1);
-                write_json(out, item, indent, sort, depth + 1)?;
-            }
-            if !items.is_empty() {
-                newline(out, depth);
-            }
-            out.push(']');
-        }
-        ValueKind::Map => {
-            let mut keys: Vec<Value> = v.try_iter()?.collect();
-            if sort {
-                keys.sort();
-            }
-            out.push('{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(item_sep);
-                }
-                newline(out, depth + 1);
-                write_str(out, &k.to_string());
-                out.push_str(": ");
-                write_json(out, &v.get_item(k)?, indent, sort, depth + 1)?;
-            }
-            if !keys.is_empty() {
-                newline(out, depth);
-            }
-            out.push('}');
-        }
-        _ => write_str(out, &v.to_string()),
+/// `tojson`'s writer. A list may hold the same (paid for) string many times over, or be a lazy
+/// `[x] * n`, so the output is charged against the render's fuel as it grows, not only once it is
+/// returned: a hostile template runs out of fuel after one item too many.
+struct Json<'a, 's, 'e> {
+    state: &'a State<'s, 'e>,
+    out: String,
+    /// Bytes of `out` paid for.
+    charged: usize,
+    indent: Option<usize>,
+    sort: bool,
+}
+
+impl Json<'_, '_, '_> {
+    /// Charge the output written since the last call (whole steps; the rest is charged later).
+    fn pay(&mut self) -> Result<(), Error> {
+        let steps = (self.out.len() - self.charged) / BYTES_PER_STEP;
+        self.charged += steps * BYTES_PER_STEP;
+        self.state.consume_fuel(steps as u64)
     }
-    Ok(())
+
+    fn newline(&mut self, depth: usize) -> Result<(), Error> {
+        if let Some(n) = self.indent {
+            // Charged before it is written: `indent` is a number the template picks.
+            let width = n.saturating_mul(depth);
+            self.state.consume_fuel((width / BYTES_PER_STEP) as u64)?;
+            self.out.push('\n');
+            self.out.push_str(&" ".repeat(width));
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, v: &Value, depth: usize) -> Result<(), Error> {
+        // A template can nest lists as deep as its fuel allows; this recursion must not run out
+        // of stack (Python's json.dumps stops at its recursion limit too).
+        if depth > MAX_JSON_DEPTH {
+            return Err(Error::new(ErrorKind::InvalidOperation, format!("tojson: the value is nested deeper than {MAX_JSON_DEPTH} levels")));
+        }
+        let item_sep = if self.indent.is_some() { "," } else { ", " };
+        let out = &mut self.out;
+        match v.kind() {
+            ValueKind::Undefined | ValueKind::None => out.push_str("null"),
+            ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
+            ValueKind::Number => match v.as_i64() {
+                Some(i) if v.is_integer() => write!(out, "{i}").unwrap(),
+                _ => {
+                    let f = f64::try_from(v.clone()).map_err(|_| Error::new(ErrorKind::InvalidOperation, "not a number"))?;
+                    // Python's repr keeps a ".0" on whole floats.
+                    if f.fract() == 0.0 && f.is_finite() {
+                        write!(out, "{f:.1}").unwrap()
+                    } else {
+                        write!(out, "{f}").unwrap()
+                    }
+                }
+            },
+            ValueKind::String => {
+                // Paid for before it is copied: the same string may be written many times.
+                let s = v.as_str().unwrap_or_default();
+                self.pay()?;
+                self.state.consume_fuel((s.len() / BYTES_PER_STEP) as u64)?;
+                self.charged += s.len() / BYTES_PER_STEP * BYTES_PER_STEP;
+                write_str(&mut self.out, s);
+            }
+            ValueKind::Seq | ValueKind::Iterable => {
+                out.push('[');
+                let mut empty = true;
+                for (i, item) in v.try_iter()?.enumerate() {
+                    // A step an item, as for an instruction: the list may be a lazy `[1] * 10**8`.
+                    self.state.consume_fuel(1)?;
+                    if i > 0 {
+                        self.out.push_str(item_sep);
+                    }
+                    self.newline(depth + 1)?;
+                    self.value(&item, depth + 1)?;
+                    empty = false;
+                }
+                if !empty {
+                    self.newline(depth)?;
+                }
+                self.out.push(']');
+            }
+            ValueKind::Map => {
+                let mut keys: Vec<Value> = v.try_iter()?.collect();
+                if self.sort {
+                    keys.sort();
+                }
+                out.push('{');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push_str(item_sep);
+                    }
+                    self.newline(depth + 1)?;
+                    write_str(&mut self.out, &k.to_string());
+                    self.out.push_str(": ");
+                    self.value(&v.get_item(k)?, depth + 1)?;
+                }
+                if !keys.is_empty() {
+                    self.newline(depth)?;
+                }
+                self.out.push('}');
+            }
+            _ => write_str(out, &v.to_string()),
+        }
+        self.pay()
+    }
 }
 
 fn write_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).unwrap(),
-            c => out.push(c),
+    // Copy the runs between the characters that need escaping (all ASCII) whole.
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b if b < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escaped.is_empty() {
+            write!(out, "\\u{b:04x}").unwrap();
+        } else {
+            out.push_str(escaped);
         }
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
