@@ -1,6 +1,9 @@
 //! The native `hearth` CLI: the same engine as the browser build, for tests, goldens and benches.
 //! Commands and JSON shapes are relied on by outside tools: keep them stable.
 
+#[path = "hearth/fuzz.rs"]
+mod fuzz;
+
 use clap::{Parser, Subcommand};
 use hearth::backend::cpu::Cpu;
 use hearth::backend::Backend;
@@ -174,6 +177,14 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Fuzz the loader with hostile GGUF files (mutations of the fixtures, from seeds), each case
+    /// in a child process under a timeout and a memory cap. One summary JSON line on stdout;
+    /// failing cases kept in --out; exits 1 when any case panicked, crashed, hung, over-allocated,
+    /// or failed with a malformed error.
+    Fuzz(fuzz::FuzzArgs),
+    /// One child of `fuzz`: runs the given case seeds, one JSON line each.
+    #[command(hide = true)]
+    FuzzCase(fuzz::FuzzCaseArgs),
 }
 
 fn read_header(path: &Path) -> Result<hearth::gguf::Header> {
@@ -471,6 +482,8 @@ fn run(cli: Cli) -> Result<()> {
             std::fs::write(&out, q).map_err(|e| HearthError::Io(format!("{}: {e}", out.display())))?;
             println!("{}", out.display());
         }
+        Command::Fuzz(args) => std::process::exit(fuzz::fuzz(&args)),
+        Command::FuzzCase(args) => fuzz::fuzz_case(&args),
         Command::Fixture { out, only, bench, chat_template, name } => {
             let mut set = Vec::new();
             if let Some(path) = chat_template {

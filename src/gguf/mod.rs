@@ -326,7 +326,7 @@ impl<'a> Reader<'a> {
                 if n.checked_mul(min).map_or(true, |b| b > self.remaining()) {
                     return Err(HearthError::Truncated {
                         what: format!("{what} ({n} elements)"),
-                        needed: self.pos as u64 + n.saturating_mul(min),
+                        needed: (self.pos as u64).saturating_add(n.saturating_mul(min)),
                         available: self.buf.len() as u64,
                     });
                 }

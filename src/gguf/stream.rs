@@ -20,6 +20,10 @@ pub struct GgufStream {
     header: Option<Header>,
     next: usize,
     received: u64,
+    /// While the header is incomplete: the bytes the last parse said it needs. Parsing again
+    /// before they are here would find the same gap, and re-parsing a large header on every small
+    /// chunk costs the square of its size.
+    header_needed: u64,
 }
 
 impl GgufStream {
@@ -40,12 +44,18 @@ impl GgufStream {
         self.received += chunk.len() as u64;
         self.buf.extend_from_slice(chunk);
         if self.header.is_none() {
+            if (self.buf.len() as u64) < self.header_needed {
+                return Ok(());
+            }
             match parse_header(&self.buf) {
                 Ok(h) => {
                     sink.header(&h)?;
                     self.header = Some(h);
                 }
-                Err(HearthError::Truncated { .. }) => return Ok(()),
+                Err(HearthError::Truncated { needed, .. }) => {
+                    self.header_needed = needed;
+                    return Ok(());
+                }
                 Err(e) => return Err(e),
             }
         }
