@@ -284,8 +284,7 @@ fn quantize_writes_what_the_fixture_writer_encodes() {
         assert_eq!(g.tensors.len(), w.tensors.len());
         for (a, b) in g.tensors.iter().zip(&w.tensors) {
             assert_eq!((&a.name, &a.dims, a.ty), (&b.name, &b.dims, b.ty), "{quant}: tensor info");
-            let data = |f: &[u8], h: &hearth::gguf::Header, t: &hearth::gguf::TensorInfo| f[(h.data_offset + t.offset) as usize..][..t.size as usize].to_vec();
-            assert!(data(&got, &g, a) == data(&want, &w, b), "{quant}: {} differs", a.name);
+            assert!(g.tensor_bytes(&got, a) == w.tensor_bytes(&want, b), "{quant}: {} differs", a.name);
         }
         let file_type = g.metadata.get("general.file_type").and_then(|v| v.as_u64());
         assert_eq!(file_type, Some(if quant == "q8_0" { 7 } else { 15 }));

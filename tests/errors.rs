@@ -58,14 +58,7 @@ struct Parts {
 impl Parts {
     fn of(bytes: &[u8]) -> Self {
         let h = parse_file(bytes).unwrap();
-        let tensors = h
-            .tensors
-            .iter()
-            .map(|t| {
-                let start = (h.data_offset + t.offset) as usize;
-                (t.name.clone(), t.dims.clone(), t.ty, bytes[start..start + t.size as usize].to_vec())
-            })
-            .collect();
+        let tensors = h.tensors.iter().map(|t| (t.name.clone(), t.dims.clone(), t.ty, h.tensor_bytes(bytes, t).to_vec())).collect();
         Self { meta: h.metadata.0.clone(), tensors }
     }
 

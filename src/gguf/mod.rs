@@ -231,6 +231,12 @@ impl Header {
         self.tensors.iter().find(|t| t.name == name)
     }
 
+    /// The bytes of tensor `t` in `file` (the whole file, checked by `parse_file`).
+    pub fn tensor_bytes<'a>(&self, file: &'a [u8], t: &TensorInfo) -> &'a [u8] {
+        let start = (self.data_offset + t.offset) as usize;
+        &file[start..start + t.size as usize]
+    }
+
     /// Bytes the whole file must have: the end of the last tensor.
     pub fn file_size(&self) -> u64 {
         self.data_offset + self.tensors.iter().map(|t| t.offset + t.size).max().unwrap_or(0)

@@ -25,8 +25,7 @@ fn round_trip() {
     assert_eq!((a.dims.clone(), a.size, a.shape()), (vec![4, 2], 32, vec![2, 4]));
     let b = h.tensor("b").unwrap();
     assert_eq!((b.ty, b.size, b.offset % 32), (TensorType::Q8_0, 34, 0));
-    let start = (h.data_offset + b.offset) as usize;
-    assert_eq!(&bytes[start..start + 34], &[7; 34]);
+    assert_eq!(h.tensor_bytes(&bytes, b), &[7; 34]);
     assert!(h.file_size() <= bytes.len() as u64);
 }
 

@@ -158,6 +158,5 @@ fn copy_metadata(w: &mut GgufWriter, header: &super::Header) {
 }
 
 fn copy_tensor(w: &mut GgufWriter, header: &super::Header, t: &super::TensorInfo, file: &[u8]) {
-    let start = (header.data_offset + t.offset) as usize;
-    w.tensor(&t.name, t.dims.clone(), t.ty, file[start..start + t.size as usize].to_vec());
+    w.tensor(&t.name, t.dims.clone(), t.ty, header.tensor_bytes(file, t).to_vec());
 }
