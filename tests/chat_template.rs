@@ -68,7 +68,23 @@ fn hostile_templates_fail_fast() {
         // a namespace, `{% set s = s ~ s %}` in a loop sets a loop-local `s`: see below.)
         ("string doubling", "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}", "ran too long"),
         ("string multiplication", "{{ 'x' * 2000000000 }}", "ran too long"),
-        ("list multiplication", "{{ ([1] * 10**12) | length }}", "too large"),
+        ("list multiplication", "{{ ([1] * 10**12) | length }}", "ran too long"),
+        // Lists are lazy when concatenated or repeated, but are charged as if they were not.
+        ("list doubling", "{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l | length }}", "ran too long"),
+        ("list doubling, printed", "{% set ns = namespace(l=['x']) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l }}", "ran too long"),
+        // One 1 MB string, repeated: each way of flattening it into a string pays as it goes.
+        ("join of a repeated string", "{{ ([' ' * 1000000] * 10000) | join('') }}", "ran too long"),
+        ("concatenation of a repeated string", "{{ ([' ' * 1000000] * 10000) ~ '' }}", "ran too long"),
+        ("string of a repeated string", "{{ ([' ' * 1000000] * 10000) | string | length }}", "ran too long"),
+        ("format of a repeated string", "{{ '%s' | format([' ' * 1000000] * 10000) }}", "ran too long"),
+        ("set block of a repeated string", "{% set y %}{{ [' ' * 1000000] * 10000 }}{% endset %}{{ y | length }}", "ran too long"),
+        ("lower of a repeated string", "{{ ([' ' * 1000000] * 10000) | lower | length }}", "ran too long"),
+        // A list that holds itself twice, 40 times over: 2^40 items behind 80 lists.
+        ("self-similar list, printed", "{% set ns = namespace(x=['x' * 1000]) %}{% for i in range(40) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}{{ ns.x }}", "ran too long"),
+        ("self-similar list, joined", "{% set ns = namespace(x=['x' * 1000]) %}{% for i in range(40) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}{{ ns.x | join(',') }}", "ran too long"),
+        // Deep nesting: printing it stops at 256 levels.
+        ("deep list, printed", "{% set ns = namespace(x=[]) %}{% for i in range(20000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}", "nested more than 256"),
+        ("deep map, printed", "{% set ns = namespace(x={}) %}{% for i in range(20000) %}{% set ns.x = {'a': ns.x} %}{% endfor %}{{ ns.x }}", "nested more than 256"),
         // The output limit: 2 MB of prompt from a template that is otherwise cheap.
         ("huge output", "{{ 'x' * 2000000 }}", "produced more than"),
         ("many writes", "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}", "produced more than"),
@@ -103,4 +119,47 @@ fn hostile_templates_fail_fast() {
     // As in Jinja2, a `set` inside a loop does not outlive the iteration: no doubling.
     let t = ChatTemplate::new("{% set s = 'x' %}{% for i in range(64) %}{% set s = s ~ s %}{% endfor %}{{ s }}", "", "");
     assert_eq!(t.render(&messages, true, today).unwrap(), "x");
+}
+
+/// Values a template builds cheaply but that recurse when compared, hashed, sorted or freed: each
+/// stays bounded (by nesting depth and visits, see vendor/README.md) and renders on a 256 KiB
+/// stack, a quarter of what wasm gives.
+#[test]
+fn hostile_values_stay_bounded_on_a_small_stack() {
+    let cases = [
+        // 20 000 nested lists, freed after rendering (recursively, that overflows an 8 MiB stack).
+        ("deep list, freed", "{% set ns = namespace(x=[]) %}{% for i in range(20000) %}{% set ns.x = [ns.x] %}{% endfor %}ok", "ok"),
+        // Compared past 256 levels, the rest is taken as equal.
+        ("deep lists, compared", "{% set ns = namespace(x=[], y=[]) %}{% for i in range(5000) %}{% set ns.x = [ns.x] %}{% set ns.y = [ns.y] %}{% endfor %}{{ ns.x == ns.y }}", "True"),
+        ("deep lists, ordered", "{% set ns = namespace(x=[], y=[]) %}{% for i in range(5000) %}{% set ns.x = [ns.x] %}{% set ns.y = [ns.y] %}{% endfor %}{{ ns.x < ns.y }}", "False"),
+        // 2^40 items behind 80 lists: a comparison visits at most 65 536 of them.
+        ("self-similar lists, compared", "{% set ns = namespace(x=[1], y=[1]) %}{% for i in range(40) %}{% set ns.x = [ns.x, ns.x] %}{% set ns.y = [ns.y, ns.y] %}{% endfor %}{{ ns.x == ns.y }}", "True"),
+        ("self-similar lists, hashed", "{% set ns = namespace(x=[1], y=[1]) %}{% for i in range(40) %}{% set ns.x = [ns.x, ns.x] %}{% set ns.y = [ns.y, ns.y] %}{% endfor %}{{ ns.x in [ns.y] }}", "True"),
+    ];
+    let failing = [
+        // Sorting checks before it starts that its comparisons can be paid for.
+        ("self-similar lists, sorted", "{% set ns = namespace(x=[1]) %}{% for i in range(40) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}{{ ([ns.x] * 1000) | sort | length }}", "ran too long"),
+    ];
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let messages = [ChatMessage::new("user", "Hello")];
+            let today = Date { year: 2026, month: 12, day: 5 };
+            for (what, source, want) in cases {
+                let t0 = std::time::Instant::now();
+                let got = ChatTemplate::new(source, "<s>", "</s>").render(&messages, true, today);
+                assert!(t0.elapsed().as_secs_f64() < 3.0, "{what}: {:?}", t0.elapsed());
+                assert_eq!(got.as_deref().map_err(|e| e.to_string()), Ok(want), "{what}");
+            }
+            for (what, source, says) in failing {
+                let t0 = std::time::Instant::now();
+                let got = ChatTemplate::new(source, "<s>", "</s>").render(&messages, true, today);
+                assert!(t0.elapsed().as_secs_f64() < 3.0, "{what}: {:?}", t0.elapsed());
+                let e = got.expect_err(what);
+                assert!(e.code() == "chat_template" && e.to_string().contains(says), "{what}: {e}");
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
 }

@@ -147,12 +147,10 @@ impl ChatTemplate {
 /// Recursion is bounded by minijinja's own recursion limit (500 levels, where a macro call counts
 /// double the depth so far; see `set_recursion_limit`), the prompt's size by `output_bytes`.
 ///
-/// Not covered, as minijinja 3.1 itself does not charge for them: a list concatenated with itself
-/// (`l + l`) more than 32 times is copied out unpaid (hangs, then runs out of memory); a list that
-/// holds one large string many times (`[s] * 1000`) is flattened unpaid by `join('')`, `string`,
-/// `~`, `format` and `{% set %}` blocks (seconds and gigabytes before the fuel check); lists nested
-/// thousands deep overflow the stack when printed or dropped. Closing these needs a patched
-/// minijinja.
+/// What minijinja 3.1 left unpaid is paid in our patched copy (vendor/README.md): lazily
+/// concatenated and repeated lists are charged as if materialized, formatting a container pays
+/// from the fuel as it goes, comparing and hashing visit at most 65 536 items and 256 levels, and
+/// nested containers are freed from a queue rather than recursively.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct RenderLimits {
     /// minijinja fuel.

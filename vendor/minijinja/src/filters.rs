@@ -634,6 +634,8 @@ mod builtins {
         if let Some(state) = state {
             ok!(state.charge_sort(rv.len()));
             ok!(state.ensure_slots(rv.len().saturating_mul(3)));
+            let keys = rv.iter().map(|(k, v)| if by_value { v } else { k });
+            ok!(state.ensure_sort_walks(rv.len(), keys));
         }
         safe_sort(&mut rv, |a, b| {
             let (a, b) = if by_value { (&a.1, &b.1) } else { (&a.0, &b.0) };
@@ -786,9 +788,9 @@ mod builtins {
         // and checks that the output can be paid for before it grows.
         fn charge_join(state: &State, output: &str, joiner: &str) -> Result<(), Error> {
             ok!(state.charge_items(1));
-            if !joiner.is_empty() {
-                ok!(state.ensure_bytes(output.len().saturating_add(joiner.len())));
-            }
+            // Hearth patch: with an empty joiner too; the items may be one
+            // large string many times over (`[s] * n`).
+            ok!(state.ensure_bytes(output.len().saturating_add(joiner.len())));
             Ok(())
         }
 
@@ -1645,11 +1647,13 @@ mod builtins {
                     .map(|item| (item.get_path(key).ok(), item))
                     .collect()
             };
+            ok!(state.ensure_sort_walks(keyed.len(), keyed.iter().filter_map(|x| x.0.as_ref())));
             ok!(sort_keyed(&mut keyed, case_sensitive, reverse));
             ok!(kwargs.assert_all_used());
             Ok(Value::from_iter(keyed.into_iter().map(|x| x.1)))
         } else {
             let mut items = items;
+            ok!(state.ensure_sort_walks(items.len(), items.iter()));
             ok!(safe_sort(&mut items, |a, b| cmp_helper(
                 a,
                 b,
@@ -2389,6 +2393,9 @@ mod builtins {
             .into_iter()
             .map(|item| (Some(item.get_path_or_default(attr, &default)), item))
             .collect();
+        if let Some(state) = state {
+            ok!(state.ensure_sort_walks(keyed.len(), keyed.iter().filter_map(|x| x.0.as_ref())));
+        }
         ok!(sort_keyed(&mut keyed, case_sensitive, false));
         ok!(kwargs.assert_all_used());
 

@@ -259,6 +259,7 @@ mod argtypes;
 #[cfg(feature = "serde")]
 mod deserialize;
 pub(crate) mod merge_object;
+pub(crate) mod meter;
 pub(crate) mod namespace_object;
 mod object;
 pub(crate) mod ops;
@@ -733,6 +734,10 @@ impl PartialEq for Value {
                                 return rv == Ordering::Equal;
                             }
                         }
+                        // Hearth patch: bounded depth and visits (see `meter`).
+                        let Some(_visit) = meter::visit() else {
+                            return true;
+                        };
                         match (a.repr(), b.repr()) {
                             (ObjectRepr::Map, ObjectRepr::Map) => {
                                 // only if we have known lengths can we compare the enumerators
@@ -753,7 +758,7 @@ impl PartialEq for Value {
                                 if !a.try_iter_pairs().is_some_and(|mut ak| {
                                     ak.all(|(k, v1)| {
                                         a_count += 1;
-                                        b.get_value(&k) == Some(v1)
+                                        !meter::item() || b.get_value(&k) == Some(v1)
                                     })
                                 }) {
                                     return false;
@@ -769,7 +774,8 @@ impl PartialEq for Value {
                                 ObjectRepr::Seq | ObjectRepr::Iterable,
                             ) => {
                                 if let (Some(ak), Some(bk)) = (a.try_iter(), b.try_iter()) {
-                                    ak.eq(bk)
+                                    ak.map_while(|x| meter::item().then_some(x))
+                                        .eq(bk.map_while(|x| meter::within().then_some(x)))
                                 } else {
                                     false
                                 }
@@ -942,6 +948,10 @@ impl Ord for Value {
                                 return rv;
                             }
                         }
+                        // Hearth patch: bounded depth and visits (see `meter`).
+                        let Some(_visit) = meter::visit() else {
+                            return Ordering::Equal;
+                        };
                         match (a.repr(), b.repr()) {
                             (ObjectRepr::Map, ObjectRepr::Map) => {
                                 // This is not really correct.  Because the keys can be in arbitrary
@@ -949,7 +959,9 @@ impl Ord for Value {
                                 // we don't want to pay the cost of actually sorting the keys for
                                 // ordering so we just accept this for now.
                                 match (a.try_iter_pairs(), b.try_iter_pairs()) {
-                                    (Some(a), Some(b)) => a.cmp(b),
+                                    (Some(a), Some(b)) => a
+                                        .map_while(|x| meter::item().then_some(x))
+                                        .cmp(b.map_while(|x| meter::within().then_some(x))),
                                     _ => unreachable!(),
                                 }
                             }
@@ -957,7 +969,9 @@ impl Ord for Value {
                                 ObjectRepr::Seq | ObjectRepr::Iterable,
                                 ObjectRepr::Seq | ObjectRepr::Iterable,
                             ) => match (a.try_iter(), b.try_iter()) {
-                                (Some(a), Some(b)) => a.cmp(b),
+                                (Some(a), Some(b)) => a
+                                    .map_while(|x| meter::item().then_some(x))
+                                    .cmp(b.map_while(|x| meter::within().then_some(x))),
                                 _ => unreachable!(),
                             },
                             // terrible fallback for plain objects
@@ -976,6 +990,19 @@ impl Ord for Value {
 
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> Result<(), std::fmt::Error> {
+        // Hearth patch: bounded depth and size (see `meter`).
+        if let ValueRepr::Object(_) = self.0 {
+            let Some(_nested) = meter::enter_format() else {
+                return f.write_str("...");
+            };
+            if !meter::pay_format(None) {
+                return f.write_str("...");
+            }
+            return fmt::Debug::fmt(&self.0, f);
+        }
+        if !meter::pay_format(self.as_str().map(str::len)) {
+            return f.write_str("...");
+        }
         fmt::Debug::fmt(&self.0, f)
     }
 }

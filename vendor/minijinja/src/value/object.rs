@@ -311,6 +311,10 @@ fn default_render(obj: &DynObject, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                     dbg.entry(&OmittedKey, &Omitted { count, prefix: "" });
                     break;
                 }
+                if !pay_format(&key) || !pay_format(&value) {
+                    dbg.entry(&OmittedKey, &Omitted { count: None, prefix: "" });
+                    break;
+                }
                 dbg.entry(&key, &value);
             }
             dbg.finish()
@@ -327,6 +331,13 @@ fn default_render(obj: &DynObject, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                         dbg.entry(&Omitted {
                             count,
                             prefix: "... ",
+                        });
+                        break;
+                    }
+                    if !pay_format(&value) {
+                        dbg.entry(&Omitted {
+                            count: None,
+                            prefix: "",
                         });
                         break;
                     }
@@ -347,6 +358,10 @@ fn render_container(
     placeholder: &str,
     items: impl FnOnce(&mut fmt::Formatter<'_>) -> fmt::Result,
 ) -> fmt::Result {
+    // Hearth patch: bounded depth (see `meter`).
+    let Some(_nested) = crate::value::meter::enter_format() else {
+        return f.write_str(placeholder);
+    };
     #[cfg(feature = "debug")]
     {
         crate::debug::limited_container(f, placeholder, items)
@@ -369,6 +384,14 @@ fn is_over_item_limit(idx: usize) -> bool {
         let _ = idx;
         false
     }
+}
+
+/// Pays for formatting an item out of a container (Hearth patch, see `meter`).
+fn pay_format(value: &Value) -> bool {
+    crate::value::meter::pay_format(match value.as_object() {
+        Some(_) => Some(0),
+        None => Some(value.as_str().map_or(24, str::len)),
+    })
 }
 
 /// Key used for omitted map items in debug output.
@@ -953,8 +976,12 @@ impl DynObject {
 
 impl Hash for DynObject {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Hearth patch: bounded depth and visits (see `meter`).
+        let Some(_visit) = crate::value::meter::visit() else {
+            return;
+        };
         if let Some(iter) = self.try_iter_pairs() {
-            for (key, value) in iter {
+            for (key, value) in iter.map_while(|x| crate::value::meter::item().then_some(x)) {
                 key.hash(state);
                 value.hash(state);
             }

@@ -885,12 +885,12 @@ pub(crate) fn binop_alloc_estimate(op: &str, lhs: &Value, rhs: &Value) -> u64 {
             let n = n.as_usize().unwrap_or(0) as u64;
             if let Some(len) = str_len(repeated) {
                 len.saturating_mul(n)
-            } else if repeated.is_tuple() {
-                (repeated.len().unwrap_or(0) as u64)
-                    .saturating_mul(n)
-                    .saturating_mul(SLOT_COST)
+            } else if let Some(len) = repeated.len() {
+                // Hearth patch: a repeated list is lazy, but whatever walks it
+                // (formatting, `join`, `+`) pays as if it were not; charging its
+                // size here keeps `l * n` from making a list of 2^64 items.
+                (len as u64).saturating_mul(n).saturating_mul(SLOT_COST)
             } else {
-                // repeating lists is lazy
                 0
             }
         }
@@ -898,9 +898,15 @@ pub(crate) fn binop_alloc_estimate(op: &str, lhs: &Value, rhs: &Value) -> u64 {
             (Some(a), Some(b)) => a.saturating_add(b),
             (Some(a), None) if op == "string_concat" => a,
             (None, Some(b)) if op == "string_concat" => b,
-            _ if lhs.is_tuple() && rhs.is_tuple() => (lhs.len().unwrap_or(0) as u64)
-                .saturating_add(rhs.len().unwrap_or(0) as u64)
-                .saturating_mul(SLOT_COST),
+            // Hearth patch: lazily concatenated lists are charged as if they were
+            // not, as for repeats: `l = l + l` sixty times is 2^60 items.
+            _ if matches!(lhs.kind(), ValueKind::Seq | ValueKind::Iterable)
+                && matches!(rhs.kind(), ValueKind::Seq | ValueKind::Iterable) =>
+            {
+                (lhs.len().unwrap_or(0) as u64)
+                    .saturating_add(rhs.len().unwrap_or(0) as u64)
+                    .saturating_mul(SLOT_COST)
+            }
             _ => 0,
         },
         _ => 0,

@@ -121,6 +121,17 @@ impl FuelTracker {
         }
     }
 
+    /// Charges the work values did on their own since the last call and
+    /// passes the remaining fuel on to them (Hearth patch, see `meter`).
+    pub fn settle_meter(&self) -> Result<(), Error> {
+        let units = crate::value::meter::settle()?;
+        if units > 0 {
+            self.consume(units)?;
+        }
+        crate::value::meter::set_budget(self.remaining_units());
+        Ok(())
+    }
+
     /// Returns the remaining fuel in units.
     #[inline]
     pub fn remaining_units(&self) -> u64 {

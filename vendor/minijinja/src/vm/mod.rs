@@ -284,6 +284,11 @@ impl<'env> Executor<'env> {
                 }
             }};
         }
+        // Hearth patch: values format, compare and hash within the fuel (see `meter`).
+        #[cfg(feature = "fuel")]
+        let _meter = crate::value::meter::Armed::new(
+            state.fuel_tracker.as_ref().map(|t| t.remaining_units()),
+        );
         let mut auto_escape_stack = vec![];
         let mut next_loop_recursion_jump = None;
         let mut loaded_filters = [None; MAX_LOCALS];
@@ -448,6 +453,7 @@ impl<'env> Executor<'env> {
                 if bytes > 0 {
                     ctx_ok!(tracker.consume(fuel::cost_of(bytes, fuel::BYTE_COST)));
                 }
+                ctx_ok!(tracker.settle_meter());
             }
 
             // charges for the size of a value that was just created.
@@ -1074,6 +1080,7 @@ impl<'env> Executor<'env> {
         if let Some(ref tracker) = state.fuel_tracker {
             let bytes = out.take_uncharged_bytes();
             ok!(tracker.consume(fuel::cost_of(bytes, fuel::BYTE_COST)));
+            ok!(tracker.settle_meter());
         }
 
         Ok(stack.try_pop())

@@ -786,6 +786,30 @@ impl State<'_, '_> {
         Ok(())
     }
 
+    /// Checks that the comparisons of sorting `values` (`n` of them) can be
+    /// paid for before the sort starts (Hearth patch, see `meter`).
+    pub(crate) fn ensure_sort_walks<'v>(
+        &self,
+        n: usize,
+        values: impl Iterator<Item = &'v Value>,
+    ) -> Result<(), Error> {
+        #[cfg(feature = "fuel")]
+        {
+            use crate::value::meter;
+            if let Some(ref tracker) = self.fuel_tracker {
+                let compares = crate::vm::fuel::sort_cost(n) / crate::vm::fuel::COMPARE_COST;
+                let per_compare = compares.max(1).saturating_mul(meter::VISIT_COST);
+                let limit = tracker.remaining_units() / per_compare;
+                if !meter::walks_within(values, limit) {
+                    return tracker.ensure(u64::MAX);
+                }
+                return Ok(());
+            }
+        }
+        let _ = n;
+        Ok(())
+    }
+
     /// Checks that `n` bytes could still be paid for.
     #[inline(always)]
     pub(crate) fn ensure_bytes(&self, _n: usize) -> Result<(), Error> {
