@@ -386,17 +386,26 @@ fn n_vocab() -> usize {
 /// Grow (or shrink) the tokenizer arrays together, as a tokenizer with added tokens would.
 fn resize_vocab(p: &mut Parts, n: usize) {
     for key in ["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"] {
-        let Some(Value::Array(a)) = p.meta.get_mut(key) else { panic!("fixture has {key}") };
-        let template = a[a.len() - 1].clone();
-        let mut i = a.len();
-        while a.len() < n {
-            a.push(match &template {
-                Value::String(_) => Value::String(format!("<added_{i}>")),
-                other => other.clone(),
-            });
-            i += 1;
+        match p.meta.get_mut(key) {
+            Some(Value::Array(a)) => {
+                let mut i = a.len();
+                while a.len() < n {
+                    a.push(Value::String(format!("<added_{i}>")));
+                    i += 1;
+                }
+                a.truncate(n);
+            }
+            // Numbers are packed: repeat the last element's bytes.
+            Some(Value::Packed { elem, data }) => {
+                let width = if *elem == 6 || *elem == 5 { 4 } else { panic!("{key}: element type {elem}") };
+                let last = data[data.len() - width..].to_vec();
+                while data.len() < n * width {
+                    data.extend_from_slice(&last);
+                }
+                data.truncate(n * width);
+            }
+            _ => panic!("fixture has {key}"),
         }
-        a.truncate(n);
     }
 }
 
@@ -444,8 +453,8 @@ fn vocab_size_key_disagrees_with_the_embedding_table() {
 #[test]
 fn scores_shorter_than_tokens() {
     let bytes = rebuilt(|p| {
-        let Some(Value::Array(a)) = p.meta.get_mut("tokenizer.ggml.scores") else { panic!() };
-        a.truncate(a.len() - 1);
+        let Some(Value::Packed { elem: 6, data }) = p.meta.get_mut("tokenizer.ggml.scores") else { panic!() };
+        data.truncate(data.len() - 4);
     });
     let e = load_err(&bytes);
     assert_eq!(e.code(), "bad_metadata", "{e}");

@@ -36,10 +36,10 @@ pub enum Value {
     Bool(bool),
     String(String),
     Array(Vec<Value>),
-    /// An array of one-byte elements (U8 = 0, I8 = 1, BOOL = 7: `elem`), kept as its bytes: as
-    /// `Array` each would take a 32-byte `Value`, so a file could make the parser allocate 32
-    /// times its own size.
-    Bytes { elem: u32, data: Vec<u8> },
+    /// An array of fixed-width numbers or booleans (element type `elem`: any but string and
+    /// array), kept as its little-endian bytes: as `Array` each element would take a 32-byte
+    /// `Value`, so a file could make the parser allocate up to 32 times its own size.
+    Packed { elem: u32, data: Vec<u8> },
 }
 
 impl Value {
@@ -54,7 +54,7 @@ impl Value {
             Value::F32(_) => 6,
             Value::Bool(_) => 7,
             Value::String(_) => 8,
-            Value::Array(_) | Value::Bytes { .. } => 9,
+            Value::Array(_) | Value::Packed { .. } => 9,
             Value::U64(_) => 10,
             Value::I64(_) => 11,
             Value::F64(_) => 12,
@@ -113,6 +113,41 @@ impl Value {
             Value::Array(a) => Some(a),
             _ => None,
         }
+    }
+
+    pub fn is_array(&self) -> bool {
+        matches!(self, Value::Array(_) | Value::Packed { .. })
+    }
+
+    /// The elements of an array of numbers or booleans, however it is stored; None for strings and
+    /// anything else.
+    pub fn numbers(&self) -> Option<Box<dyn Iterator<Item = Value> + '_>> {
+        match self {
+            Value::Array(a) if a.iter().all(|v| !matches!(v, Value::String(_) | Value::Array(_) | Value::Packed { .. })) => {
+                Some(Box::new(a.iter().cloned()))
+            }
+            Value::Packed { elem, data } => {
+                let width = packed_width(*elem)?;
+                let elem = *elem;
+                Some(Box::new(data.chunks_exact(width).map(move |b| {
+                    let mut r = Reader { buf: b, pos: 0 };
+                    r.value(elem, "", 1).expect("a packed element decodes (checked when parsed)")
+                })))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Bytes per element of an array of GGUF type `elem` that is kept packed; None for strings and
+/// arrays (and unknown types).
+fn packed_width(elem: u32) -> Option<usize> {
+    match elem {
+        0 | 1 | 7 => Some(1),
+        2 | 3 => Some(2),
+        4 | 5 | 6 => Some(4),
+        10..=12 => Some(8),
+        _ => None,
     }
 }
 
@@ -175,20 +210,25 @@ impl Metadata {
             .map(Some)
     }
 
+    /// The elements of a numeric array (packed or not), or None when the key is absent.
+    fn opt_numbers(&self, key: &str, what: &str) -> Result<Option<Box<dyn Iterator<Item = Value> + '_>>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) if !v.is_array() => Err(Self::bad(key, "expected an array")),
+            Some(v) => v.numbers().map(Some).ok_or_else(|| Self::bad(key, what)),
+        }
+    }
+
     pub fn opt_f32s(&self, key: &str) -> Result<Option<Vec<f32>>> {
-        let Some(a) = self.opt_array(key)? else { return Ok(None) };
-        a.iter()
-            .map(|v| v.as_f64().map(|x| x as f32).ok_or_else(|| Self::bad(key, "expected an array of numbers")))
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+        const WHAT: &str = "expected an array of numbers";
+        let Some(a) = self.opt_numbers(key, WHAT)? else { return Ok(None) };
+        a.map(|v| v.as_f64().map(|x| x as f32).ok_or_else(|| Self::bad(key, WHAT))).collect::<Result<Vec<_>>>().map(Some)
     }
 
     pub fn opt_i64s(&self, key: &str) -> Result<Option<Vec<i64>>> {
-        let Some(a) = self.opt_array(key)? else { return Ok(None) };
-        a.iter()
-            .map(|v| v.as_i64().ok_or_else(|| Self::bad(key, "expected an array of integers")))
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+        const WHAT: &str = "expected an array of integers";
+        let Some(a) = self.opt_numbers(key, WHAT)? else { return Ok(None) };
+        a.map(|v| v.as_i64().ok_or_else(|| Self::bad(key, WHAT))).collect::<Result<Vec<_>>>().map(Some)
     }
 }
 
@@ -322,11 +362,9 @@ impl<'a> Reader<'a> {
                 let n = self.u64(what)?;
                 // Every element takes at least one byte: a count beyond the bytes left is corrupt
                 // (or truncated), and must not drive an allocation.
-                let min = match elem {
-                    0 | 1 | 7 => 1,
-                    2 | 3 => 2,
-                    4 | 5 | 6 => 4,
-                    8 | 10 | 11 | 12 => 8,
+                let min = match (elem, packed_width(elem)) {
+                    (_, Some(width)) => width as u64,
+                    (8, None) => 8,
                     _ => return Err(corrupt(format!("{what}: unknown array element type {elem}"))),
                 };
                 if n.checked_mul(min).map_or(true, |b| b > self.remaining()) {
@@ -336,12 +374,12 @@ impl<'a> Reader<'a> {
                         available: self.buf.len() as u64,
                     });
                 }
-                if min == 1 {
-                    let data = self.take(n, what)?.to_vec();
+                if elem != 8 {
+                    let data = self.take(n * min, what)?.to_vec();
                     if elem == 7 && data.iter().any(|&b| b > 1) {
                         return Err(corrupt(format!("{what}: a boolean array holds a byte other than 0 and 1")));
                     }
-                    return Ok(Value::Bytes { elem, data });
+                    return Ok(Value::Packed { elem, data });
                 }
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {

@@ -137,21 +137,49 @@ fn stream_delivers_each_tensor_once_whatever_the_chunking() {
     }
 }
 
+/// Arrays of wider numbers are kept packed too (a U16 array took 16 times its bytes as `Value`s),
+/// read back through the typed getters, and written back byte for byte.
+#[test]
+fn number_arrays_stay_packed() {
+    let scores: Vec<f32> = (0..1000).map(|i| i as f32 * -0.5).collect();
+    let types: Vec<i32> = (0..1000).map(|i| i % 7 - 3).collect();
+    let mut w = GgufWriter::new();
+    w.meta("scores", Value::Packed { elem: 6, data: scores.iter().flat_map(|x| x.to_le_bytes()).collect() })
+        .meta("shorts", Value::Array(vec![Value::I16(-2), Value::I16(3)]))
+        .meta("types", Value::Array(types.iter().map(|&t| Value::I32(t)).collect()))
+        .meta("wide", Value::Array(vec![Value::U64(u64::MAX), Value::U64(7)]));
+    w.tensor("a", vec![4], TensorType::F32, vec![0; 16]);
+    let bytes = w.to_bytes();
+    let h = parse_file(&bytes).unwrap();
+    for (key, elem, len) in [("scores", 6, 4000), ("types", 5, 4000), ("wide", 10, 16), ("shorts", 3, 4)] {
+        match h.metadata.get(key) {
+            Some(Value::Packed { elem: e, data }) => assert_eq!((*e, data.len()), (elem, len), "{key}"),
+            v => panic!("{key} parsed as {v:?}"),
+        }
+    }
+    assert_eq!(h.metadata.opt_f32s("scores").unwrap().unwrap(), scores);
+    assert_eq!(h.metadata.opt_i64s("types").unwrap().unwrap(), types.iter().map(|&t| t as i64).collect::<Vec<_>>());
+    assert_eq!(h.metadata.opt_i64s("shorts").unwrap().unwrap(), vec![-2, 3]);
+    // u64::MAX is no i64: a typed error, not a wrap.
+    assert!(matches!(h.metadata.opt_i64s("wide"), Err(HearthError::BadMetadata { .. })));
+    assert_eq!(with_metadata(&bytes, &[]).unwrap(), bytes, "written back byte for byte");
+}
+
 /// A byte array is kept as its bytes (not a `Value` per element: a 17.8 MB array once peaked at
 /// 1.08 GB), written back the same, and a boolean array holding other bytes is corrupt.
 #[test]
 fn byte_arrays_stay_bytes() {
     let n = 10_000_000;
     let mut w = GgufWriter::new();
-    w.meta("blob", Value::Bytes { elem: 0, data: vec![0xab; n] }).meta("flags", Value::Bytes { elem: 7, data: vec![0, 1, 1] });
+    w.meta("blob", Value::Packed { elem: 0, data: vec![0xab; n] }).meta("flags", Value::Packed { elem: 7, data: vec![0, 1, 1] });
     w.tensor("a", vec![4], TensorType::F32, vec![0; 16]);
     let bytes = w.to_bytes();
     let h = parse_file(&bytes).unwrap();
     match h.metadata.get("blob") {
-        Some(Value::Bytes { elem: 0, data }) => assert!(data.len() == n && data.iter().all(|&b| b == 0xab)),
+        Some(Value::Packed { elem: 0, data }) => assert!(data.len() == n && data.iter().all(|&b| b == 0xab)),
         v => panic!("blob parsed as {:?}", v.map(|v| std::mem::discriminant(v))),
     }
-    assert_eq!(h.metadata.get("flags"), Some(&Value::Bytes { elem: 7, data: vec![0, 1, 1] }));
+    assert_eq!(h.metadata.get("flags"), Some(&Value::Packed { elem: 7, data: vec![0, 1, 1] }));
     assert_eq!(with_metadata(&bytes, &[]).unwrap(), bytes, "written back byte for byte");
     let mut bad = bytes.clone();
     let at = bytes.windows(3).rposition(|x| x == [0, 1, 1]).unwrap();

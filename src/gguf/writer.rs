@@ -77,9 +77,10 @@ fn write_value(out: &mut Vec<u8>, v: &Value) {
         Value::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
         Value::Bool(x) => out.push(*x as u8),
         Value::String(s) => write_str(out, s),
-        Value::Bytes { elem, data } => {
+        Value::Packed { elem, data } => {
+            let width = super::packed_width(*elem).expect("a packed array of numbers or booleans");
             out.extend_from_slice(&elem.to_le_bytes());
-            out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+            out.extend_from_slice(&((data.len() / width) as u64).to_le_bytes());
             out.extend_from_slice(data);
         }
         Value::Array(items) => {

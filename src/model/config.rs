@@ -56,7 +56,7 @@ impl LlamaConfig {
         let n_embd = usize_of(md, &k("embedding_length"), MAX_WIDTH)?;
         let n_layer = usize_of(md, &k("block_count"), MAX_LAYERS)?;
         let n_ff = match md.get(&k("feed_forward_length")) {
-            Some(v) if v.as_array().is_some() => return Err(bad(&k("feed_forward_length"), "per-layer sizes are not supported")),
+            Some(v) if v.is_array() => return Err(bad(&k("feed_forward_length"), "per-layer sizes are not supported")),
             _ => usize_of(md, &k("feed_forward_length"), MAX_WIDTH)?,
         };
         let n_head = usize_of(md, &k("attention.head_count"), MAX_HEADS)?;
