@@ -52,23 +52,23 @@ impl<B: Backend> EngineLoader<B> {
 
     /// The current shard has ended: check it arrived whole, then take the next shard's bytes.
     pub fn next_shard(&mut self) -> Result<()> {
-        let header = self.stream.finish()?;
+        let header_received = self.stream.received();
+        let header = std::mem::take(&mut self.stream).into_header()?;
         let count = self.model.split_count().unwrap_or(1);
         let seen = self.model.shards_seen();
         if seen >= count {
             return Err(HearthError::InvalidArgument(format!("the model has {count} shard(s); there is no shard {}", seen + 1)));
         }
         if self.metadata.is_none() {
-            self.metadata = Some(header.metadata.clone());
+            self.metadata = Some(header.metadata);
         }
-        self.done += self.stream.received();
-        self.stream = GgufStream::new();
+        self.done += header_received;
         Ok(())
     }
 
     pub fn finish(mut self) -> Result<Engine<B>> {
-        let header = self.stream.finish()?;
-        let metadata = self.metadata.take().unwrap_or_else(|| header.metadata.clone());
+        let header = self.stream.into_header()?;
+        let metadata = self.metadata.take().unwrap_or(header.metadata);
         let model = self.model.finish()?;
         let tokenizer = Tokenizer::from_metadata(&metadata)?;
         if tokenizer.vocab_size() != model.config.n_vocab {

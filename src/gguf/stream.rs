@@ -50,6 +50,12 @@ impl GgufStream {
             match parse_header(&self.buf) {
                 Ok(h) => {
                     sink.header(&h)?;
+                    // The header's bytes are parsed: keep only what follows the data offset, in a
+                    // buffer that does not keep the header's capacity (a header can be most of a
+                    // hostile file).
+                    let data = (h.data_offset as usize).min(self.buf.len());
+                    self.buf = self.buf.split_off(data);
+                    self.base = data as u64;
                     self.header = Some(h);
                 }
                 Err(HearthError::Truncated { needed, .. }) => {
@@ -72,11 +78,27 @@ impl GgufStream {
             self.base = end;
             self.next += 1;
         }
+        // `drain` keeps the capacity the largest tensor so far needed; give back what a big one
+        // left behind (the sink has copied it).
+        if self.buf.capacity() > (64 << 20).max(4 * self.buf.len()) {
+            self.buf.shrink_to(2 * self.buf.len());
+        }
         Ok(())
     }
 
     /// The source has ended: everything announced must have arrived.
     pub fn finish(&self) -> Result<&Header> {
+        self.complete()?;
+        Ok(self.header.as_ref().expect("complete() checked the header"))
+    }
+
+    /// `finish`, giving up the header (its metadata is not copied).
+    pub fn into_header(mut self) -> Result<Header> {
+        self.complete()?;
+        Ok(self.header.take().expect("complete() checked the header"))
+    }
+
+    fn complete(&self) -> Result<()> {
         let available = self.received;
         let Some(h) = &self.header else {
             // Re-parse to report what exactly is missing (or a better error than "truncated").
@@ -92,6 +114,6 @@ impl GgufStream {
                 available,
             });
         }
-        Ok(h)
+        Ok(())
     }
 }
