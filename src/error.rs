@@ -58,12 +58,17 @@ impl HearthError {
     /// escaped as \n, \u{0}, ...), and at most `MAX_MESSAGE_CHARS` characters.
     pub fn message(&self) -> String {
         let mut out = String::new();
-        for (i, c) in self.to_string().chars().enumerate() {
-            if i == MAX_MESSAGE_CHARS {
+        // Counted after escaping: a string of NULs from the file grows six-fold as \u{0}.
+        let mut chars = 0;
+        for c in self.to_string().chars() {
+            let escaped = c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+            let width = if escaped { c.escape_default().count() } else { 1 };
+            if chars + width > MAX_MESSAGE_CHARS {
                 out.push('…');
                 break;
             }
-            if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            chars += width;
+            if escaped {
                 out.extend(c.escape_default());
             } else {
                 out.push(c);
@@ -127,5 +132,8 @@ mod tests {
         let long = HearthError::MissingTensor("a".repeat(100_000)).message();
         assert_eq!(long.chars().count(), 1001);
         assert!(long.ends_with('…'));
+        // Escaping counts: 100 000 NULs (the fuzzer's seed 1013981 had a key of them) stay bounded.
+        let nuls = HearthError::MissingTensor("\0".repeat(100_000)).message();
+        assert!(nuls.chars().count() <= 1001 && nuls.ends_with('…'), "{}", nuls.chars().count());
     }
 }
