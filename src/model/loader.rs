@@ -134,11 +134,12 @@ impl<B: Backend> TensorSink for ModelLoader<B> {
             return Err(bad("llama.block_count", format!("{} layers need at least {} tensors, but the file holds {held}", c.n_layer, c.n_layer * 9)));
         }
         let (e, v, q, kv, ff) = (c.n_embd as u64, c.n_vocab as u64, (c.n_head * c.head_dim) as u64, c.kv_dim() as u64, c.n_ff as u64);
-        let mut x = HashMap::new();
-        x.insert("token_embd.weight".to_string(), vec![e, v]);
-        x.insert("output.weight".to_string(), vec![e, v]);
-        x.insert("output_norm.weight".to_string(), vec![e]);
-        x.insert("rope_freqs.weight".to_string(), vec![c.n_rot as u64 / 2]);
+        // In graph order, so that of several missing tensors the same one is named every time.
+        let mut x = Vec::new();
+        x.push(("token_embd.weight".to_string(), vec![e, v]));
+        x.push(("output.weight".to_string(), vec![e, v]));
+        x.push(("output_norm.weight".to_string(), vec![e]));
+        x.push(("rope_freqs.weight".to_string(), vec![c.n_rot as u64 / 2]));
         for i in 0..c.n_layer {
             for (s, d) in [
                 ("attn_norm", vec![e]),
@@ -151,20 +152,20 @@ impl<B: Backend> TensorSink for ModelLoader<B> {
                 ("ffn_up", vec![e, ff]),
                 ("ffn_down", vec![ff, e]),
             ] {
-                x.insert(format!("blk.{i}.{s}.weight"), d);
+                x.push((format!("blk.{i}.{s}.weight"), d));
             }
         }
         // Fail before any weight is read: missing tensors named (for a whole file; a split
         // model's are spread over its shards and checked at the end), unsupported types.
         if count == 1 {
-            for name in x.keys() {
+            for (name, _) in &x {
                 let optional = name == "output.weight" || name == "rope_freqs.weight";
                 if !optional && header.tensor(name).is_none() {
                     return Err(HearthError::MissingTensor(name.clone()));
                 }
             }
         }
-        self.expected = x;
+        self.expected = x.into_iter().collect();
         self.config = Some(c);
         self.check_types(header)
     }
