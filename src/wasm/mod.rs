@@ -42,7 +42,80 @@ macro_rules! core_do {
 
 #[wasm_bindgen(start)]
 fn start() {
-    console_error_panic_hook::set_once();
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        // A panic aborts (wasm `unreachable`) and the instance cannot be asked anything after it:
+        // host.js reads the message from here to say what crashed (HearthError "engine_crashed").
+        let _ = js_sys::Reflect::set(&js_sys::global(), &"__hearthLastPanic".into(), &info.to_string().into());
+    }));
+}
+
+/// Tests only (like `Engine.debugLoseDevice`): crash the engine on purpose, as a bug would, so
+/// that the client's crash containment can be tested (host.js turns the trap into HearthError
+/// "engine_crashed" and the client replaces the engine). `kind`: "panic" (a Rust panic: wasm
+/// `unreachable`), "stack" (unbounded recursion: the JS engine's stack overflow, a RangeError),
+/// "oob" (a load past the end of linear memory: "memory access out of bounds"), "oom"
+/// (allocations until memory.grow fails: the allocator aborts), "async-panic" (a panic inside a
+/// future, as one inside `step` would: the returned Promise never settles and the trap surfaces
+/// as an uncaught error), "pool-panic" (a panic on a thread of rayon's pool: a pool Worker in the
+/// threaded build). Any other kind is an "invalid_argument" error.
+#[wasm_bindgen(js_name = debugTrap)]
+pub fn debug_trap(kind: &str) -> Result<js_sys::Promise, JsValue> {
+    use std::hint::black_box;
+    match kind {
+        "panic" => panic!("debugTrap(\"panic\"): a deliberate panic (a test of crash containment)"),
+        "stack" => {
+            debug_recurse();
+            Err(invalid("debugTrap(\"stack\"): the recursion ended"))
+        }
+        "oob" => {
+            let end = core::arch::wasm32::memory_size(0) as u64 * 65536;
+            if end >= 1 << 32 {
+                return Err(invalid("debugTrap(\"oob\"): the memory spans the whole 32-bit address space"));
+            }
+            // SAFETY: none; the load traps, which is its purpose.
+            let v = unsafe { core::ptr::read_volatile(black_box(end as usize) as *const u8) };
+            Err(invalid(format!("debugTrap(\"oob\"): read {v} past the end of memory")))
+        }
+        "oom" => {
+            // Reserved, never touched: the browser maps fresh wasm pages lazily.
+            let mut held: Vec<Vec<u8>> = Vec::new();
+            loop {
+                held.push(black_box(Vec::with_capacity(256 << 20)));
+                black_box(&held);
+            }
+        }
+        "pool-panic" => {
+            // On the last thread of rayon's pool: a pool Worker in the threaded build (this
+            // thread in the single-thread one).
+            rayon::broadcast(|ctx| {
+                if ctx.index() + 1 == ctx.num_threads() {
+                    panic!("debugTrap(\"pool-panic\"): a deliberate panic on a pool thread (a test of crash containment)");
+                }
+            });
+            Err(invalid("debugTrap(\"pool-panic\"): the pool thread did not panic"))
+        }
+        "async-panic" => Ok(wasm_bindgen_futures::future_to_promise(async {
+            if black_box(true) {
+                panic!("debugTrap(\"async-panic\"): a deliberate panic inside a future (a test of crash containment)");
+            }
+            Ok(JsValue::UNDEFINED)
+        })),
+        _ => Err(invalid(format!("debugTrap: kind must be panic, stack, oob, oom, async-panic or pool-panic, got {kind:?}"))),
+    }
+}
+
+static DEBUG_DEPTH: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Recursion without a bound (`debug_trap("stack")`): the atomics keep it from being a loop.
+#[inline(never)]
+fn debug_recurse() {
+    use std::sync::atomic::Ordering::Relaxed;
+    if DEBUG_DEPTH.fetch_add(1, Relaxed) == u32::MAX {
+        return;
+    }
+    debug_recurse();
+    DEBUG_DEPTH.fetch_sub(1, Relaxed);
 }
 
 // The threaded build (feature `threads`): `initThreadPool(n)` starts rayon's global pool on n Web

@@ -208,7 +208,13 @@ export interface PerplexityResult {
 }
 
 export class HearthError extends Error {
-  /** The engine's code ("truncated", "bad_magic", "corrupt", "context_overflow", "invalid_argument", ...) or "aborted", "network", "worker". */
+  /**
+   * The engine's code ("truncated", "bad_magic", "corrupt", "context_overflow", "invalid_argument",
+   * "chat_template", ...) or "aborted", "network", "worker", or "engine_crashed": the engine
+   * trapped (a bug, or it ran out of memory or stack); the request failed, so did every other one
+   * in flight, and the engine was restarted (a fresh Worker) without its model: `load` it again
+   * (the same object's `load`, or `Hearth.load`). The message says what happened, on one line.
+   */
   code: string;
   constructor(code: string, message: string);
 }
@@ -289,7 +295,15 @@ export interface Completions {
 export class Hearth {
   static load(source: ModelSource, options?: LoadOptions): Promise<Hearth>;
   static readonly models: ModelStoreApi;
+  /** The loaded model's; replaced by a successful `load`. */
   readonly info: ModelInfo;
+  /**
+   * Load a model into this object's engine in place of the current one (`worker` and `threads`
+   * stay as they were); waits for a generation in progress. A load that fails leaves the current
+   * model as it was, except "engine_crashed" (the engine was restarted without a model): this is
+   * how the model comes back after that.
+   */
+  load(source: ModelSource, options?: Omit<LoadOptions, "worker" | "threads">): Promise<ModelInfo>;
   generate(prompt: string | number[] | Uint32Array, options?: GenerateOptions): AsyncGenerator<Chunk, void, unknown>;
   /** Stream a reply to [{role, content}] with the model's chat template; `chat.completions.create` speaks OpenAI's shapes. */
   readonly chat: ((messages: ChatMessage[], options?: GenerateOptions) => AsyncGenerator<Chunk, void, unknown>) & { completions: Completions };

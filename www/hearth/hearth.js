@@ -17,7 +17,8 @@ const BACKENDS = ["auto", "cpu", "webgpu"];
 export class HearthError extends Error {
   /**
    * @param {string} code stable machine-readable code: the engine's (e.g. "truncated",
-   *   "bad_magic", "context_overflow") or "aborted", "network", "worker"
+   *   "bad_magic", "context_overflow") or "aborted", "network", "worker", "engine_crashed" (the
+   *   engine trapped; it was restarted without its model: load it again)
    * @param {string} message
    */
   constructor(code, message) {
@@ -79,15 +80,62 @@ class Channel {
   }
 }
 
-/** Runs the Host in a Worker; requests/replies keyed by rid. */
+/** An uncaught error's text that says the engine trapped (a Worker's error event carries only text). */
+const CRASH_TEXT = /RuntimeError|maximum call stack|too much recursion|out of memory/i;
+
+/** Text on one line, at most `max` characters (control characters as spaces). */
+function oneLine(text, max) {
+  const s = String(text).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ");
+  return s.length > max ? s.slice(0, max - 1) + "\u2026" : s;
+}
+
+/**
+ * Engine Workers by name. A trap on a pool thread of the threaded build leaves its engine Worker
+ * blocked waiting for the pool; the pool Worker (named as its engine Worker: scripts/build-wasm
+ * patches wasm-bindgen-rayon's workerHelpers.js) says so on this channel instead.
+ */
+const transports = new Map();
+let crashChannel = null;
+function watchPoolCrashes(name, transport) {
+  transports.set(name, transport);
+  if (crashChannel || typeof BroadcastChannel === "undefined") return;
+  crashChannel = new BroadcastChannel("hearth-engine-crash");
+  crashChannel.onmessage = ({ data }) => {
+    const t = data && transports.get(data.name);
+    if (!t) return;
+    const what = data.panic ? `a bug in the engine, on a thread of its pool: ${oneLine(data.panic, 600)}` : `on a thread of its pool: ${oneLine(data.message, 300)}`;
+    t.replace(new HearthError("engine_crashed", `the engine crashed (${what}) and was restarted: load the model again`));
+  };
+}
+
+/**
+ * Runs the Host in a Worker; requests/replies keyed by rid. When the engine crashes (the Worker
+ * says so, or dies of an uncaught trap), every pending request fails with "engine_crashed" and a
+ * fresh Worker replaces it; `onCrash(error)` is told.
+ */
 class WorkerTransport {
-  constructor() {
-    this.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "hearth" });
+  constructor(onCrash) {
     this.next = 1;
     this.pending = new Map();
     this.dead = null;
-    this.worker.onmessage = (ev) => {
+    this.onCrash = onCrash;
+    this.spawn();
+  }
+  spawn() {
+    // Named uniquely: its pool Workers take the name (watchPoolCrashes).
+    if (this.name) transports.delete(this.name);
+    this.name = `hearth-${Math.random().toString(36).slice(2, 10)}`;
+    const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: this.name });
+    this.worker = worker;
+    watchPoolCrashes(this.name, this);
+    worker.onmessage = (ev) => {
+      if (worker !== this.worker) return; // a replaced Worker's last words
       const m = ev.data;
+      // The engine crashed: replaced at its first word of it, so that the next request (made as
+      // soon as this one fails) already goes to the fresh Worker.
+      if (m.kind === "crashed" || (m.kind === "error" && m.error.code === "engine_crashed")) {
+        return this.replace(new HearthError("engine_crashed", m.error.message));
+      }
       const p = this.pending.get(m.rid);
       if (!p) return;
       if (m.kind === "event") p.onEvent?.(m.value);
@@ -102,11 +150,28 @@ class WorkerTransport {
       for (const p of this.pending.values()) p.reject(this.dead);
       this.pending.clear();
     };
-    this.worker.onerror = (ev) => {
+    worker.onerror = (ev) => {
+      if (worker !== this.worker) return;
       ev.preventDefault?.();
+      if (ev.message && CRASH_TEXT.test(ev.message)) {
+        return this.replace(new HearthError("engine_crashed", `the engine crashed (${oneLine(ev.message, 300)}) and was restarted: load the model again`));
+      }
       fail(`the Hearth worker failed: ${ev.message || "could not load worker.js (check the server's MIME types and CSP)"}`);
     };
-    this.worker.onmessageerror = () => fail("a message from the Hearth worker could not be read");
+    worker.onmessageerror = () => {
+      if (worker === this.worker) fail("a message from the Hearth worker could not be read");
+    };
+  }
+  /** The engine crashed: its requests fail with `error`, and a fresh Worker takes its place. */
+  replace(error) {
+    if (this.dead) return;
+    const old = this.worker;
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    old.terminate();
+    this.spawn();
+    for (const p of pending) p.reject(error);
+    this.onCrash?.(error);
   }
   /** Send a request; returns [rid, promise]. */
   request(op, args = {}, onEvent, transfer = []) {
@@ -125,6 +190,7 @@ class WorkerTransport {
     if (!this.dead) this.worker.postMessage({ rid: 0, op: "abort", target });
   }
   terminate() {
+    transports.delete(this.name);
     this.worker.terminate();
     this.dead = new HearthError("worker", "the model was unloaded");
     for (const p of this.pending.values()) p.reject(this.dead);
@@ -201,14 +267,43 @@ export class Hearth {
     if (signal?.aborted) throw abortError("loading");
     if (!BACKENDS.includes(backend)) throw new HearthError("invalid_argument", `backend must be one of ${BACKENDS.join(", ")}; got ${backend}`);
     const useWorker = worker && typeof Worker !== "undefined";
-    const impl = useWorker ? new WorkerImpl() : new LocalImpl();
+    const impl = useWorker ? new WorkerImpl(threads) : new LocalImpl(threads);
     try {
       if (cache) requestPersistence();
-      const info = await impl.load(source, { backend, contextSize, onProgress, signal, cache, sha256, threads });
+      const info = await impl.load(source, { backend, contextSize, onProgress, signal, cache, sha256 });
       return new Hearth(impl, info);
     } catch (e) {
       impl.close();
       throw asHearthError(e);
+    }
+  }
+
+  /**
+   * Load a model into this object's engine (its Worker, or this thread's engine with `worker:
+   * false`) in place of the current one, with the options of `Hearth.load` (`worker` and
+   * `threads` stay as they were). Waits for a generation in progress. Resolves to the new model's
+   * info (also `this.info`). A load that fails leaves the current model as it was, except when the
+   * engine crashed ("engine_crashed": it was restarted without a model): this is how a page gets a
+   * model back after that.
+   * @param {ModelSource} source
+   */
+  async load(source, { contextSize, onProgress, signal, backend = "auto", cache = false, sha256 } = {}) {
+    if (this._closed) throw new HearthError("invalid_argument", "the model has been unloaded");
+    if (!BACKENDS.includes(backend)) throw new HearthError("invalid_argument", `backend must be one of ${BACKENDS.join(", ")}; got ${backend}`);
+    let release;
+    const prev = this._queue;
+    this._queue = new Promise((r) => (release = r));
+    try {
+      await prev;
+      if (signal?.aborted) throw abortError("loading");
+      if (cache) requestPersistence();
+      const info = await this._impl.load(source, { backend, contextSize, onProgress, signal, cache, sha256 });
+      this.info = info;
+      return info;
+    } catch (e) {
+      throw asHearthError(e);
+    } finally {
+      release();
     }
   }
 
@@ -313,6 +408,19 @@ export class Hearth {
     return this._impl.debugLoseDevice(afterSteps);
   }
 
+  /**
+   * Tests only: crash the engine as a bug would ("panic", "stack", "oob", "oom", "async-panic", "pool-panic":
+   * the wasm export debugTrap); rejects with HearthError "engine_crashed", as do the requests in
+   * flight, and the engine is restarted without its model.
+   */
+  async _debugTrap(kind = "panic") {
+    try {
+      return await this._impl.debugTrap(kind);
+    } catch (e) {
+      throw asHearthError(e);
+    }
+  }
+
   /** Free the model (terminates its worker). */
   async unload() {
     if (this._closed) return;
@@ -366,11 +474,24 @@ export class Hearth {
 }
 
 class WorkerImpl {
-  constructor() {
-    this.t = new WorkerTransport();
+  constructor(threads) {
+    this.threads = threads;
+    /** The "engine_crashed" error while the replaced Worker has no model (until a load). */
+    this.lost = null;
+    this.t = new WorkerTransport((e) => (this.lost = e));
   }
-  async load(source, { backend, contextSize, onProgress, signal, cache, sha256, threads }) {
+  /** Requests that need the model fail while a crash has taken it. */
+  call(op, args) {
+    return this.lost ? Promise.reject(this.lost) : this.t.call(op, args);
+  }
+  async load(source, options) {
+    const info = await this.loadIn(source, options);
+    this.lost = null;
+    return info;
+  }
+  async loadIn(source, { backend, contextSize, onProgress, signal, cache, sha256 }) {
     const t = this.t;
+    const threads = this.threads;
     const progress = (p) => onProgress?.(p);
     const bytes = isUrl(source) ? null : bytesOf(source);
     const isBlob = (x) => typeof Blob !== "undefined" && x instanceof Blob;
@@ -407,24 +528,29 @@ class WorkerImpl {
     return t.call("load-end", { contextSize });
   }
   generate(req, onChunk) {
+    if (this.lost) return { done: Promise.reject(this.lost), abort: () => {} };
     const [rid, done] = this.t.request("generate", { req }, onChunk);
     return { done, abort: () => this.t.abort(rid) };
   }
   perplexity(text, { contextSize, batch }, onProgress) {
+    if (this.lost) return { done: Promise.reject(this.lost), abort: () => {} };
     const [rid, done] = this.t.request("perplexity", { text, contextSize, batch }, onProgress);
     return { done, abort: () => this.t.abort(rid) };
   }
   tokenize(text, addSpecial, parseSpecial) {
-    return this.t.call("tokenize", { text: String(text), addSpecial, parseSpecial });
+    return this.call("tokenize", { text: String(text), addSpecial, parseSpecial });
   }
   decode(ids) {
-    return this.t.call("decode", { ids });
+    return this.call("decode", { ids });
   }
   renderChat(messages, addGenerationPrompt) {
-    return this.t.call("render", { messages, addGenerationPrompt });
+    return this.call("render", { messages, addGenerationPrompt });
   }
   debugLoseDevice(afterSteps) {
-    return this.t.call("debug-lose-device", { afterSteps });
+    return this.call("debug-lose-device", { afterSteps });
+  }
+  debugTrap(trap) {
+    return this.t.call("debug-trap", { trap, threads: this.threads });
   }
   stats() {
     return this.t.call("stats");
@@ -437,12 +563,27 @@ class WorkerImpl {
   }
 }
 
+/**
+ * Runs the Host in this thread. The wasm instance is this realm's (host.js), shared by every
+ * `worker: false` model; when it crashes, each of them fails with "engine_crashed" and the next
+ * load starts a fresh instance.
+ */
 class LocalImpl {
-  async load(source, { backend, contextSize, onProgress, signal, cache, sha256, threads }) {
-    const { Host, initWasm } = await import("./host.js");
-    await initWasm(threads);
-    this.host = new Host();
+  constructor(threads) {
+    this.threads = threads;
+    this.host = null;
+    this.mod = null;
+  }
+  /** An error as a HearthError; a trap is recorded as the engine's crash ("engine_crashed"). */
+  fail(e) {
+    return asHearthError(this.mod ? this.mod.crashOr(e) : e);
+  }
+  async load(source, { backend, contextSize, onProgress, signal, cache, sha256 }) {
     try {
+      this.mod ??= await import("./host.js");
+      // Starts the engine, or a fresh one after a crash.
+      await this.mod.initWasm(this.threads);
+      this.host ??= new this.mod.Host();
       const src = Array.isArray(source) ? source.map((x) => (isUrl(x) ? resolveUrl(x) : x)) : isUrl(source) ? resolveUrl(source) : source;
       return await this.host.load(src, {
         backend,
@@ -454,49 +595,60 @@ class LocalImpl {
         isAborted: () => !!signal?.aborted,
       });
     } catch (e) {
-      throw asHearthError(e);
+      throw this.fail(e);
     }
   }
   generate(req, onChunk) {
     let aborted = false;
     const done = this.host.generate(req, { onChunk, isAborted: () => aborted }).catch((e) => {
-      throw asHearthError(e);
+      throw this.fail(e);
     });
     return { done, abort: () => (aborted = true) };
   }
   perplexity(text, { contextSize, batch }, onProgress) {
     let aborted = false;
-    const done = this.host.perplexity(text, { contextSize, batch, onProgress, isAborted: () => aborted });
+    const done = this.host.perplexity(text, { contextSize, batch, onProgress, isAborted: () => aborted }).catch((e) => {
+      throw this.fail(e);
+    });
     return { done, abort: () => (aborted = true) };
   }
   async tokenize(text, addSpecial, parseSpecial) {
-    return wrap(() => this.host.tokenize(text, addSpecial, parseSpecial));
+    return this.wrap(() => this.host.tokenize(text, addSpecial, parseSpecial));
   }
   async decode(ids) {
-    return wrap(() => this.host.decode(ids));
+    return this.wrap(() => this.host.decode(ids));
   }
   async renderChat(messages, addGenerationPrompt) {
-    return wrap(() => this.host.renderChat(messages, addGenerationPrompt));
+    return this.wrap(() => this.host.renderChat(messages, addGenerationPrompt));
   }
   async debugLoseDevice(afterSteps) {
     return this.host.debugLoseDevice(afterSteps);
   }
+  async debugTrap(kind) {
+    try {
+      this.mod ??= await import("./host.js");
+      await this.mod.initWasm(this.threads);
+      this.host ??= new this.mod.Host();
+      return await this.host.debugTrap(kind);
+    } catch (e) {
+      throw this.fail(e);
+    }
+  }
   async stats() {
-    return wrap(() => this.host.stats());
+    return this.wrap(() => this.host.stats());
+  }
+  wrap(f) {
+    try {
+      return f();
+    } catch (e) {
+      throw this.fail(e);
+    }
   }
   async unload() {
     this.host?.unload();
   }
   close() {
     this.host?.unload();
-  }
-}
-
-function wrap(f) {
-  try {
-    return f();
-  } catch (e) {
-    throw asHearthError(e);
   }
 }
 

@@ -12,6 +12,29 @@ let poolThreads = 1;
 let simdLevel = "simd128";
 let ready = null;
 
+// ---- crash containment -----------------------------------------------------------------------
+//
+// A trap in the engine (a Rust panic, which aborts as wasm `unreachable`; a failed allocation,
+// which aborts the same way; "memory access out of bounds"; a stack overflow, RangeError) leaves
+// the wasm instance in an undefined state: its stack pointer, allocator and RefCells are wherever
+// the trap left them. Nothing may call into it again. The request that trapped, and every other
+// one waiting on the engine, fails with "engine_crashed"; worker.js then asks the page to replace
+// the Worker, and in the caller's thread (`worker: false`) the next initWasm starts a fresh
+// instance (a new copy of the glue module: wasm-bindgen's cannot be initialised twice).
+
+/** Which wasm instance is current: counts the instances started after a crash. */
+let instance = 0;
+/** The "engine_crashed" error of the crash that ended the current instance, or null. */
+let crash = null;
+/** The last crash's error (kept after a restart, for Hosts whose engine it took). */
+let lastCrash = null;
+/** Rejects with the crash error when the current instance crashes (engine calls race it). */
+let crashSignal = null;
+let crashReject = null;
+/** Engine calls awaiting the instance (an uncaught trap while one waits is taken as ours). */
+let waiting = 0;
+const crashListeners = new Set();
+
 /** Most threads used when the caller names none (decode is memory-bound well before this). */
 export const DEFAULT_MAX_THREADS = 8;
 /** How long the threaded build may take to start its workers before we fall back. */
@@ -71,6 +94,15 @@ export function relaxedSimdWorks() {
  * JS glue) is tried first. Resolves to the thread count.
  */
 export function initWasm(threads) {
+  if (crash) {
+    // The instance crashed: start a fresh one (its memory is never touched again).
+    ready = null;
+    wasm = null;
+    crash = null;
+    crashSignal = null;
+    instance++;
+  }
+  watchUncaught();
   if (!ready) {
     ready = startWasm(threads).catch((e) => {
       ready = null;
@@ -86,6 +118,16 @@ function wasmUrl(dir, relaxed) {
   return new URL(`./${dir}hearth_wasm${relaxed ? "_relaxed" : ""}_bg.wasm`, import.meta.url);
 }
 
+/**
+ * The glue module of a build (pkg/hearth_wasm.js or pkg/threads/hearth_wasm.js). After a crash
+ * (instance > 0) a new copy of it: the first copy's instance stays dead.
+ */
+function importGlue(threaded) {
+  if (instance === 0) return threaded ? import("./threads/hearth_wasm.js") : import("./hearth_wasm.js");
+  const url = new URL(`./${threaded ? "threads/" : ""}hearth_wasm.js?instance=${instance}`, import.meta.url).href;
+  return import(/* webpackIgnore: true */ /* @vite-ignore */ url);
+}
+
 async function startWasm(threads) {
   if (threads != null && (!Number.isInteger(threads) || threads < 1)) throw codeError("invalid_argument", `threads must be a positive integer, got ${threads}`);
   const inWorker = typeof WorkerGlobalScope !== "undefined" && self instanceof WorkerGlobalScope;
@@ -93,7 +135,7 @@ async function startWasm(threads) {
   const variants = relaxedSimdWorks() ? [true, false] : [false];
   if (n > 1 && globalThis.crossOriginIsolated) {
     try {
-      const m = await import("./threads/hearth_wasm.js");
+      const m = await importGlue(true);
       const relaxed = await initVariant(m, "threads/", variants);
       let timer;
       const late = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`its ${n} workers did not start in ${THREADS_START_MS / 1000} s`)), THREADS_START_MS)));
@@ -110,7 +152,7 @@ async function startWasm(threads) {
       console.warn(`Hearth: the threaded engine did not start (${e && e.message ? e.message : e}); running on one thread`);
     }
   }
-  const m = await import("./hearth_wasm.js");
+  const m = await importGlue(false);
   const relaxed = await initVariant(m, "", variants);
   wasm = m;
   poolThreads = 1;
@@ -135,6 +177,119 @@ export function codeError(code, message) {
   const e = new Error(message);
   e.code = code;
   return e;
+}
+
+/**
+ * Whether `e` is the engine trapping (or an "engine_crashed" error made of one): a
+ * WebAssembly.RuntimeError ("unreachable": a panic or a failed allocation; "memory access out of
+ * bounds"; ...), a stack overflow (RangeError "Maximum call stack size exceeded"; Firefox's
+ * InternalError "too much recursion"), or an out-of-memory error.
+ */
+export function isEngineCrash(e) {
+  if (!e || typeof e !== "object") return false;
+  if (e.code === "engine_crashed") return true;
+  if (typeof WebAssembly !== "undefined" && e instanceof WebAssembly.RuntimeError) return true;
+  const message = String(e.message || "");
+  if (e instanceof RangeError || e.name === "InternalError") return /maximum call stack|too much recursion|out of memory/i.test(message);
+  return false;
+}
+
+/** One line, at most `max` characters: control characters shown as escapes, as the engine's messages do. */
+export function oneLine(text, max = 1000) {
+  let s = String(text)
+    .replace(/\r?\n/g, " ")
+    .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`);
+  if (s.length > max) s = s.slice(0, max - 1) + "\u2026";
+  return s;
+}
+
+/** What a trap means, in words: "a bug in the engine: panicked at ...", "it ran out of stack", ... */
+function describeCrash(e) {
+  const message = String((e && e.message) || e);
+  const panic = globalThis.__hearthLastPanic;
+  if (panic !== undefined) {
+    try {
+      delete globalThis.__hearthLastPanic;
+    } catch {
+      globalThis.__hearthLastPanic = undefined;
+    }
+  }
+  if (panic) return `a bug in the engine: ${oneLine(panic, 600)}`;
+  if (/maximum call stack|too much recursion/i.test(message)) return `it ran out of stack: ${oneLine(message, 200)}`;
+  if (/out of memory/i.test(message)) return `it ran out of memory: ${oneLine(message, 200)}`;
+  if (/unreachable/i.test(message)) {
+    // Without a panic message, an abort: nearly always an allocation the memory could not hold.
+    let mib = 0;
+    try {
+      mib = Math.round(wasm.memoryBytes() / 2 ** 20);
+    } catch {}
+    return `it aborted, most likely out of memory (${mib ? `wasm memory at ${mib} MiB; ` : ""}${oneLine(message, 200)})`;
+  }
+  return `WebAssembly trap: ${oneLine(message, 300)}`;
+}
+
+/**
+ * Record that the engine trapped with `e` (a no-op for an error that already is the crash's):
+ * the current instance is dead from now on. Returns the "engine_crashed" error every request on
+ * it fails with.
+ */
+export function engineCrashed(e) {
+  if (e && e.code === "engine_crashed") return e;
+  if (!crash) {
+    crash = codeError("engine_crashed", `the engine crashed (${describeCrash(e)}) and was restarted: load the model again`);
+    lastCrash = crash;
+    crashReject?.(crash);
+    for (const f of crashListeners) {
+      try {
+        f(crash);
+      } catch {}
+    }
+  }
+  return crash;
+}
+
+/** `e` as an "engine_crashed" error when it is a trap, else as it is. */
+export function crashOr(e) {
+  return isEngineCrash(e) ? engineCrashed(e) : e;
+}
+
+/** Call `f(error)` when the engine crashes (worker.js: to fail its requests and be replaced). */
+export function onEngineCrash(f) {
+  crashListeners.add(f);
+}
+
+/**
+ * A trap inside a future (a step or a load's GPU setup) is not thrown to the caller: it surfaces
+ * as an uncaught error, and the call's Promise never settles. Catch those: in the engine's Worker
+ * any is the engine's; in a page only while an engine call waits (the page's own errors are not).
+ */
+let watching = false;
+function watchUncaught() {
+  if (watching || typeof globalThis.addEventListener !== "function") return;
+  watching = true;
+  const inWorker = typeof WorkerGlobalScope !== "undefined" && self instanceof WorkerGlobalScope;
+  const check = (err, ev) => {
+    if (!isEngineCrash(err) || crash || !(inWorker || waiting > 0)) return;
+    engineCrashed(err);
+    if (inWorker) ev.preventDefault();
+  };
+  globalThis.addEventListener("error", (ev) => check(ev.error, ev));
+  globalThis.addEventListener("unhandledrejection", (ev) => check(ev.reason, ev));
+}
+
+/** Settles as `promise` does, or rejects with the crash error if the instance crashes first. */
+async function raceCrash(promise) {
+  if (crash) throw crash;
+  if (!crashSignal) {
+    crashSignal = new Promise((_, reject) => (crashReject = reject));
+    crashSignal.catch(() => {});
+  }
+  waiting++;
+  try {
+    return await Promise.race([promise, crashSignal]);
+  } finally {
+    waiting--;
+  }
 }
 
 /** Turn anything thrown (wasm Error with .code, DOMException, TypeError) into {code, message}. */
@@ -168,6 +323,25 @@ export class Host {
     this.loader = null;
     this.contextSize = DEFAULT_CONTEXT;
     this.info = null;
+    /** The wasm instance this Host's loader and engine live in. */
+    this.instance = instance;
+  }
+
+  /** Whether this Host's engine lives in the current, uncrashed instance. */
+  alive() {
+    return this.instance === instance && !crash;
+  }
+
+  /** Refuse to call into a crashed instance (the error the crash gave, again). */
+  check() {
+    if (crash) throw crash;
+    if (this.instance !== instance) {
+      // The instance this Host used crashed and a fresh one runs now: its model is gone.
+      this.engine = null;
+      this.loader = null;
+      this.instance = instance;
+      throw lastCrash;
+    }
   }
 
   // ---- loading -------------------------------------------------------------------------------
@@ -177,17 +351,25 @@ export class Host {
    * decides once the GGUF header has arrived (every weight type must have GPU kernels).
    */
   async beginLoad(backend = "auto") {
+    if (crash) throw crash;
+    if (this.instance !== instance) {
+      // A crash took this Host's model; a fresh instance runs now (initWasm started it).
+      this.engine = null;
+      this.loader = null;
+      this.instance = instance;
+    }
     if (this.loader) this.loader.free();
     this.loader = null;
     const gpu = typeof navigator !== "undefined" && navigator.gpu;
     if (backend === "webgpu" && !gpu) throw codeError("backend_unavailable", "this browser has no WebGPU (navigator.gpu): use backend \"cpu\" or \"auto\"");
     // Without navigator.gpu the engine never looks for an adapter, so it cannot say why.
     this.noGpu = backend === "auto" && !gpu;
-    this.loader = backend === "cpu" || this.noGpu ? new wasm.Loader() : await wasm.Loader.create(backend);
+    this.loader = backend === "cpu" || this.noGpu ? new wasm.Loader() : await this.guard(wasm.Loader.create(backend));
   }
 
   /** Feed one chunk; returns bytes received so far. */
   feed(bytes) {
+    this.check();
     if (!this.loader) throw codeError("invalid_argument", "no load in progress");
     try {
       this.loader.feed(bytes);
@@ -199,6 +381,7 @@ export class Host {
   }
 
   abortLoad() {
+    if (this.loader && !this.alive()) this.loader = null;
     if (this.loader) {
       try {
         this.loader.free();
@@ -209,10 +392,12 @@ export class Host {
 
   /** Build the engine; `fileName` (the URL's last segment or the File's name) names the model. */
   finishLoad(contextSize, fileName) {
+    this.check();
     if (!this.loader) throw codeError("invalid_argument", "no load in progress");
     const loader = this.loader;
     this.loader = null;
     const engine = loader.finish();
+    this.instance = instance;
     if (this.engine) this.engine.free();
     this.engine = engine;
     const raw = engine.info();
@@ -261,9 +446,6 @@ export class Host {
    * downloads.
    */
   async load(source, { backend = "auto", contextSize, onProgress, isAborted = () => false, fetchSignal, cache = false, sha256 } = {}) {
-    // Kept so that a lost GPU can be replaced by the CPU on the next request.
-    this.source = { source, contextSize, cache, sha256 };
-    this.deviceLost = false;
     await this.beginLoad(backend);
     // URLs go through the model store (kept for offline use, resumable, verified) when asked.
     this.cache = cache ? { sha256 } : null;
@@ -318,7 +500,11 @@ export class Host {
           }
         }
       }
-      return this.finishLoad(contextSize, fileNameOf(given[0]));
+      const info = this.finishLoad(contextSize, fileNameOf(given[0]));
+      // Kept so that a lost GPU can be replaced by the CPU on the next request.
+      this.source = { source, contextSize, cache, sha256 };
+      this.deviceLost = false;
+      return info;
     } catch (e) {
       this.abortLoad();
       throw e;
@@ -399,6 +585,7 @@ export class Host {
 
   /** The chat template's text for [{role, content}] (the assistant's turn opened). */
   renderChat(messages, addGenerationPrompt = true) {
+    this.check();
     if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
     return this.engine.renderChat(messages, !!addGenerationPrompt, Host.today());
   }
@@ -427,6 +614,7 @@ export class Host {
    * an abort message can arrive.
    */
   async generate(req, { onChunk, isAborted = () => false } = {}) {
+    this.check();
     if (this.deviceLost) await this.reloadOnCpu();
     const e = this.engine;
     if (!e) throw codeError("invalid_argument", "no model is loaded");
@@ -459,6 +647,7 @@ export class Host {
     let ttft = null;
     let last;
     for (;;) {
+      this.check();
       if (isAborted()) e.cancel();
       const s = await this.guard(e.step());
       if (s.done) {
@@ -499,6 +688,7 @@ export class Host {
    * between steps, with an event-loop hop so that an abort message can arrive.
    */
   async perplexity(text, { contextSize = 512, batch, onProgress = () => {}, isAborted = () => false } = {}) {
+    this.check();
     if (this.deviceLost) await this.reloadOnCpu();
     const e = this.engine;
     if (!e) throw codeError("invalid_argument", "no model is loaded");
@@ -507,6 +697,7 @@ export class Host {
     try {
       for (;;) {
         await yieldToEventLoop();
+        this.check();
         if (isAborted()) throw codeError("aborted", "the perplexity run was aborted");
         const s = await this.guard(e.perplexityStep());
         onProgress({ evaluated: s.evaluated, total: s.total, chunksDone: s.chunksDone, chunks: s.chunks, perplexity: s.perplexity });
@@ -528,7 +719,7 @@ export class Host {
       }
     } finally {
       // Frees the run's KV cache (a finished or failed run is gone already).
-      e.perplexityCancel();
+      if (this.alive()) e.perplexityCancel();
     }
   }
 
@@ -537,17 +728,31 @@ export class Host {
    * deterministic "mid-generation"); the step after it fails with "device_lost".
    */
   debugLoseDevice(afterSteps = 0) {
+    this.check();
     if (afterSteps > 0) this.loseAfter = afterSteps;
     else this.engine?.debugLoseDevice();
   }
 
-  /** Await an engine call; a lost GPU device moves the next request to the CPU. */
+  /**
+   * Tests: crash the engine as a bug would (wasm `debugTrap`: "panic", "stack", "oob", "oom",
+   * "async-panic", "pool-panic"); the request fails with "engine_crashed". Needs no model.
+   */
+  async debugTrap(kind = "panic") {
+    this.check();
+    if (!wasm) throw codeError("invalid_argument", "the engine has not started");
+    await this.guard(wasm.debugTrap(String(kind)));
+  }
+
+  /**
+   * Await an engine call; a lost GPU device moves the next request to the CPU, and a crash of
+   * the engine (also one that leaves the call's Promise unsettled) fails it with "engine_crashed".
+   */
   async guard(promise) {
     try {
-      return await promise;
+      return await raceCrash(promise);
     } catch (e) {
       if (e && e.code === "device_lost") this.deviceLost = true;
-      throw e;
+      throw crashOr(e);
     }
   }
 
@@ -564,17 +769,20 @@ export class Host {
   }
 
   tokenize(text, addSpecial = true, parseSpecial = false) {
+    this.check();
     if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
     return Array.from(this.engine.tokenize(String(text), !!addSpecial, !!parseSpecial));
   }
 
   decode(ids) {
+    this.check();
     if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
     return this.engine.decode(Uint32Array.from(ids));
   }
 
   unload() {
     this.abortLoad();
+    if (this.engine && !this.alive()) this.engine = null;
     if (this.engine) {
       this.engine.free();
       this.engine = null;

@@ -1,23 +1,39 @@
 // The dedicated module Worker that runs the engine (Hearth.load's default). It relays messages to
 // a Host: every request carries an `rid`; replies are {rid, kind: "event" | "result" | "error"}.
+//
+// When the engine crashes (a wasm trap: host.js's isEngineCrash), every request in flight fails
+// with "engine_crashed", so does every later one, and the Worker posts {kind: "crashed", error}:
+// the page terminates it and starts a fresh one (hearth.js's WorkerTransport).
 
-import { Host, initWasm, toPlainError } from "./host.js";
+import { Host, initWasm, toPlainError, crashOr, engineCrashed, onEngineCrash } from "./host.js";
 
 const host = new Host();
 /** rids whose work the page asked to stop. */
 const aborted = new Set();
+/** rids being handled (not yet answered with a result or an error). */
+const inflight = new Set();
+/** {code: "engine_crashed", message} once the engine crashed. */
+let crashed = null;
 
 function reply(rid, kind, payload) {
+  // A request failed by the crash has had its answer.
+  if (kind !== "event" && !inflight.delete(rid)) return;
+  if (kind === "event" && !inflight.has(rid)) return;
   self.postMessage({ rid, kind, ...payload });
 }
+
+/** The engine trapped: fail what is in flight and ask to be replaced. */
+function onCrash(e) {
+  if (crashed) return;
+  crashed = toPlainError(engineCrashed(e));
+  for (const rid of [...inflight]) reply(rid, "error", { error: crashed });
+  self.postMessage({ kind: "crashed", error: crashed });
+}
+onEngineCrash(onCrash);
 
 async function handle(msg) {
   const { rid, op } = msg;
   switch (op) {
-    case "abort":
-      aborted.add(msg.target);
-      if (msg.target === loadRid && loadCtl) loadCtl.abort();
-      return;
     case "init":
       await initWasm(msg.threads);
       return reply(rid, "result", { value: true });
@@ -43,13 +59,16 @@ async function handle(msg) {
     }
     case "load-begin":
       await initWasm(msg.threads);
-      host.source = null; // bytes arrive in slices and are not kept
       await host.beginLoad(msg.backend);
       return reply(rid, "result", { value: 0 });
     case "feed":
       return reply(rid, "result", { value: host.feed(msg.bytes) });
-    case "load-end":
-      return reply(rid, "result", { value: host.finishLoad(msg.contextSize) });
+    case "load-end": {
+      const info = host.finishLoad(msg.contextSize);
+      host.source = null; // bytes arrive in slices and are not kept
+      host.deviceLost = false;
+      return reply(rid, "result", { value: info });
+    }
     case "load-cancel":
       host.abortLoad();
       return reply(rid, "result", { value: true });
@@ -77,6 +96,10 @@ async function handle(msg) {
       return reply(rid, "result", { value: host.renderChat(msg.messages, msg.addGenerationPrompt) });
     case "debug-lose-device":
       return reply(rid, "result", { value: host.debugLoseDevice(msg.afterSteps) });
+    case "debug-trap":
+      await initWasm(msg.threads);
+      await host.debugTrap(msg.trap);
+      return reply(rid, "result", { value: true });
     case "stats":
       return reply(rid, "result", { value: host.stats() });
     case "unload":
@@ -92,7 +115,19 @@ let loadCtl = null;
 
 self.onmessage = (ev) => {
   const msg = ev.data;
+  if (msg.op === "abort") {
+    aborted.add(msg.target);
+    if (msg.target === loadRid && loadCtl) loadCtl.abort();
+    return;
+  }
+  inflight.add(msg.rid);
+  // Nothing may call into a crashed engine: the page replaces this Worker.
+  if (crashed) return reply(msg.rid, "error", { error: crashed });
   handle(msg)
-    .catch((e) => reply(msg.rid, "error", { error: toPlainError(e) }))
+    .catch((e) => {
+      e = crashOr(e);
+      if (e && e.code === "engine_crashed") onCrash(e);
+      reply(msg.rid, "error", { error: toPlainError(e) });
+    })
     .finally(() => aborted.delete(msg.rid));
 };
