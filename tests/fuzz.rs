@@ -71,4 +71,9 @@ fn replay_rebuilds_the_case() {
     assert_eq!(v["seed"], 7);
     assert_eq!(v["bytes"], fuzz::case(7).bytes.len());
     assert!(CLASSES.contains(&v["class"].as_str().unwrap()));
+    // --keep writes the case's bytes whatever its class.
+    let run = Command::new(env!("CARGO_BIN_EXE_hearth")).args(["fuzz", "--replay", "7", "--keep", "--out"]).arg(&out).output().expect("runs");
+    assert!(run.status.code().is_some());
+    assert_eq!(std::fs::read(out.join("7.gguf")).expect("kept"), fuzz::case(7).bytes);
+    let _ = std::fs::remove_dir_all(&out);
 }

@@ -178,13 +178,10 @@ async function nativeOutcome(bin, file) {
 
 /** A fuzz case: its native class and code (`hearth fuzz --replay`), and its bytes. */
 async function fuzzCase(bin, seed, dir) {
-  const r = await run(bin, ["fuzz", "--replay", String(seed)]);
-  const outcome = JSON.parse(r.stdout.trim().split("\n").at(-1));
-  // The CLI keeps a case's file only when the case fails: a child capped at 1 MiB of address
-  // space cannot start ("crash"; without prlimit, a zero timeout makes it a "hang"), and the
-  // file kept is the case's bytes.
+  // --keep: the case's file goes to --out whatever its class.
   const keep = path.join(dir, `keep-${seed}`);
-  await run(bin, ["fuzz", "--replay", String(seed), "--out", keep, "--memory-mb", "1", "--timeout-ms", "0"]);
+  const r = await run(bin, ["fuzz", "--replay", String(seed), "--keep", "--out", keep]);
+  const outcome = JSON.parse(r.stdout.trim().split("\n").at(-1));
   const file = path.join(dir, `fuzz-${seed}.gguf`);
   const kept = path.join(keep, `${seed}.gguf`);
   assert.ok(fs.existsSync(kept), `hearth fuzz --replay ${seed} kept no file in ${keep}`);

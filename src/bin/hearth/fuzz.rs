@@ -64,6 +64,9 @@ pub struct FuzzArgs {
     /// Run only this case seed, print its result, keep it in --out if it fails.
     #[arg(long)]
     replay: Option<u64>,
+    /// With --replay: keep the case in --out whatever its class (to use the file elsewhere).
+    #[arg(long)]
+    keep: bool,
     /// Child processes at a time (default: the number of CPUs).
     #[arg(long)]
     jobs: Option<usize>,
@@ -386,11 +389,10 @@ pub fn fuzz(args: &FuzzArgs) -> i32 {
             "{}",
             json!({ "seed": seed, "class": o.class, "code": o.code, "base": case.base, "kinds": case.kinds.join("+"), "bytes": case.bytes.len(), "detail": o.detail })
         );
-        if GOOD.contains(&o.class) {
-            return 0;
+        if args.keep || !GOOD.contains(&o.class) {
+            keep(&args.out, &o);
         }
-        keep(&args.out, &o);
-        return 1;
+        return if GOOD.contains(&o.class) { 0 } else { 1 };
     }
 
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
