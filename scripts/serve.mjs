@@ -3,8 +3,13 @@
 // (tests). Sends cross-origin isolation headers and a CSP that allows wasm but not eval.
 //
 //   node scripts/serve.mjs [--port N | PORT=N] [--host H] [--mount /fixtures=DIR ...] [--plain]
+//                          [--log FILE]
 //   --plain: behave like a static host that sends no COOP/COEP/CSP headers (the service worker
 //   then provides isolation, and index.html carries the CSP as a meta tag).
+//   --log: one JSON line per request (path, range asked, status, bytes sent), for tests.
+// Single byte ranges (`Range: bytes=A-B`, `bytes=A-`, `bytes=-N`) get 206 answers, as static
+// hosts and CDNs give them: the model store resumes downloads and a load reads a model's header
+// first with them.
 //   port 0 picks a free port. Prints "Hearth is running at http://127.0.0.1:PORT/".
 
 import http from "node:http";
@@ -19,6 +24,7 @@ let port = process.env.PORT ?? "8080";
 let host = process.env.HOST ?? "127.0.0.1";
 const mounts = [];
 let plain = false;
+let logFile = null;
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   const val = () => {
@@ -37,9 +43,10 @@ for (let i = 0; i < args.length; i++) {
     }
     mounts.push([spec.slice(0, eq).replace(/\/+$/, ""), path.resolve(spec.slice(eq + 1))]);
   } else if (a === "--plain") plain = true;
+  else if (a === "--log" || a.startsWith("--log=")) logFile = val();
   else if (/^\d+$/.test(a)) port = a;
   else if (a === "-h" || a === "--help") {
-    console.log("usage: node scripts/serve.mjs [--port N] [--host H] [--mount /PREFIX=DIR ...] [--plain]");
+    console.log("usage: node scripts/serve.mjs [--port N] [--host H] [--mount /PREFIX=DIR ...] [--plain] [--log FILE]");
     process.exit(0);
   } else {
     console.error(`serve.mjs: unknown argument '${a}'`);
@@ -124,13 +131,49 @@ const server = http.createServer((req, res) => {
   function serveFile(err, st) {
     if (err || !st.isFile()) return send(res, 404, "not found\n");
     const type = MIME[path.extname(file).toLowerCase()] || "application/octet-stream";
-    res.writeHead(200, { ...HEADERS, "Content-Type": type, "Content-Length": st.size });
-    if (req.method === "HEAD") return res.end();
-    const stream = fs.createReadStream(file);
+    const range = byteRange(req.headers.range, st.size);
+    if (range === "unsatisfiable") {
+      log(416, 0);
+      return send(res, 416, "range not satisfiable\n", { "Content-Range": `bytes */${st.size}` });
+    }
+    const [start, end] = range ?? [0, st.size - 1];
+    const length = Math.max(0, end - start + 1);
+    const headers = { ...HEADERS, "Content-Type": type, "Content-Length": length, "Accept-Ranges": "bytes" };
+    if (range) headers["Content-Range"] = `bytes ${start}-${end}/${st.size}`;
+    res.writeHead(range ? 206 : 200, headers);
+    if (req.method === "HEAD" || length === 0) {
+      log(range ? 206 : 200, 0);
+      return res.end();
+    }
+    const stream = fs.createReadStream(file, { start, end });
+    let sent = 0;
+    stream.on("data", (d) => (sent += d.length));
     stream.on("error", () => res.destroy());
+    // Logged when the body is done or the client hung up (a load that stopped reading).
+    res.on("close", () => log(range ? 206 : 200, sent));
     stream.pipe(res);
   }
+  function log(status, bytes) {
+    if (logFile) fs.appendFileSync(logFile, JSON.stringify({ path: urlPath, range: req.headers.range ?? null, status, bytes }) + "\n");
+  }
 });
+
+/** [start, end] (inclusive) of a single `bytes=` range, null for none (or one we do not serve, such
+ * as several ranges: the whole file is the answer then), "unsatisfiable" past the end. */
+function byteRange(header, size) {
+  const m = /^bytes=(\d*)-(\d*)$/.exec((header ?? "").trim());
+  if (!m || (m[1] === "" && m[2] === "")) return null;
+  let start, end;
+  if (m[1] === "") {
+    start = Math.max(0, size - Number(m[2]));
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start >= size || start > end) return "unsatisfiable";
+  return [start, end];
+}
 
 server.on("error", (e) => {
   console.error(`serve.mjs: ${e.message}`);

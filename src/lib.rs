@@ -8,6 +8,7 @@ pub mod error;
 pub mod fixture;
 pub mod gguf;
 pub mod grammar;
+pub mod memory;
 pub mod model;
 pub mod perplexity;
 pub mod sampler;

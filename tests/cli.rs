@@ -291,3 +291,36 @@ fn quantize_writes_what_the_fixture_writer_encodes() {
     }
     assert_fails_with(&hearth(&["quantize", "--model", path_str(&f32_file.0), "--type", "q3_xs", "--out", "/tmp/x.gguf"]), "invalid_argument", "unknown type");
 }
+
+/// `hearth inspect --json`: what a load will need, from the header; its figures add up, follow the
+/// context size and KV type, and the weights are what the file holds.
+#[test]
+fn inspect_json_sizes_a_load_from_the_header() {
+    let (file, bytes) = fixture("inspect");
+    let header = hearth::gguf::parse_header(&bytes).unwrap();
+    let c = hearth::model::LlamaConfig::from_metadata(&header.metadata).unwrap();
+    let run = |ctx: &str, kv: &str| json_ok(&hearth(&["inspect", "--model", path_str(&file.0), "--ctx", ctx, "--kv-type", kv, "--json"]));
+    let v = run("256", "f16");
+    assert_eq!(
+        keys(&v),
+        ["context_size", "cpu", "file_bytes", "gpu", "gpu_heap", "gpu_largest_buffer", "kv_bytes_per_value", "kv_type"]
+    );
+    for part in ["cpu", "gpu"] {
+        let n = &v[part];
+        assert_eq!(keys(n), ["kv_cache", "other", "scratch", "total", "weights"]);
+        let sum: u64 = ["kv_cache", "other", "scratch", "weights"].iter().map(|k| n[k].as_u64().unwrap()).sum();
+        assert_eq!(n["total"].as_u64().unwrap(), sum, "{part}");
+    }
+    assert_eq!(v["file_bytes"].as_u64().unwrap(), bytes.len() as u64);
+    let kv = 2 * c.n_layer as u64 * 256 * c.kv_dim() as u64;
+    assert_eq!(v["cpu"]["kv_cache"].as_u64().unwrap(), kv * 2, "f16: 2 bytes a value");
+    // The quantized weights as the file holds them, the F32 norms padded to 32-value rows.
+    let data: u64 = header.tensors.iter().map(|t| t.size).sum();
+    let w = v["cpu"]["weights"].as_u64().unwrap();
+    assert!(w >= data && w < data + data / 50, "{w} vs {data}");
+    let q8 = run("512", "q8_0");
+    assert_eq!(q8["cpu"]["kv_cache"].as_u64().unwrap(), (2 * kv * 34).div_ceil(32), "q8_0: 34 bytes per 32 values, twice the context");
+    assert_eq!(q8["cpu"]["weights"], v["cpu"]["weights"]);
+    let out = hearth(&["inspect", "--model", path_str(&file.0), "--kv-type", "q4_0"]);
+    assert_fails_with(&out, "invalid_argument", "kvType");
+}

@@ -241,6 +241,13 @@ function clearError() {
 
 function showProgress(p, label) {
   el.loadStatus.hidden = false;
+  if (p.phase === "inspect") {
+    // The header is in and the model fits: say what it will take before the download.
+    const need = settings.backend === "webgpu" ? p.plan.webgpu : p.plan.cpu;
+    el.loadLabel.textContent = `Loading ${label}`;
+    el.loadBytes.textContent = `needs ${mb(need.total)} of memory (weights ${mb(need.weights)}, KV cache ${mb(need.kvCache)} for ${p.plan.contextSize} positions)`;
+    return;
+  }
   const verb = p.phase === "download" ? "Downloading" : "Loading";
   el.loadLabel.textContent = `${verb} ${label}`;
   if (p.total > 0) {

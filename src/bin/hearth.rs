@@ -150,6 +150,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What loading a model will need (weights per backend, KV cache, scratch), from its header
+    /// alone: one JSON object (bytes) with --json.
+    Inspect {
+        #[arg(long)]
+        model: PathBuf,
+        /// Context size (0: the model's, capped at 2048 as the browser does).
+        #[arg(long, default_value_t = 0)]
+        ctx: u64,
+        /// KV cache type: f32 (the engine's today), f16 or q8_0.
+        #[arg(long, default_value = hearth::memory::DEFAULT_KV_TYPE)]
+        kv_type: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-encode a model's matrices in another weight type (f32, f16, bf16, q8_0, q4_0, q4_1,
     /// q5_0, or q4_k_m: llama.cpp's mix, K-quants where rows fill 256-value super-blocks).
     Quantize {
@@ -474,6 +488,31 @@ fn run(cli: Cli) -> Result<()> {
                 print(v);
             } else {
                 println!("Final estimate: PPL = {:.4} +/- {:.5}", report.perplexity, report.uncertainty);
+            }
+        }
+        Command::Inspect { model, ctx, kv_type, json } => {
+            let header = read_header(&model)?;
+            let plan = hearth::memory::plan(&header, ctx, 2048, hearth::memory::kv_bytes_per_value(&kv_type)?)?;
+            if json {
+                let mut v = serde_json::to_value(&plan).expect("plan serializes");
+                v["cpu"]["total"] = json!(plan.cpu.total());
+                v["gpu"]["total"] = json!(plan.gpu.total());
+                v["kv_type"] = json!(kv_type);
+                print(v);
+            } else {
+                let mib = |b: u64| b as f64 / (1 << 20) as f64;
+                println!("context {} positions, {kv_type} KV cache", plan.context_size);
+                for (name, n) in [("CPU (engine heap)", plan.cpu), ("WebGPU (GPU buffers)", plan.gpu)] {
+                    println!(
+                        "{name}: {:.1} MiB = weights {:.1} + KV cache {:.1} + scratch {:.1} + other {:.1}",
+                        mib(n.total()),
+                        mib(n.weights),
+                        mib(n.kv_cache),
+                        mib(n.scratch),
+                        mib(n.other)
+                    );
+                }
+                println!("WebGPU engine heap: {:.1} MiB; largest GPU buffer {:.1} MiB", mib(plan.gpu_heap), mib(plan.gpu_largest_buffer));
             }
         }
         Command::Quantize { model, out, ty } => {

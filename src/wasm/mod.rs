@@ -9,6 +9,8 @@
 
 use wasm_bindgen::prelude::*;
 
+mod inspect;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 

@@ -12,12 +12,14 @@ export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 
 /**
  * Start scripts/serve.mjs on a free port. `mounts`: {"/fixtures": "/abs/dir", ...}; `plain`: no
- * isolation or CSP headers, like a static host that cannot set them.
+ * isolation or CSP headers, like a static host that cannot set them; `log`: a file that gets a
+ * JSON line per request ({path, range, status, bytes}).
  * Returns {url (with trailing slash), close()}.
  */
-export async function startServer({ mounts = {}, plain = false } = {}) {
+export async function startServer({ mounts = {}, plain = false, log = null } = {}) {
   const args = [path.join(root, "scripts/serve.mjs"), "--port", "0"];
   if (plain) args.push("--plain");
+  if (log) args.push("--log", log);
   for (const [prefix, dir] of Object.entries(mounts)) args.push("--mount", `${prefix}=${dir}`);
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   let err = "";

@@ -18,8 +18,10 @@ const CASE = golden.cases[0];
 const WANT = CASE.greedy.slice(0, 8);
 
 let server, browser, page, host, file, bytes;
-/** What the model host saw: [{path, range}], and how many bytes the next response may send. */
+/** What the model host saw: [{path, range}] (not the header reads of a load's preflight, kept in
+ * `headerReads`), and how many bytes the next download response may send. */
 const seen = [];
+const headerReads = [];
 let cutAfter = null;
 
 /** A cross-origin model host: CORS, ETag, single Range requests; `cutAfter` drops a response midway. */
@@ -35,11 +37,18 @@ function startModelHost() {
       res.writeHead(204, cors);
       return res.end();
     }
-    seen.push({ path: req.url, range: req.headers.range ?? null });
     if (!req.url.startsWith("/model.gguf")) {
       res.writeHead(404, cors);
       return res.end();
     }
+    // A load's preflight reads the header first (bytes=0-N): served whole, as a host that ignores
+    // such ranges would.
+    if (/^bytes=0-\d+$/.test(req.headers.range || "")) {
+      headerReads.push({ path: req.url, range: req.headers.range });
+      res.writeHead(200, { ...cors, "Content-Type": "application/octet-stream", "Content-Length": bytes.length });
+      return res.end(bytes);
+    }
+    seen.push({ path: req.url, range: req.headers.range ?? null });
     let start = 0;
     const m = /^bytes=(\d+)-$/.exec(req.headers.range || "");
     const ranged = m && (!req.headers["if-range"] || req.headers["if-range"] === etag);
@@ -108,9 +117,11 @@ test("an interrupted download resumes with a Range request, then loads; the next
   assert.ok(partial[0].size > 0 && partial[0].size <= cut, `kept ${partial[0].size} of the ${cut} bytes sent`);
 
   seen.length = 0;
+  headerReads.length = 0;
   const second = await greedy(url, { cache: true });
   assert.deepEqual(second.ids, WANT, second.message);
   assert.deepEqual(seen, [{ path: "/model.gguf", range: `bytes=${partial[0].size}-` }], "only the rest was requested");
+  assert.equal(headerReads.length, 1, "the preflight read the header of a model not yet stored");
   assert.ok(second.events.some((e) => e.phase === "load") && second.events.some((e) => e.phase === "download"));
   assert.equal(second.events.at(-1).loaded, bytes.length);
   const stored = await page.evaluate(() => Hearth.models.list());
@@ -121,10 +132,13 @@ test("an interrupted download resumes with a Range request, then loads; the next
   assert.ok(Date.now() - Date.parse(stored[0].storedAt) < 600000);
 
   seen.length = 0;
+  headerReads.length = 0;
   const third = await greedy(url, { cache: true, sha256: stored[0].sha256 });
   assert.deepEqual(third.ids, WANT);
   assert.deepEqual(seen, [], "a stored model loads with no request");
-  assert.ok(third.events.every((e) => e.phase === "load"));
+  assert.deepEqual(headerReads, [], "its preflight reads the stored copy");
+  assert.equal(third.events[0].phase, "inspect", "the preflight's plan comes first");
+  assert.ok(third.events.slice(1).every((e) => e.phase === "load"));
 });
 
 test("a wrong sha256 is refused and the download discarded; a stored copy is checked too", async () => {

@@ -4,8 +4,14 @@
 export type ModelSource = string | URL | File | Blob | ArrayBuffer | Uint8Array | Array<string | URL | File | Blob>;
 
 export interface LoadProgress {
-  /** "download" while a URL streams in (bytes go straight into the engine); "load" for Blob/bytes. */
-  phase: "download" | "load";
+  /**
+   * "inspect" once, when the header has been read and the model fits (before any weight is
+   * downloaded: `plan` says what it will need); then "download" while a URL streams in (bytes go
+   * straight into the engine), or "load" for Blob/bytes.
+   */
+  phase: "inspect" | "download" | "load";
+  /** With "inspect": what the model will need (as `Hearth.inspect` returns it). */
+  plan?: ModelInspection;
   loaded: number;
   /** 0 when the server sent no Content-Length (until the end, when it equals `loaded`). */
   total: number;
@@ -24,6 +30,8 @@ export interface LoadOptions {
   backend?: "auto" | "cpu" | "webgpu";
   /** KV cache positions per generation; default min(model context, 2048). */
   contextSize?: number;
+  /** KV cache type the preflight sizes the cache for: "f32" (default: the engine's today), "f16" or "q8_0" (34 bytes per 32 values). */
+  kvType?: "f16" | "q8_0" | "f32";
   onProgress?: (p: LoadProgress) => void;
   signal?: AbortSignal;
   /** Run the engine in a dedicated module Worker (default true). */
@@ -292,8 +300,67 @@ export interface Completions {
   create(request: ChatCompletionRequest & { stream: true }, options?: { signal?: AbortSignal }): Promise<AsyncIterable<ChatCompletionChunk>>;
 }
 
+/** Bytes one backend needs for a model (see `Hearth.inspect`). */
+export interface MemoryNeeds {
+  weights: number;
+  /** K and V for every layer and position of the context. */
+  kvCache: number;
+  /** Activations of a forward pass, logits. */
+  scratch: number;
+  /** The vocabulary and fixed overhead. */
+  other: number;
+  total: number;
+}
+
+/** What loading a model will need and whether this browser can hold it (bytes). */
+export interface ModelInspection {
+  name: string;
+  displayName: string;
+  architecture: string;
+  /** The model's training context. */
+  contextLength: number;
+  /** The context the figures are for (the asked one, or min(model context, 2048)). */
+  contextSize: number;
+  kvType: "f16" | "q8_0" | "f32";
+  kvBytesPerValue: number;
+  fileBytes: number;
+  headerBytes: number;
+  splitCount: number;
+  /** The CPU engine: all of it in the engine's (wasm) memory. */
+  cpu: MemoryNeeds;
+  /** The WebGPU engine: in GPU buffers. */
+  webgpu: MemoryNeeds;
+  /** The WebGPU engine: what stays in the engine's memory. */
+  webgpuHeap: number;
+  /** The largest buffer the WebGPU engine binds whole. */
+  webgpuLargestBuffer: number;
+  limits: {
+    /** The engine's memory limit (4 GiB: wasm32). */
+    wasmBytes: number;
+    /** Held by the model already loaded in this engine. */
+    wasmInUse: number;
+    webgpu: { maxBufferSize: number; maxStorageBufferBindingSize: number; software: boolean } | null;
+    /** navigator.deviceMemory, a hint (Chromium caps it at 8 GiB). */
+    deviceMemoryBytes: number | null;
+    storageQuotaBytes: number | null;
+    storageFreeBytes: number | null;
+  };
+  fits: { cpu: boolean; webgpu: boolean };
+  /** Hints in words (device memory, storage quota). */
+  warnings: string[];
+}
+
 export class Hearth {
   static load(source: ModelSource, options?: LoadOptions): Promise<Hearth>;
+  /**
+   * What loading `source` will need, from its GGUF header alone (a Range request for a URL: no
+   * weight is downloaded); null when the header cannot be read whole. `load` runs the same check
+   * and fails with HearthError "model_too_big" (saying what would fit) before the download.
+   */
+  static inspect(
+    source: ModelSource,
+    options?: { contextSize?: number; kvType?: "f16" | "q8_0" | "f32"; cache?: boolean; signal?: AbortSignal; worker?: boolean },
+  ): Promise<ModelInspection | null>;
   static readonly models: ModelStoreApi;
   /** The loaded model's; replaced by a successful `load`. */
   readonly info: ModelInfo;

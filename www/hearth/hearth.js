@@ -263,17 +263,53 @@ export class Hearth {
    * @param {{backend?: "auto"|"cpu"|"webgpu", contextSize?: number, onProgress?: (p: {phase: "download"|"load", loaded: number, total: number, shard?: number, shards?: number}) => void, signal?: AbortSignal, worker?: boolean, threads?: number, cache?: boolean, sha256?: string}} [options]
    */
   static async load(source, options = {}) {
-    const { contextSize, onProgress, signal, worker = true, backend = "auto", cache = false, sha256, threads } = options;
+    const { contextSize, kvType, onProgress, signal, worker = true, backend = "auto", cache = false, sha256, threads } = options;
     if (signal?.aborted) throw abortError("loading");
     if (!BACKENDS.includes(backend)) throw new HearthError("invalid_argument", `backend must be one of ${BACKENDS.join(", ")}; got ${backend}`);
     const useWorker = worker && typeof Worker !== "undefined";
     const impl = useWorker ? new WorkerImpl(threads) : new LocalImpl(threads);
     try {
       if (cache) requestPersistence();
-      const info = await impl.load(source, { backend, contextSize, onProgress, signal, cache, sha256 });
+      const info = await impl.load(source, { backend, contextSize, kvType, onProgress, signal, cache, sha256 });
       return new Hearth(impl, info);
     } catch (e) {
       impl.close();
+      throw asHearthError(e);
+    }
+  }
+
+  /**
+   * What loading `source` will need and whether this browser can hold it, from the model's GGUF
+   * header alone (a URL is read with a Range request: no weight is downloaded). Resolves to
+   * `{name, displayName, architecture, contextLength, contextSize, kvType, fileBytes, cpu:
+   * {weights, kvCache, scratch, other, total}, webgpu: {...}, webgpuHeap, webgpuLargestBuffer,
+   * limits: {wasmBytes, wasmInUse, webgpu, deviceMemoryBytes, storageQuotaBytes,
+   * storageFreeBytes}, fits: {cpu, webgpu}, warnings}` (bytes), or null when the header cannot be
+   * read whole. `Hearth.load` runs the same check and fails with "model_too_big" before
+   * downloading a model that cannot fit.
+   * @param {ModelSource} source
+   * @param {{contextSize?: number, kvType?: "f16"|"q8_0"|"f32", cache?: boolean, signal?: AbortSignal, worker?: boolean}} [options]
+   */
+  static async inspect(source, { contextSize, kvType, cache = false, signal, worker = true } = {}) {
+    if (signal?.aborted) throw abortError("inspecting");
+    const first = Array.isArray(source) ? source[0] : source;
+    const src = isUrl(first) ? resolveUrl(first) : first;
+    try {
+      if (worker && typeof Worker !== "undefined") {
+        const t = new WorkerTransport(() => {});
+        try {
+          // Bytes we hold: only their head goes to the worker.
+          const held = isUrl(src) || (typeof Blob !== "undefined" && src instanceof Blob) ? src : bytesOf(src)?.slice(0, 64 << 20);
+          if (!held) throw new HearthError("invalid_argument", "source must be a URL, File, Blob, ArrayBuffer or Uint8Array");
+          return await raceAbort(t.call("inspect", { source: held, contextSize, kvType, cache }), signal, "inspecting");
+        } finally {
+          t.terminate();
+        }
+      }
+      const mod = await import("./host.js");
+      await mod.initWasm(1);
+      return await new mod.Host().inspect(src, { contextSize, kvType, cache, signal });
+    } catch (e) {
       throw asHearthError(e);
     }
   }
@@ -287,7 +323,7 @@ export class Hearth {
    * model back after that.
    * @param {ModelSource} source
    */
-  async load(source, { contextSize, onProgress, signal, backend = "auto", cache = false, sha256 } = {}) {
+  async load(source, { contextSize, kvType, onProgress, signal, backend = "auto", cache = false, sha256 } = {}) {
     if (this._closed) throw new HearthError("invalid_argument", "the model has been unloaded");
     if (!BACKENDS.includes(backend)) throw new HearthError("invalid_argument", `backend must be one of ${BACKENDS.join(", ")}; got ${backend}`);
     let release;
@@ -297,7 +333,7 @@ export class Hearth {
       await prev;
       if (signal?.aborted) throw abortError("loading");
       if (cache) requestPersistence();
-      const info = await this._impl.load(source, { backend, contextSize, onProgress, signal, cache, sha256 });
+      const info = await this._impl.load(source, { backend, contextSize, kvType, onProgress, signal, cache, sha256 });
       this.info = info;
       return info;
     } catch (e) {
@@ -489,7 +525,7 @@ class WorkerImpl {
     this.lost = null;
     return info;
   }
-  async loadIn(source, { backend, contextSize, onProgress, signal, cache, sha256 }) {
+  async loadIn(source, { backend, contextSize, kvType, onProgress, signal, cache, sha256 }) {
     const t = this.t;
     const threads = this.threads;
     const progress = (p) => onProgress?.(p);
@@ -500,7 +536,7 @@ class WorkerImpl {
     }
     if (isUrl(source) || isBlob(source) || Array.isArray(source)) {
       const src = Array.isArray(source) ? source.map((x) => (isUrl(x) ? resolveUrl(x) : x)) : isUrl(source) ? resolveUrl(source) : source;
-      const [rid, done] = t.request("load", { source: src, backend, contextSize, cache, sha256, threads }, progress);
+      const [rid, done] = t.request("load", { source: src, backend, contextSize, kvType, cache, sha256, threads }, progress);
       const onAbort = () => t.abort(rid);
       signal?.addEventListener("abort", onAbort);
       try {
@@ -510,8 +546,10 @@ class WorkerImpl {
       }
     }
     if (!bytes) throw new HearthError("invalid_argument", "source must be a URL, File, Blob, ArrayBuffer or Uint8Array");
-    // Bytes we hold: hand them over slice by slice (each slice is copied once into the worker and
-    // fed at once), so there is never a second full copy of the file in flight.
+    // Bytes we hold: the header first (refused there if the model cannot fit), then slice by slice
+    // (each slice is copied once into the worker and fed at once), so there is never a second full
+    // copy of the file in flight.
+    await t.call("preflight", { source: bytes.slice(0, Math.min(bytes.byteLength, 64 << 20)), threads, backend, contextSize, kvType });
     await t.call("load-begin", { threads, backend });
     const total = bytes.byteLength;
     progress({ phase: "load", loaded: 0, total });
@@ -578,7 +616,7 @@ class LocalImpl {
   fail(e) {
     return asHearthError(this.mod ? this.mod.crashOr(e) : e);
   }
-  async load(source, { backend, contextSize, onProgress, signal, cache, sha256 }) {
+  async load(source, { backend, contextSize, kvType, onProgress, signal, cache, sha256 }) {
     try {
       this.mod ??= await import("./host.js");
       // Starts the engine, or a fresh one after a crash.
@@ -588,6 +626,7 @@ class LocalImpl {
       return await this.host.load(src, {
         backend,
         contextSize,
+        kvType,
         cache,
         sha256,
         onProgress,

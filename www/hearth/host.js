@@ -3,6 +3,7 @@
 // Everything here is plain data in, plain data out, so worker.js only has to relay messages.
 
 import { ModelStore, contentLength, fetchModel, readChunk } from "./store.js";
+import { assertFits, browserLimits, judge, readHeader } from "./preflight.js";
 
 /** The wasm-bindgen module in use (pkg/hearth_wasm.js or pkg/threads/hearth_wasm.js). */
 let wasm = null;
@@ -445,7 +446,9 @@ export class Host {
    * fetches the other shards itself. `isAborted()` is polled between chunks; `fetchSignal` aborts
    * downloads.
    */
-  async load(source, { backend = "auto", contextSize, onProgress, isAborted = () => false, fetchSignal, cache = false, sha256 } = {}) {
+  async load(source, { backend = "auto", contextSize, kvType, onProgress, isAborted = () => false, fetchSignal, cache = false, sha256 } = {}) {
+    // Before any weight is downloaded: refuse a model that cannot fit (model_too_big).
+    const plan = await this.preflight(source, { backend, contextSize, kvType, cache, signal: fetchSignal });
     await this.beginLoad(backend);
     // URLs go through the model store (kept for offline use, resumable, verified) when asked.
     this.cache = cache ? { sha256 } : null;
@@ -469,6 +472,8 @@ export class Host {
     const check = () => {
       if (isAborted()) throw codeError("aborted", "loading was aborted");
     };
+    // What the model will need, before the download starts (the page shows it).
+    if (plan) report({ phase: "inspect", loaded: 0, total: plan.fileBytes, plan });
     try {
       const given = Array.isArray(source) ? source : [source];
       if (given.length === 0) throw codeError("invalid_argument", "no model source given");
@@ -501,6 +506,8 @@ export class Host {
         }
       }
       const info = this.finishLoad(contextSize, fileNameOf(given[0]));
+      // What this model holds of the engine's memory, for the next load's preflight.
+      this.need = plan ? (info.backend === "webgpu" ? plan.webgpuHeap : plan.cpu.total) : 0;
       // Kept so that a lost GPU can be replaced by the CPU on the next request.
       this.source = { source, contextSize, cache, sha256 };
       this.deviceLost = false;
@@ -509,6 +516,43 @@ export class Host {
       this.abortLoad();
       throw e;
     }
+  }
+
+  /**
+   * What loading `source` (a URL, Blob or bytes; the first of several shards) will need, set
+   * against what this browser holds (preflight.js), from its GGUF header alone: a URL is read
+   * with Range requests. null when the header cannot be read whole (the load then says why).
+   */
+  async inspect(source, { contextSize, kvType, cache = false, signal } = {}) {
+    if (crash) throw crash;
+    let src = Array.isArray(source) ? source[0] : source;
+    const name = fileNameOf(src);
+    // A model in the store is read from there (offline too).
+    if (cache && (typeof src === "string" || src instanceof URL)) {
+      try {
+        src = (await (await ModelStore.open()).stored(String(src))) ?? src;
+      } catch {}
+    }
+    const { result, size } = await readHeader(src, (bytes) => wasm.inspectHeader(bytes, contextSize ?? undefined, kvType ?? undefined, name), signal);
+    if (!result) return null;
+    // A whole file's own size (the header only describes where its tensors end).
+    if (size && result.splitCount === 1) result.fileBytes = size;
+    const inUse = this.engine && this.alive() ? this.need || 0 : 0;
+    return judge(result, await browserLimits(inUse), { cache });
+  }
+
+  /** `inspect` then refuse what cannot fit `backend`; a header out of reach (offline, the model
+   * in the store) is left to the load. */
+  async preflight(source, { backend = "auto", contextSize, kvType, cache, signal } = {}) {
+    let plan;
+    try {
+      plan = await this.inspect(source, { contextSize, kvType, cache, signal });
+    } catch (e) {
+      if (e && e.code === "network") return null;
+      throw e;
+    }
+    if (plan) assertFits(plan, backend);
+    return plan;
   }
 
   /** Feed one file (URL, Blob or bytes) to the loader; returns the bytes received in all. */

@@ -106,6 +106,17 @@ export class ModelStore {
     await w.close();
   }
 
+  /** The complete stored copy of `url` (a File), or null: a load's preflight reads its header. */
+  async stored(url) {
+    const meta = await this.meta(url);
+    if (!meta?.complete) return null;
+    try {
+      return await (await this.dir.getFileHandle(`${await ModelStore.key(url)}.gguf`)).getFile();
+    } catch {
+      return null;
+    }
+  }
+
   /** Stored models: [{url, size, sha256, storedAt, complete}] (partial downloads have complete: false). */
   async list() {
     const out = [];
@@ -276,6 +287,14 @@ export class CacheStore {
     return r ? r.json() : null;
   }
 
+  /** The stored copy of `url` as {readPrefix(n)}, or null: a load's preflight reads its header. */
+  async stored(url) {
+    const meta = await this.meta(url);
+    const resp = meta && (await this.cache.match(url));
+    if (!resp) return null;
+    return { readPrefix: (n) => readPrefix(resp.clone(), n).then((bytes) => ({ bytes, size: meta.size ?? null })) };
+  }
+
   async list() {
     const out = [];
     for (const req of await this.cache.keys()) {
@@ -336,4 +355,23 @@ export class CacheStore {
     await this.cache.put(CacheStore.metaKey(url), new Response(JSON.stringify(entry), { headers: { "Content-Type": "application/json" } }));
     return { size: loaded, sha256: digest, from: "network", resumedAt: 0 };
   }
+}
+
+/** The first `n` bytes of a response's body (the rest is not read). */
+export async function readPrefix(resp, n) {
+  const out = new Uint8Array(n);
+  let got = 0;
+  const reader = resp.body.getReader();
+  try {
+    while (got < n) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const k = Math.min(value.byteLength, n - got);
+      out.set(value.subarray(0, k), got);
+      got += k;
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  return out.subarray(0, got);
 }

@@ -45,6 +45,7 @@ async function handle(msg) {
         const info = await host.load(msg.source, {
           backend: msg.backend,
           contextSize: msg.contextSize,
+          kvType: msg.kvType,
           cache: msg.cache,
           sha256: msg.sha256,
           fetchSignal: loadCtl.signal,
@@ -99,6 +100,13 @@ async function handle(msg) {
     case "debug-trap":
       await initWasm(msg.threads);
       await host.debugTrap(msg.trap);
+      return reply(rid, "result", { value: true });
+    case "inspect":
+      await initWasm(msg.threads);
+      return reply(rid, "result", { value: await host.inspect(msg.source, msg) });
+    case "preflight":
+      await initWasm(msg.threads);
+      await host.preflight(msg.source, msg);
       return reply(rid, "result", { value: true });
     case "stats":
       return reply(rid, "result", { value: host.stats() });
