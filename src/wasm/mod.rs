@@ -9,6 +9,7 @@
 
 use wasm_bindgen::prelude::*;
 
+mod alloc;
 mod inspect;
 
 use std::cell::{Cell, RefCell};

@@ -218,8 +218,9 @@ export interface PerplexityResult {
 export class HearthError extends Error {
   /**
    * The engine's code ("truncated", "bad_magic", "corrupt", "context_overflow", "invalid_argument",
-   * "chat_template", ...) or "aborted", "network", "worker", or "engine_crashed": the engine
-   * trapped (a bug, or it ran out of memory or stack); the request failed, so did every other one
+   * "chat_template", "model_too_big": refused before the download, see `Hearth.inspect`, ...) or
+   * "aborted", "network", "worker", "engine_crashed" or "out_of_memory": the engine trapped (a
+   * bug or a stack overflow; "out_of_memory": an allocation failed); the request failed, so did every other one
    * in flight, and the engine was restarted (a fresh Worker) without its model: `load` it again
    * (the same object's `load`, or `Hearth.load`). The message says what happened, on one line.
    */

@@ -133,8 +133,8 @@ class WorkerTransport {
       const m = ev.data;
       // The engine crashed: replaced at its first word of it, so that the next request (made as
       // soon as this one fails) already goes to the fresh Worker.
-      if (m.kind === "crashed" || (m.kind === "error" && m.error.code === "engine_crashed")) {
-        return this.replace(new HearthError("engine_crashed", m.error.message));
+      if (m.kind === "crashed" || (m.kind === "error" && (m.error.code === "engine_crashed" || m.error.code === "out_of_memory"))) {
+        return this.replace(new HearthError(m.error.code, m.error.message));
       }
       const p = this.pending.get(m.rid);
       if (!p) return;

@@ -188,11 +188,28 @@ export function codeError(code, message) {
  */
 export function isEngineCrash(e) {
   if (!e || typeof e !== "object") return false;
-  if (e.code === "engine_crashed") return true;
+  if (isCrashCode(e.code)) return true;
   if (typeof WebAssembly !== "undefined" && e instanceof WebAssembly.RuntimeError) return true;
   const message = String(e.message || "");
   if (e instanceof RangeError || e.name === "InternalError") return /maximum call stack|too much recursion|out of memory/i.test(message);
   return false;
+}
+
+/**
+ * The codes of a crashed engine: "out_of_memory" when an allocation failed (the allocator
+ * remembers it: `lastFailedAllocation`), else "engine_crashed".
+ */
+export function isCrashCode(code) {
+  return code === "engine_crashed" || code === "out_of_memory";
+}
+
+/** Bytes of the allocation the engine could not make (0: none failed). */
+function failedAllocation() {
+  try {
+    return wasm.lastFailedAllocation();
+  } catch {
+    return 0;
+  }
 }
 
 /** One line, at most `max` characters: control characters shown as escapes, as the engine's messages do. */
@@ -235,9 +252,23 @@ function describeCrash(e) {
  * it fails with.
  */
 export function engineCrashed(e) {
-  if (e && e.code === "engine_crashed") return e;
+  if (e && isCrashCode(e.code)) return e;
   if (!crash) {
-    crash = codeError("engine_crashed", `the engine crashed (${describeCrash(e)}) and was restarted: load the model again`);
+    const failed = failedAllocation();
+    if (failed > 0) {
+      let mib = 0;
+      try {
+        mib = Math.round(wasm.memoryBytes() / 2 ** 20);
+      } catch {}
+      delete globalThis.__hearthLastPanic;
+      crash = codeError(
+        "out_of_memory",
+        `the engine ran out of memory (it could not allocate ${Math.ceil(failed / 2 ** 20)} MiB with ${mib} MiB in use) and was restarted: ` +
+          "load the model again, with a shorter context or a smaller model",
+      );
+    } else {
+      crash = codeError("engine_crashed", `the engine crashed (${describeCrash(e)}) and was restarted: load the model again`);
+    }
     lastCrash = crash;
     crashReject?.(crash);
     for (const f of crashListeners) {

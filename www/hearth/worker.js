@@ -2,17 +2,18 @@
 // a Host: every request carries an `rid`; replies are {rid, kind: "event" | "result" | "error"}.
 //
 // When the engine crashes (a wasm trap: host.js's isEngineCrash), every request in flight fails
-// with "engine_crashed", so does every later one, and the Worker posts {kind: "crashed", error}:
+// with "engine_crashed" (or "out_of_memory" when an allocation failed), so does every later one,
+// and the Worker posts {kind: "crashed", error}:
 // the page terminates it and starts a fresh one (hearth.js's WorkerTransport).
 
-import { Host, initWasm, toPlainError, crashOr, engineCrashed, onEngineCrash } from "./host.js";
+import { Host, initWasm, toPlainError, crashOr, engineCrashed, onEngineCrash, isCrashCode } from "./host.js";
 
 const host = new Host();
 /** rids whose work the page asked to stop. */
 const aborted = new Set();
 /** rids being handled (not yet answered with a result or an error). */
 const inflight = new Set();
-/** {code: "engine_crashed", message} once the engine crashed. */
+/** {code: "engine_crashed" | "out_of_memory", message} once the engine crashed. */
 let crashed = null;
 
 function reply(rid, kind, payload) {
@@ -134,7 +135,7 @@ self.onmessage = (ev) => {
   handle(msg)
     .catch((e) => {
       e = crashOr(e);
-      if (e && e.code === "engine_crashed") onCrash(e);
+      if (e && isCrashCode(e.code)) onCrash(e);
       reply(msg.rid, "error", { error: toPlainError(e) });
     })
     .finally(() => aborted.delete(msg.rid));
