@@ -2,23 +2,72 @@
 //! Hugging Face renders it), or a built-in fallback chosen from the vocabulary (Llama 3 header
 //! tokens, ChatML, else Llama 2 `[INST]`).
 
+pub mod json;
 mod python;
+pub mod tools;
 
 use crate::error::{HearthError, Result};
 use crate::gguf::Metadata;
 use crate::tokenizer::Tokenizer;
 use minijinja::{Environment, Error, ErrorKind, Value};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+pub use tools::{ToolCall, ToolRequest, ToolSupport};
 
+/// A message of the conversation, as OpenAI's chat API has it: an assistant message may carry
+/// `tool_calls`, a `tool` message answers one (`tool_call_id`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: String,
+    /// Text (null reads as empty: an assistant message with calls and no text).
+    #[serde(default, deserialize_with = "text_or_null")]
     pub content: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+fn text_or_null<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 impl ChatMessage {
     pub fn new(role: &str, content: &str) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self { role: role.into(), content: content.into(), tool_calls: Vec::new(), tool_call_id: None, name: None }
+    }
+
+    /// The message as a template sees it: `role` and `content`, and only when present
+    /// `tool_calls` (arguments parsed, as Hugging Face passes them), `tool_call_id` and `name`
+    /// (templates test `'tool_calls' in message`). An assistant message with calls and no text
+    /// has `content` none.
+    fn template_value(&self) -> Value {
+        let content = if self.content.is_empty() && !self.tool_calls.is_empty() { Value::from(()) } else { Value::from(self.content.as_str()) };
+        let mut pairs: Vec<(&str, Value)> = vec![("role", Value::from(self.role.as_str())), ("content", content)];
+        if !self.tool_calls.is_empty() {
+            let calls = self.tool_calls.iter().map(|c| {
+                let function = Value::from_pairs([("name", Value::from(c.function.name.as_str())), ("arguments", c.arguments_json().to_value())]);
+                Value::from_pairs([("id", Value::from(c.id.as_str())), ("type", Value::from(c.kind.as_str())), ("function", function)])
+            });
+            pairs.push(("tool_calls", Value::from(calls.collect::<Vec<_>>())));
+        }
+        if let Some(id) = &self.tool_call_id {
+            pairs.push(("tool_call_id", Value::from(id.as_str())));
+        }
+        if let Some(n) = &self.name {
+            pairs.push(("name", Value::from(n.as_str())));
+        }
+        Value::from_pairs(pairs)
+    }
+
+    /// Bytes of text the message carries (for the rendering's limits).
+    fn bytes(&self) -> usize {
+        self.role.len()
+            + self.content.len()
+            + self.tool_calls.iter().map(|c| c.id.len() + c.function.name.len() + c.function.arguments.len()).sum::<usize>()
+            + self.tool_call_id.as_ref().map_or(0, |s| s.len())
+            + self.name.as_ref().map_or(0, |s| s.len())
     }
 }
 
@@ -87,12 +136,42 @@ impl ChatTemplate {
     /// is code from the model file, so the rendering runs within `RenderLimits::for_input`: a
     /// template that runs too long or writes too much fails with `HearthError::ChatTemplate`.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool, today: Date) -> Result<String> {
-        let limits = RenderLimits::for_input(messages, &self.bos_token, &self.eos_token);
-        self.render_within(messages, add_generation_prompt, today, limits).map(|(text, _)| text)
+        self.render_with_tools(messages, None, add_generation_prompt, today)
+    }
+
+    /// Whether this template renders tools itself, and the form its model calls them in.
+    pub fn tool_support(&self) -> ToolSupport {
+        ToolSupport::of(&self.source)
+    }
+
+    /// `render` with the request's tools (`tools::ToolRequest`): a template that renders tools
+    /// gets them as `tools` (whatever the `tool_choice`, as OpenAI shows them), and the
+    /// conversation's calls and results as they are; any other gets them injected in the Hermes
+    /// form (`tools::inject`). When a call is forced, the prompt ends with the form's opening.
+    pub fn render_with_tools(&self, messages: &[ChatMessage], tools: Option<&ToolRequest>, add_generation_prompt: bool, today: Date) -> Result<String> {
+        let support = self.tool_support();
+        let has_tool_turns = messages.iter().any(|m| !m.tool_calls.is_empty() || m.role == "tool");
+        let injected;
+        let messages = if !support.native && (has_tool_turns || tools.is_some_and(|t| t.offered())) {
+            injected = tools::inject(messages, tools);
+            &injected[..]
+        } else {
+            messages
+        };
+        let offered = tools.filter(|t| support.native && t.offered());
+        let mut limits = RenderLimits::for_input(messages, &self.bos_token, &self.eos_token);
+        if let Some(t) = offered {
+            limits = limits.grow(t.bytes());
+        }
+        let (mut text, _) = self.render_within(messages, offered, add_generation_prompt, today, limits)?;
+        if add_generation_prompt && tools.is_some_and(|t| t.offered() && t.forced().is_some()) {
+            text.push_str(support.format.forced_prefix());
+        }
+        Ok(text)
     }
 
     /// `render` under the given limits; also returns the steps (minijinja fuel) it took.
-    fn render_within(&self, messages: &[ChatMessage], add_generation_prompt: bool, today: Date, limits: RenderLimits) -> Result<(String, u64)> {
+    fn render_within(&self, messages: &[ChatMessage], tools: Option<&ToolRequest>, add_generation_prompt: bool, today: Date, limits: RenderLimits) -> Result<(String, u64)> {
         let mut env = Environment::new();
         // Hugging Face renders with trim_blocks and lstrip_blocks on.
         let syntax = minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build();
@@ -121,12 +200,15 @@ impl ChatTemplate {
             })
         };
         let tmpl = env.template_from_str(&self.source).map_err(|e| fail(e, false))?;
-        let ctx = minijinja::context! {
-            messages => messages.iter().map(|m| Value::from_pairs([("role", m.role.as_str()), ("content", m.content.as_str())])).collect::<Vec<Value>>(),
-            add_generation_prompt => add_generation_prompt,
-            bos_token => &self.bos_token,
-            eos_token => &self.eos_token,
-        };
+        let mut ctx = vec![
+            ("messages", Value::from(messages.iter().map(ChatMessage::template_value).collect::<Vec<Value>>())),
+            ("add_generation_prompt", Value::from(add_generation_prompt)),
+            ("bos_token", Value::from(self.bos_token.as_str())),
+            ("eos_token", Value::from(self.eos_token.as_str())),
+        ];
+        // As transformers passes it: the list, or None when no tools are offered.
+        ctx.push(("tools", tools.map_or(Value::from(()), ToolRequest::template_value)));
+        let ctx = Value::from_pairs(ctx);
         let state = tmpl.render_captured_to(ctx, &mut out);
         let steps = match &state {
             Ok(s) => s.state().fuel_levels().map_or(0, |(used, _)| used),
@@ -180,10 +262,23 @@ impl RenderLimits {
     /// The limits for rendering `messages`: fixed, plus room that grows with the conversation so
     /// that long chats are not refused.
     fn for_input(messages: &[ChatMessage], bos: &str, eos: &str) -> Self {
-        let bytes = messages.iter().map(|m| m.role.len() + m.content.len()).sum::<usize>() + bos.len() + eos.len();
+        let bytes = messages.iter().map(ChatMessage::bytes).sum::<usize>() + bos.len() + eos.len();
+        Self::for_bytes(messages.len(), bytes)
+    }
+
+    /// The limits with room for `bytes` more of input (the tools' definitions).
+    fn grow(self, bytes: usize) -> Self {
+        let more = Self::for_bytes(0, bytes);
+        Self {
+            steps: self.steps.saturating_add(more.steps - Self::BASE_STEPS),
+            output_bytes: self.output_bytes.saturating_add(more.output_bytes - Self::BASE_OUTPUT),
+        }
+    }
+
+    fn for_bytes(messages: usize, bytes: usize) -> Self {
         Self {
             steps: Self::BASE_STEPS
-                .saturating_add(Self::STEPS_PER_MESSAGE.saturating_mul(messages.len() as u64))
+                .saturating_add(Self::STEPS_PER_MESSAGE.saturating_mul(messages as u64))
                 .saturating_add(Self::STEPS_PER_INPUT_BYTE.saturating_mul(bytes as u64)),
             output_bytes: Self::BASE_OUTPUT.saturating_add(Self::OUTPUT_PER_INPUT_BYTE.saturating_mul(bytes)),
         }
@@ -241,11 +336,26 @@ pub fn build_prompt(
     reserve: usize,
     policy: ContextPolicy,
 ) -> Result<ChatPrompt> {
+    build_prompt_with_tools(template, tok, messages, None, today, n_ctx, reserve, policy)
+}
+
+/// `build_prompt` with the request's tools (`ChatTemplate::render_with_tools`).
+#[allow(clippy::too_many_arguments)]
+pub fn build_prompt_with_tools(
+    template: &ChatTemplate,
+    tok: &Tokenizer,
+    messages: &[ChatMessage],
+    tools: Option<&ToolRequest>,
+    today: Date,
+    n_ctx: usize,
+    reserve: usize,
+    policy: ContextPolicy,
+) -> Result<ChatPrompt> {
     let keep = usize::from(messages.first().is_some_and(|m| m.role == "system"));
     let mut dropped = 0;
     loop {
         let kept: Vec<ChatMessage> = messages[..keep].iter().chain(&messages[keep + dropped..]).cloned().collect();
-        let text = template.render(&kept, true, today)?;
+        let text = template.render_with_tools(&kept, tools, true, today)?;
         let mut tokens = tok.encode(&text, true, true);
         if tokens.len() >= 2 && tok.bos().is_some() && tokens[0] == tokens[1] && Some(tokens[0]) == tok.bos() {
             tokens.remove(0);
@@ -306,7 +416,7 @@ mod tests {
                 c["messages"].as_array().unwrap().iter().map(|m| ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap())).collect();
             let limits = RenderLimits::for_input(&messages, &t.bos_token, &t.eos_token);
             let tight = RenderLimits { steps: limits.steps / 100, output_bytes: limits.output_bytes / 100 };
-            match t.render_within(&messages, c["add_generation_prompt"].as_bool().unwrap(), TODAY, tight) {
+            match t.render_within(&messages, None, c["add_generation_prompt"].as_bool().unwrap(), TODAY, tight) {
                 Ok((_, steps)) => most = most.max(steps),
                 // The conversations the template itself refuses (roles out of order).
                 Err(e) => assert!(c.get("error").is_some() && !e.to_string().contains("hostile"), "{}: {e}", s("template")),
@@ -324,7 +434,7 @@ mod tests {
         for path in templates {
             let t = load(path, "<s>", "</s>");
             let limits = RenderLimits::for_input(&long, &t.bos_token, &t.eos_token);
-            let (text, steps) = t.render_within(&long, true, TODAY, RenderLimits { steps: limits.steps / 100, ..limits }).unwrap();
+            let (text, steps) = t.render_within(&long, None, true, TODAY, RenderLimits { steps: limits.steps / 100, ..limits }).unwrap();
             eprintln!("long conversation: {steps} steps, {} bytes, limits {limits:?}: {path}", text.len());
         }
     }

@@ -164,7 +164,7 @@ impl Json<'_, '_, '_> {
     }
 }
 
-fn write_str(out: &mut String, s: &str) {
+pub(super) fn write_str(out: &mut String, s: &str) {
     out.push('"');
     // Copy the runs between the characters that need escaping (all ASCII) whole.
     let mut start = 0;

@@ -23,7 +23,9 @@ pub(crate) struct Prop {
 
 #[derive(Clone, Debug)]
 pub(crate) enum Node {
-    Object { props: Vec<Prop>, required: u64, additional: Option<NodeId> },
+    /// `ordered`: the properties come in the order of `props`, all of them (a function call's
+    /// name before its arguments, so that a stream can say which function it calls first).
+    Object { props: Vec<Prop>, required: u64, additional: Option<NodeId>, ordered: bool },
     Array { items: NodeId, min: u32, max: u32 },
     String { min: u32, max: u32 },
     Number { integer: bool },
@@ -310,7 +312,7 @@ impl Grammar {
                     return accept(s, out);
                 }
                 Frame::Obj { node, st, seen, cur } => {
-                    let Node::Object { props, required, additional } = &self.nodes[node as usize] else { return };
+                    let Node::Object { props, required, additional, ordered } = &self.nodes[node as usize] else { return };
                     if is_ws(b) && st != ObjSt::InKey {
                         if s.ws < self.max_ws {
                             s.ws += 1;
@@ -327,7 +329,10 @@ impl Grammar {
                                 set(&mut s, Frame::Obj { node, st: ObjSt::InKey, seen, cur: *add });
                                 s.frames.push(Frame::Str { node: self.key_string, count: 0, esc: Esc::No, need: 0, lo: 0, hi: 0 });
                             } else {
-                                let alive = all & !seen;
+                                let mut alive = all & !seen;
+                                if *ordered {
+                                    alive &= alive.wrapping_neg(); // the first one not seen yet
+                                }
                                 if alive == 0 {
                                     return;
                                 }
@@ -624,7 +629,7 @@ impl Grammar {
                 Frame::Root { .. } => 0,
                 Frame::Value(n) => m(n),
                 Frame::Obj { node, st, seen, cur } => {
-                    let Node::Object { props, required, additional } = &self.nodes[node as usize] else { return INF };
+                    let Node::Object { props, required, additional, .. } = &self.nodes[node as usize] else { return INF };
                     let pair = |p: &Prop| p.key.len() as u32 + 2 + m(p.node);
                     let r = required & !seen;
                     let (mut sum, mut k) = (0u32, 0u32);

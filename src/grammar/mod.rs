@@ -185,6 +185,42 @@ impl Constraint {
         Self::from_compiler(c, root)
     }
 
+    /// A function call as tool-calling models write one: `{"<name_key>": "<name>", "<args_key>":
+    /// <arguments>}`, the two keys in that order, one alternative per function, the arguments
+    /// matching that function's parameter schema (each compiled as a document of its own, so its
+    /// `$ref`s resolve in it; the subset of `json_schema`). `list`: `Some(max)` for calls in a
+    /// JSON array, at least one and at most `max` (Mistral's `[TOOL_CALLS][...]`).
+    pub fn function_calls(functions: &[(&str, &serde_json::Value)], name_key: &str, args_key: &str, list: Option<u32>) -> Result<Self> {
+        if functions.is_empty() {
+            return Err(HearthError::InvalidArgument("a function call needs at least one function".into()));
+        }
+        let empty = serde_json::Value::Null;
+        let mut c = schema::Compiler::new(&empty);
+        let key = |k: &str| {
+            let mut key = serde_json::to_vec(&serde_json::Value::String(k.into())).unwrap();
+            key.remove(0);
+            key
+        };
+        let mut alts = Vec::new();
+        for (name, params) in functions {
+            let args = c
+                .compile_rooted(params)
+                .map_err(|e| HearthError::InvalidArgument(format!("the parameters of function '{name}': {e}")))?;
+            let name_node = c.push_node(automaton::Node::Lit(vec![serde_json::to_vec(&serde_json::Value::String((*name).into())).unwrap()]));
+            alts.push(c.push_node(automaton::Node::Object {
+                props: vec![automaton::Prop { key: key(name_key), node: name_node }, automaton::Prop { key: key(args_key), node: args }],
+                required: 0b11,
+                additional: None,
+                ordered: true,
+            }));
+        }
+        let mut root = if alts.len() == 1 { alts[0] } else { c.push_node(automaton::Node::AnyOf(alts)) };
+        if let Some(max) = list {
+            root = c.push_node(automaton::Node::Array { items: root, min: 1, max: max.max(1) });
+        }
+        Self::from_compiler(c, root)
+    }
+
     /// Nesting deeper than this many objects/arrays is not allowed (default 32).
     pub fn with_max_depth(mut self, depth: usize) -> Self {
         self.grammar.max_depth = depth;
@@ -286,7 +322,16 @@ impl Constraint {
             return if self.is_complete() {
                 Ok(())
             } else {
-                Err(HearthError::InvalidArgument(format!("end-of-generation token {id} before the JSON value is complete")))
+                let need = self.bytes_to_complete();
+                Err(HearthError::InvalidArgument(match self.budget {
+                    // The mask leaves only the end token when no token keeps the value closable
+                    // within the budget: the token limit is too small for the shortest value.
+                    Some(b) if need as usize > b.saturating_sub(self.accepted) => format!(
+                        "the output cannot be completed within the token limit: the shortest valid output needs {need} more bytes and {} tokens are left (raise maxTokens)",
+                        b.saturating_sub(self.accepted)
+                    ),
+                    _ => format!("end-of-generation token {id} before the JSON value is complete"),
+                }))
             };
         }
         let Some(piece) = ix.piece(id) else {

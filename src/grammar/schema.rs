@@ -20,7 +20,12 @@ fn bad(msg: impl Into<String>) -> HearthError {
 pub(crate) struct Compiler<'a> {
     root: &'a Value,
     pub nodes: Vec<Node>,
-    refs: HashMap<String, NodeId>,
+    /// `$ref` targets compiled so far, by (which root they resolve in, the reference).
+    refs: HashMap<(usize, String), NodeId>,
+    /// Which root `root` is (`compile_rooted` moves to another).
+    root_no: usize,
+    /// Roots numbered so far.
+    roots: usize,
     any: Option<NodeId>,
 }
 
@@ -49,7 +54,23 @@ fn get_u32(obj: &Map<String, Value>, kw: &str) -> Result<Option<u32>> {
 
 impl<'a> Compiler<'a> {
     pub fn new(root: &'a Value) -> Self {
-        Self { root, nodes: Vec::new(), refs: HashMap::new(), any: None }
+        Self { root, nodes: Vec::new(), refs: HashMap::new(), root_no: 0, roots: 1, any: None }
+    }
+
+    /// Compile `schema` as a document of its own: its `$ref`s resolve in it (a tool's parameter
+    /// schema, one of several in a grammar).
+    pub fn compile_rooted(&mut self, schema: &'a Value) -> Result<NodeId> {
+        let saved = (self.root, self.root_no);
+        self.root = schema;
+        self.root_no = self.roots;
+        self.roots += 1;
+        let r = self.compile(schema);
+        (self.root, self.root_no) = saved;
+        r
+    }
+
+    pub fn push_node(&mut self, n: Node) -> NodeId {
+        self.push(n)
     }
 
     fn push(&mut self, n: Node) -> NodeId {
@@ -64,7 +85,7 @@ impl<'a> Compiler<'a> {
         }
         let any = self.push(Node::AnyOf(Vec::new()));
         self.any = Some(any);
-        let obj = self.push(Node::Object { props: Vec::new(), required: 0, additional: Some(any) });
+        let obj = self.push(Node::Object { props: Vec::new(), required: 0, additional: Some(any), ordered: false });
         let arr = self.push(Node::Array { items: any, min: 0, max: u32::MAX });
         let s = self.push(Node::String { min: 0, max: u32::MAX });
         let num = self.push(Node::Number { integer: false });
@@ -76,7 +97,7 @@ impl<'a> Compiler<'a> {
     /// A JSON object with any members (JSON mode's top level).
     pub fn any_object(&mut self) -> NodeId {
         let any = self.any();
-        self.push(Node::Object { props: Vec::new(), required: 0, additional: Some(any) })
+        self.push(Node::Object { props: Vec::new(), required: 0, additional: Some(any), ordered: false })
     }
 
     pub fn compile(&mut self, s: &Value) -> Result<NodeId> {
@@ -234,7 +255,7 @@ impl<'a> Compiler<'a> {
                 if additional.is_some() && !props.is_empty() {
                     return Err(unsupported("additionalProperties", " (allowed) together with 'properties'"));
                 }
-                Ok(self.push(Node::Object { props, required, additional }))
+                Ok(self.push(Node::Object { props, required, additional, ordered: false }))
             }
             "array" => {
                 let items = match obj.get("items") {
@@ -266,7 +287,7 @@ impl<'a> Compiler<'a> {
     }
 
     fn reference(&mut self, r: &str) -> Result<NodeId> {
-        if let Some(&id) = self.refs.get(r) {
+        if let Some(&id) = self.refs.get(&(self.root_no, r.to_string())) {
             return Ok(id);
         }
         let target = if r == "#" {
@@ -284,7 +305,7 @@ impl<'a> Compiler<'a> {
                 .ok_or_else(|| bad(format!("'$ref' target '{r}' does not exist")))?
         };
         let id = self.push(Node::AnyOf(Vec::new()));
-        self.refs.insert(r.to_string(), id);
+        self.refs.insert((self.root_no, r.to_string()), id);
         let t = self.compile(target)?;
         self.nodes[id as usize] = Node::AnyOf(vec![t]);
         Ok(id)

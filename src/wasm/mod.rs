@@ -18,7 +18,7 @@ use std::rc::Rc;
 use crate::backend::cpu::Cpu;
 use crate::backend::gpu::{Gpu, GpuOptions};
 use crate::backend::Backend;
-use crate::chat::{build_prompt, ChatMessage, ChatTemplate, ContextPolicy, Date};
+use crate::chat::{build_prompt_with_tools, ChatMessage, ChatTemplate, ContextPolicy, Date};
 use crate::engine::{Engine, EngineLoader, GenerateOptions, Session, StopReason, TextOutput};
 use crate::perplexity::Perplexity;
 use crate::error::HearthError;
@@ -42,6 +42,8 @@ macro_rules! core_do {
         }
     };
 }
+
+mod tools;
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -544,6 +546,7 @@ impl WasmEngine {
         if messages.is_empty() {
             return Err(invalid("messages must not be empty"));
         }
+        let tools = tools::ToolOptions::from_js(&options)?.request()?;
         let o: ChatOptions = if options.is_undefined() || options.is_null() {
             ChatOptions::default()
         } else {
@@ -558,7 +561,7 @@ impl WasmEngine {
         let n_ctx = count("contextSize", o.context_size, self.default_context(), 1)?;
         let max_tokens = count("maxTokens", o.max_tokens, GenerateOptions::default().max_tokens, 0)?;
         let reserve = max_tokens.min(n_ctx / 2);
-        let p = core_do!(&self.core, c => build_prompt(&self.template, &c.engine.tokenizer, &messages, today, n_ctx, reserve, policy)).map_err(js_error)?;
+        let p = core_do!(&self.core, c => build_prompt_with_tools(&self.template, &c.engine.tokenizer, &messages, tools.as_ref(), today, n_ctx, reserve, policy)).map_err(js_error)?;
         let r = js_sys::Object::new();
         set(&r, "tokens", js_sys::Uint32Array::from(p.tokens.as_slice()));
         set(&r, "dropped", p.dropped as f64);
@@ -566,12 +569,14 @@ impl WasmEngine {
     }
 
     /// The chat template's text for `messages`; `addGenerationPrompt` opens the assistant's turn.
-    /// `date` is [year, month, day] for templates that print it.
+    /// `date` is [year, month, day] for templates that print it; `tools`: {tools (JSON text),
+    /// toolChoice} as `chatPrompt` takes them.
     #[wasm_bindgen(js_name = renderChat)]
-    pub fn render_chat(&self, messages: JsValue, add_generation_prompt: bool, date: Option<Vec<u32>>) -> Result<String, JsValue> {
+    pub fn render_chat(&self, messages: JsValue, add_generation_prompt: bool, date: Option<Vec<u32>>, tools: JsValue) -> Result<String, JsValue> {
         let messages = messages_from(messages)?;
         let date = date.filter(|d| d.len() == 3).map(|d| (d[0] as i32, d[1], d[2]));
-        self.template.render(&messages, add_generation_prompt, date_from(date)).map_err(js_error)
+        let tools = tools::ToolOptions::from_js(&tools)?.request()?;
+        self.template.render_with_tools(&messages, tools.as_ref(), add_generation_prompt, date_from(date)).map_err(js_error)
     }
 
     pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
@@ -766,7 +771,7 @@ impl WasmEngine {
         let opts: StartOptions = if options.is_undefined() || options.is_null() {
             StartOptions::default()
         } else {
-            serde_wasm_bindgen::from_value(options).map_err(|e| invalid(format!("bad generation options: {e}")))?
+            serde_wasm_bindgen::from_value(options.clone()).map_err(|e| invalid(format!("bad generation options: {e}")))?
         };
         // Ids are checked against the vocabulary by `Session::start`.
         let ids: Vec<u32> = if let Some(text) = prompt.as_string() {
@@ -829,9 +834,13 @@ impl WasmEngine {
             stop_at_eos: opts.stop_at_eos.unwrap_or(gd.stop_at_eos),
             batch: count("batch", opts.batch, gd.batch, 1)?,
             stop: opts.stop.unwrap_or_default(),
-            constraint: match &opts.response_format {
-                Some(f) => constraint(f)?,
-                None => None,
+            constraint: {
+                let format = match &opts.response_format {
+                    Some(f) => constraint(f)?,
+                    None => None,
+                };
+                // A forced tool call (`toolChoice` "required" or a function) has its grammar.
+                self.tool_constraint(&options, &format)?.or(format)
             },
             logprobs: match opts.logprobs {
                 None => None,

@@ -135,12 +135,47 @@ export interface GenerateOptions {
   logitBias?: Record<string, number>;
   /** chat(): when the conversation outgrows the context, "error" (default) or "shift" (leave out the oldest turns after the system prompt). */
   contextPolicy?: "error" | "shift";
+  /** chat(): functions the model may call (OpenAI's tools); the model's chat template renders them (or, if it cannot, Hearth writes them in the Hermes <tool_call> form). */
+  tools?: Tool[];
+  /** chat(): "auto" (default), "none" (the tools are shown, the reply is not read for calls), "required" or a named function (a grammar forces a call whose arguments match the function's schema). */
+  toolChoice?: ToolChoice;
+  /** chat(): whether a forced call may be several (default true). */
+  parallelToolCalls?: boolean;
   signal?: AbortSignal;
 }
 
+/** A function the model may call, as OpenAI's tools array has it. */
+export interface Tool {
+  type: "function";
+  function: { name: string; description?: string; parameters?: object; strict?: boolean };
+}
+
+export type ToolChoice = "auto" | "none" | "required" | { type: "function"; function: { name: string } };
+
+/** A call in a conversation, as OpenAI's assistant messages carry it (arguments: JSON text). */
+export interface ToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+
 export interface ChatMessage {
-  role: "system" | "user" | "assistant" | string;
-  content: string;
+  role: "system" | "user" | "assistant" | "tool" | string;
+  /** null: an assistant message with tool_calls and no text. */
+  content: string | null;
+  /** An assistant's calls. */
+  tool_calls?: ToolCall[];
+  /** A tool message: the call it answers. */
+  tool_call_id?: string;
+  name?: string;
+}
+
+/** chat() with tools: a call's first delta has its index, id and name; later ones more of its arguments (JSON text). */
+export interface ToolCallDelta {
+  index: number;
+  id?: string;
+  name?: string;
+  arguments: string;
 }
 
 export interface TokenLogprob {
@@ -157,9 +192,12 @@ export interface TokenChunk {
   done: false;
   /** With the logprobs option. */
   logprobs?: TokenLogprob[];
+  /** chat() with tools: the calls this chunk starts or continues (its `text` is the reply's other content). */
+  toolCalls?: ToolCallDelta[];
 }
 
-export type FinishReason = "length" | "eos" | "context" | "stop" | "abort";
+/** "tool_calls": a chat() with tools whose reply called one or more. */
+export type FinishReason = "length" | "eos" | "context" | "stop" | "abort" | "tool_calls";
 
 export interface FinalChunk {
   text: "";
@@ -168,6 +206,8 @@ export interface FinalChunk {
   finishReason: FinishReason;
   /** chat() with contextPolicy "shift": old messages left out to fit the context. */
   droppedMessages: number;
+  /** chat() with tools: every call of the reply, whole. */
+  toolCalls?: { id: string; name: string; arguments: string }[];
   /** cachedTokens: prompt tokens reused from the previous generation's KV cache (not re-read). */
   usage: { promptTokens: number; completionTokens: number; cachedTokens: number };
   timing: { promptMs: number; decodeMs: number; ttftMs: number; tokensPerSecond: number };
@@ -230,7 +270,10 @@ export class HearthError extends Error {
 
 /** OpenAI's chat-completions request (the fields Hearth supports; see openai.js). */
 export interface ChatCompletionRequest {
-  messages: { role: string; content: string | { type: "text"; text: string }[] }[];
+  messages: { role: string; content: string | null | { type: "text"; text: string }[]; tool_calls?: ToolCall[]; tool_call_id?: string; name?: string }[];
+  tools?: Tool[];
+  tool_choice?: ToolChoice;
+  parallel_tool_calls?: boolean;
   model?: string;
   stream?: boolean;
   stream_options?: { include_usage?: boolean };
@@ -279,7 +322,7 @@ export interface ChatCompletion {
   object: "chat.completion";
   created: number;
   model: string;
-  choices: { index: 0; message: { role: "assistant"; content: string; refusal: null }; logprobs: ChatCompletionLogprobs | null; finish_reason: "stop" | "length" }[];
+  choices: { index: 0; message: { role: "assistant"; content: string | null; refusal: null; tool_calls?: ToolCall[] }; logprobs: ChatCompletionLogprobs | null; finish_reason: "stop" | "length" | "tool_calls" }[];
   usage: CompletionUsage;
   hearth: HearthExtras;
 }
@@ -289,7 +332,12 @@ export interface ChatCompletionChunk {
   object: "chat.completion.chunk";
   created: number;
   model: string;
-  choices: { index: 0; delta: { role?: "assistant"; content?: string }; logprobs: ChatCompletionLogprobs | null; finish_reason: "stop" | "length" | null }[];
+  choices: {
+    index: 0;
+    delta: { role?: "assistant"; content?: string; tool_calls?: ({ index: number; id: string; type: "function"; function: { name: string; arguments: string } } | { index: number; function: { arguments: string } })[] };
+    logprobs: ChatCompletionLogprobs | null;
+    finish_reason: "stop" | "length" | "tool_calls" | null;
+  }[];
   /** Only on the last chunk, with stream_options.include_usage (its choices are empty). */
   usage?: CompletionUsage;
   /** On the chunk with the finish_reason. */
@@ -378,7 +426,7 @@ export class Hearth {
   /** Perplexity of `text` as llama.cpp's llama-perplexity measures it (HearthError "invalid_argument" when it is shorter than two chunks). */
   perplexity(text: string, options?: PerplexityOptions): Promise<PerplexityResult>;
   /** The prompt text the chat template makes of `messages`. */
-  applyChatTemplate(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean }): Promise<string>;
+  applyChatTemplate(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean; tools?: Tool[]; toolChoice?: ToolChoice }): Promise<string>;
   tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;
   decode(ids: number[] | Uint32Array): Promise<string>;
   stats(): Promise<EngineStats>;

@@ -9,6 +9,7 @@
 // runs a long task; `worker: false` runs it in the current thread (e.g. inside your own worker).
 
 import { Completions } from "./openai.js";
+import { toolOptions } from "./tools.js";
 import { ModelStore, requestPersistence, storeAvailable } from "./store.js";
 
 const FEED_SLICE = 4 << 20;
@@ -214,7 +215,21 @@ function bytesOf(source) {
   return null;
 }
 
-/** [{role, content}] with content as text: OpenAI's content parts [{type: "text", text}] are joined. */
+/** OpenAI's tool_calls [{id, type: "function", function: {name, arguments}}], arguments as JSON text. */
+function normalizeToolCalls(calls, i) {
+  if (!Array.isArray(calls)) throw new HearthError("invalid_argument", `message ${i}: tool_calls must be an array`);
+  return calls.map((c, j) => {
+    const f = c?.function;
+    if (!f || typeof f.name !== "string") throw new HearthError("invalid_argument", `message ${i}: tool_calls[${j}] needs function.name`);
+    const args = f.arguments == null ? "{}" : typeof f.arguments === "string" ? f.arguments : JSON.stringify(f.arguments);
+    return { id: String(c.id ?? ""), type: "function", function: { name: f.name, arguments: args } };
+  });
+}
+
+/**
+ * [{role, content}] with content as text: OpenAI's content parts [{type: "text", text}] are joined;
+ * an assistant's `tool_calls` and a tool message's `tool_call_id` (and `name`) are kept.
+ */
 function normalizeMessages(messages) {
   if (!Array.isArray(messages) || messages.length === 0) throw new HearthError("invalid_argument", "messages must be a non-empty array of {role, content}");
   return messages.map((m, i) => {
@@ -228,13 +243,17 @@ function normalizeMessages(messages) {
         })
         .join("");
     }
-    return { role: m.role, content: String(content) };
+    const out = { role: m.role, content: String(content) };
+    if (m.tool_calls != null && (!Array.isArray(m.tool_calls) || m.tool_calls.length > 0)) out.tool_calls = normalizeToolCalls(m.tool_calls, i);
+    if (m.tool_call_id != null) out.tool_call_id = String(m.tool_call_id);
+    if (m.name != null) out.name = String(m.name);
+    return out;
   });
 }
 
 function generationOptions(o = {}) {
   const out = {};
-  for (const k of ["maxTokens", "temperature", "topK", "topP", "minP", "typicalP", "repeatPenalty", "frequencyPenalty", "presencePenalty", "repeatLastN", "seed", "stop", "stopAtEos", "responseFormat", "logprobs", "logitBias", "contextPolicy"]) {
+  for (const k of ["maxTokens", "temperature", "topK", "topP", "minP", "typicalP", "repeatPenalty", "frequencyPenalty", "presencePenalty", "repeatLastN", "seed", "stop", "stopAtEos", "responseFormat", "logprobs", "logitBias", "contextPolicy", "tools", "toolChoice", "parallelToolCalls"]) {
     if (o[k] !== undefined && o[k] !== null) out[k] = o[k];
   }
   return out;
@@ -421,9 +440,12 @@ export class Hearth {
     }
   }
 
-  /** The prompt text the chat template makes of `messages` (the assistant's turn opened). */
-  async applyChatTemplate(messages, { addGenerationPrompt = true } = {}) {
-    return this._impl.renderChat(normalizeMessages(messages), addGenerationPrompt);
+  /**
+   * The prompt text the chat template makes of `messages` (the assistant's turn opened), with
+   * `tools` (OpenAI's tools array) and `toolChoice` as chat() would render them.
+   */
+  async applyChatTemplate(messages, { addGenerationPrompt = true, tools, toolChoice } = {}) {
+    return this._impl.renderChat(normalizeMessages(messages), addGenerationPrompt, toolOptions({ tools, toolChoice }));
   }
 
   async tokenize(text, { addSpecial = true, parseSpecial = false } = {}) {
@@ -581,8 +603,8 @@ class WorkerImpl {
   decode(ids) {
     return this.call("decode", { ids });
   }
-  renderChat(messages, addGenerationPrompt) {
-    return this.call("render", { messages, addGenerationPrompt });
+  renderChat(messages, addGenerationPrompt, tools) {
+    return this.call("render", { messages, addGenerationPrompt, tools });
   }
   debugLoseDevice(afterSteps) {
     return this.call("debug-lose-device", { afterSteps });
@@ -657,8 +679,8 @@ class LocalImpl {
   async decode(ids) {
     return this.wrap(() => this.host.decode(ids));
   }
-  async renderChat(messages, addGenerationPrompt) {
-    return this.wrap(() => this.host.renderChat(messages, addGenerationPrompt));
+  async renderChat(messages, addGenerationPrompt, tools) {
+    return this.wrap(() => this.host.renderChat(messages, addGenerationPrompt, tools));
   }
   async debugLoseDevice(afterSteps) {
     return this.host.debugLoseDevice(afterSteps);

@@ -4,6 +4,7 @@
 
 import { ModelStore, contentLength, fetchModel, readChunk } from "./store.js";
 import { assertFits, browserLimits, judge, readHeader } from "./preflight.js";
+import { ToolStream, toolOptions } from "./tools.js";
 
 /** The wasm-bindgen module in use (pkg/hearth_wasm.js or pkg/threads/hearth_wasm.js). */
 let wasm = null;
@@ -658,11 +659,11 @@ export class Host {
     return [d.getFullYear(), d.getMonth() + 1, d.getDate()];
   }
 
-  /** The chat template's text for [{role, content}] (the assistant's turn opened). */
-  renderChat(messages, addGenerationPrompt = true) {
+  /** The chat template's text for [{role, content}] (the assistant's turn opened); `tools`: {tools, toolChoice}. */
+  renderChat(messages, addGenerationPrompt = true, tools = undefined) {
     this.check();
     if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
-    return this.engine.renderChat(messages, !!addGenerationPrompt, Host.today());
+    return this.engine.renderChat(messages, !!addGenerationPrompt, Host.today(), toolOptions(tools));
   }
 
   /**
@@ -674,7 +675,7 @@ export class Host {
     const e = this.engine;
     const o = req.options || {};
     if (req.messages) {
-      const p = e.chatPrompt(req.messages, { contextSize: this.contextSize, maxTokens: o.maxTokens, contextPolicy: o.contextPolicy, date: Host.today() });
+      const p = e.chatPrompt(req.messages, { contextSize: this.contextSize, maxTokens: o.maxTokens, contextPolicy: o.contextPolicy, date: Host.today(), ...toolOptions(o) });
       return { ids: p.tokens, dropped: p.dropped };
     }
     const p = req.prompt;
@@ -715,9 +716,12 @@ export class Host {
       logprobs: o.logprobs === true ? 0 : o.logprobs === false ? undefined : o.logprobs,
       logitBias: o.logitBias,
       contextSize: this.contextSize,
+      ...toolOptions(req.messages ? o : null),
     };
     for (const k of Object.keys(opts)) if (opts[k] === undefined || opts[k] === null) delete opts[k];
     const promptTokens = await this.guard(e.start(ids instanceof Uint32Array ? ids : Uint32Array.from(ids), opts));
+    // A chat offered tools: its reply is read for calls (content as `text`, calls as `toolCalls`).
+    const tools = ToolStream.open(e, req);
     const t1 = performance.now();
     let ttft = null;
     let last;
@@ -733,10 +737,14 @@ export class Host {
       if (this.loseAfter && --this.loseAfter === 0) e.debugLoseDevice();
       const chunk = { text: s.text, tokenIds: [s.id], done: false };
       if (s.logprob) chunk.logprobs = [logprobEntry(s.logprob, s.topLogprobs)];
+      if (tools) tools.apply(chunk, s.id, s.text);
       onChunk(chunk);
       await yieldToEventLoop();
     }
-    if (last.text) onChunk({ text: last.text, tokenIds: [], done: false });
+    if (tools) {
+      const rest = tools.finish(last.text);
+      if (rest) onChunk(rest);
+    } else if (last.text) onChunk({ text: last.text, tokenIds: [], done: false });
     const t2 = performance.now();
     const decodeMs = t2 - t1;
     const n = last.completionTokens;
@@ -744,7 +752,8 @@ export class Host {
       text: "",
       tokenIds: [],
       done: true,
-      finishReason: last.finishReason,
+      finishReason: tools ? tools.finishReason(last.finishReason) : last.finishReason,
+      ...(tools ? { toolCalls: tools.all } : {}),
       droppedMessages: dropped,
       usage: { promptTokens, completionTokens: n, cachedTokens: e.reusedTokens },
       timing: {

@@ -10,6 +10,14 @@
 // temperature, top_p, stop, seed, frequency_penalty, presence_penalty, logit_bias, logprobs,
 // top_logprobs, response_format ({type: "text" | "json_object" | "json_schema"}), n (1 only), and
 // Hearth's own top_k, min_p, typical_p, repetition_penalty, context_policy ("error" | "shift").
+// Tools: tools ([{type: "function", function: {name, description, parameters}}]), tool_choice
+// ("auto" (the default), "none", "required", {type: "function", function: {name}}: the last two
+// force a call whose arguments match the function's JSON schema), parallel_tool_calls; messages
+// may hold assistant messages with tool_calls and tool messages with tool_call_id. A reply that
+// calls tools has message.tool_calls ([{id, type: "function", function: {name, arguments}}]),
+// content null when it said nothing else, and finish_reason "tool_calls"; streamed, the calls
+// come as delta.tool_calls (the first delta of a call has its index, id, type and name, later
+// ones more of its arguments), as OpenAI streams them.
 // An AbortSignal goes in the request (`signal`) or in the second argument ({signal}), as the
 // OpenAI SDK takes it; an aborted request throws HearthError "aborted". The response and the
 // stream's finishing chunk add a `hearth` field: {dropped_messages (left out by context_policy
@@ -18,12 +26,13 @@
 import { HearthError } from "./hearth.js";
 
 /** Engine finish reasons to OpenAI's: an end token or a stop string is "stop"; a full context, like max tokens, is "length". */
-const FINISH = { eos: "stop", stop: "stop", length: "length", context: "length" };
+const FINISH = { eos: "stop", stop: "stop", length: "length", context: "length", tool_calls: "tool_calls" };
 
 const KNOWN = new Set([
   "messages", "model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
   "seed", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs", "response_format", "n",
   "signal", "user", "top_k", "min_p", "typical_p", "repetition_penalty", "context_policy",
+  "tools", "tool_choice", "parallel_tool_calls",
 ]);
 
 function bad(message) {
@@ -65,7 +74,31 @@ function toOptions(req) {
     logitBias,
     responseFormat: req.response_format ?? undefined,
     contextPolicy: req.context_policy ?? undefined,
+    ...toolRequest(req),
   };
+}
+
+/** tools, tool_choice and parallel_tool_calls as chat() options (the engine checks them in full). */
+function toolRequest(req) {
+  if (req.tools == null) {
+    if (req.tool_choice != null && req.tool_choice !== "none") throw bad("tool_choice needs tools");
+    return {};
+  }
+  if (!Array.isArray(req.tools)) throw bad("tools must be an array of {type: \"function\", function: {name, description, parameters}}");
+  if (req.tools.length === 0) return {};
+  return { tools: req.tools, toolChoice: req.tool_choice ?? undefined, parallelToolCalls: req.parallel_tool_calls ?? undefined };
+}
+
+/** A whole call as OpenAI's message.tool_calls has it. */
+function toolCallOf(c) {
+  return { id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } };
+}
+
+/** A chat() chunk's call deltas as OpenAI's delta.tool_calls. */
+function toolCallDeltas(deltas) {
+  return deltas.map((d) =>
+    d.name !== undefined ? { index: d.index, id: d.id, type: "function", function: { name: d.name, arguments: d.arguments } } : { index: d.index, function: { arguments: d.arguments } },
+  );
 }
 
 /** OpenAI's logprobs entry: {token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}. */
@@ -129,13 +162,16 @@ export class Completions {
       }
     }
     if (final.finishReason === "abort") throw new HearthError("aborted", "the completion was aborted");
+    const calls = final.toolCalls ?? [];
+    const message = { role: "assistant", content: calls.length > 0 && content === "" ? null : content, refusal: null };
+    if (calls.length > 0) message.tool_calls = calls.map(toolCallOf);
     return {
       ...meta,
       object: "chat.completion",
       choices: [
         {
           index: 0,
-          message: { role: "assistant", content, refusal: null },
+          message,
           logprobs: options.logprobs === undefined ? null : { content: logprobContent(lp), refusal: null },
           finish_reason: FINISH[final.finishReason],
         },
@@ -151,11 +187,12 @@ export class Completions {
     for await (const c of chunks) {
       if (!c.done) {
         // Held-back bytes can make a token's text empty; a chunk still carries its logprobs.
-        if (!c.text && !c.logprobs) continue;
+        if (!c.text && !c.logprobs && !c.toolCalls) continue;
+        const delta = c.toolCalls ? (c.text ? { content: c.text, tool_calls: toolCallDeltas(c.toolCalls) } : { tool_calls: toolCallDeltas(c.toolCalls) }) : { content: c.text };
         yield chunk([
           {
             index: 0,
-            delta: { content: c.text },
+            delta,
             logprobs: withLogprobs && c.logprobs ? { content: logprobContent(c.logprobs), refusal: null } : null,
             finish_reason: null,
           },

@@ -95,7 +95,7 @@ async function handle(msg) {
     case "decode":
       return reply(rid, "result", { value: host.decode(msg.ids) });
     case "render":
-      return reply(rid, "result", { value: host.renderChat(msg.messages, msg.addGenerationPrompt) });
+      return reply(rid, "result", { value: host.renderChat(msg.messages, msg.addGenerationPrompt, msg.tools) });
     case "debug-lose-device":
       return reply(rid, "result", { value: host.debugLoseDevice(msg.afterSteps) });
     case "debug-trap":
