@@ -10,16 +10,13 @@ tests/golden/chat-templates.json. strftime_now is pinned to 2026-11-26 so the ou
 
 Run: python3 scripts/goldens-chat.py   (needs jinja2; scripts/goldens runs it)
 """
-import datetime
 import json
 import os
 
 from jinja2.exceptions import TemplateError
-from jinja2.ext import loopcontrols
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from hf_jinja import TODAY, environment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TODAY = datetime.datetime(2026, 11, 26, 12, 0, 0)
 
 # (file, bos_token, eos_token)
 TEMPLATES = [
@@ -47,22 +44,6 @@ CONVERSATIONS = [
     ("unicode and code", [{"role": "user", "content": "Write “code” ✓:\n```py\nprint('é')\n```\n"}], True),
     ("roles out of order", [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], True),
 ]
-
-
-def raise_exception(message):
-    raise TemplateError(message)
-
-
-def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-
-def environment():
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: TODAY.strftime(fmt)
-    return env
 
 
 def main():

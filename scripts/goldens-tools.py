@@ -18,16 +18,13 @@ chat templates with jinja2, configured exactly as Hugging Face transformers rend
 
 Run: python3 scripts/goldens-tools.py   (needs jinja2)
 """
-import datetime
 import json
 import os
 
 from jinja2.exceptions import TemplateError
-from jinja2.ext import loopcontrols
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from hf_jinja import TODAY, environment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TODAY = datetime.datetime(2026, 11, 26, 12, 0, 0)
 
 NATIVE = [
     ("tests/golden/templates/llama-3.1.jinja", "<|begin_of_text|>", "<|eot_id|>"),
@@ -88,22 +85,6 @@ CONVERSATIONS = [
     ("call and result, tools not offered", [SYSTEM, USER, CALL, RESULT], False, True),
     ("two calls and their results", [SYSTEM, {"role": "user", "content": "Weather in Oslo, and flights there?"}, TWO_CALLS] + TWO_RESULTS, True, True),
 ]
-
-
-def raise_exception(message):
-    raise TemplateError(message)
-
-
-def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-
-def environment():
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: TODAY.strftime(fmt)
-    return env
 
 
 def hf_messages(messages):
