@@ -34,9 +34,9 @@ pub fn inspect_header(prefix: &[u8], context_size: Option<f64>, kv_type: Option<
     let o = js_sys::Object::new();
     set(&o, "name", md.opt_str("general.name").ok().flatten().unwrap_or("").to_string());
     set(&o, "displayName", crate::model::display_name(md, file_name.as_deref()));
-    set(&o, "architecture", md.opt_str("general.architecture").ok().flatten().unwrap_or("").to_string());
-    let arch = md.opt_str("general.architecture").ok().flatten().unwrap_or("llama");
-    let train = md.opt_u64(&format!("{arch}.context_length")).ok().flatten().unwrap_or(0);
+    let arch = md.opt_str("general.architecture").ok().flatten().unwrap_or("");
+    set(&o, "architecture", arch.to_string());
+    let train = md.opt_u64(&format!("{}.context_length", if arch.is_empty() { "llama" } else { arch })).ok().flatten().unwrap_or(0);
     set(&o, "contextLength", train as f64);
     set(&o, "contextSize", plan.context_size as f64);
     set(&o, "kvType", kv_type);

@@ -21,17 +21,21 @@ const CASE = golden.cases[0];
 
 let server, browser, page, dir, logFile, model;
 
+/** The server's request log, a line each. */
+function logLines() {
+  return fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").trim().split("\n").filter(Boolean) : [];
+}
+
 /** Requests the server answered for `file` since `from` (an index into the log). */
 function served(file, from = 0) {
-  const lines = fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").trim().split("\n").filter(Boolean) : [];
-  return lines
+  return logLines()
     .slice(from)
     .map((l) => JSON.parse(l))
     .filter((r) => r.path.endsWith(file));
 }
 
 function logLength() {
-  return fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").trim().split("\n").filter(Boolean).length : 0;
+  return logLines().length;
 }
 
 /**
