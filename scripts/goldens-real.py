@@ -12,8 +12,10 @@ with the model's own template (jinja2 as Hugging Face renders it) and its greedy
 shipped file, perplexity of www/eval/sample.txt computed as llama.cpp's llama-perplexity does
 (chunks of CTX tokens, a BOS first when the model adds one, the second half of each chunk scored,
 log-softmax with an f32 max and an f64 sum of expf). Once per model: tokenization of tricky
-strings, special-token text parsed as text and as specials. llama.cpp runs with an F32 KV cache and
-flash attention off, as for the other goldens.
+strings, special-token text parsed as text and as specials. llama.cpp runs with its default cache,
+F16 with flash attention off, as for the other goldens; for the variants in KV_EXTRA also with a
+Q8_0 cache (flash attention on) and an F32 cache, prompts and chat only, in
+real-smollm2-VARIANT.kv-TYPE.json.
 """
 import importlib.util
 import json
@@ -54,7 +56,8 @@ TOKENIZER_TEXTS = [
 GREEDY_TOKENS = 24
 CHAT_TOKENS = 32
 PPL_CTX = 512
-GGML_TYPE_F32 = 0
+# Variants that also get goldens with the other KV cache types (prompts and chat).
+KV_EXTRA = {"q8_0": ["q4_1", "q4_0"], "f32": ["q4_1", "q4_0"]}
 
 
 def load_script(name, file):
@@ -103,10 +106,11 @@ def perplexity(llm, text, ctx):
             "uncertainty": float(np.sqrt(var / (count - 1)) * ppl) if var > 0 else 0.0, "chunk_perplexities": running}
 
 
-def variant_golden(path, variant, env):
+def variant_golden(path, variant, env, kv=goldens.DEFAULT_KV):
+    args, words = goldens.kv_settings(kv)
     llm = llama_cpp.Llama(
-        model_path=path, n_ctx=PPL_CTX, n_batch=PPL_CTX, n_ubatch=PPL_CTX, logits_all=True, flash_attn=False,
-        type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, n_threads=2, n_threads_batch=2, verbose=False,
+        model_path=path, n_ctx=PPL_CTX, n_batch=PPL_CTX, n_ubatch=PPL_CTX, logits_all=True,
+        n_threads=2, n_threads_batch=2, verbose=False, **args,
     )
     cases = [goldens.prompt_case(llm, prompt, GREEDY_TOKENS) for prompt in PROMPTS]
     template = llm.metadata["tokenizer.chat_template"]
@@ -117,11 +121,11 @@ def variant_golden(path, variant, env):
     g, m = goldens.greedy(llm, np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32), CHAT_TOKENS)
     reply = llm.detokenize(g[: g.index(2)] if 2 in g else g).decode("utf-8", "replace")
     doc = {"variant": variant, "sha256": goldens.sha256(path), "llama_cpp_python": llama_cpp.__version__,
-           "settings": f"n_ctx {PPL_CTX}, n_batch {PPL_CTX}, F32 KV cache, flash_attn off, 2 threads",
+           "kv_type": kv, "settings": f"n_ctx {PPL_CTX}, n_batch {PPL_CTX}, {words}, 2 threads",
            "cases": cases,
            "chat": {"messages": CHAT, "rendered": rendered, "prompt_tokens": [int(t) for t in chat_tokens],
                     "greedy": g, "greedy_margins": m, "reply": reply}}
-    if variant == "q4_1":
+    if variant == "q4_1" and kv == goldens.DEFAULT_KV:
         with open(os.path.join(ROOT, "www/eval/sample.txt"), encoding="utf-8") as f:
             doc["perplexity"] = perplexity(llm, f.read(), PPL_CTX)
         doc["tokenizer"] = [{"text": t, "tokens": [int(x) for x in llm.tokenize(t.encode("utf-8"), add_bos=False, special=False)],
@@ -135,13 +139,14 @@ def main():
     model_dir, out_dir = sys.argv[1], sys.argv[2]
     env = chat_environment()
     for variant in VARIANTS:
-        doc = variant_golden(os.path.join(model_dir, f"smollm2-{variant}.gguf"), variant, env)
-        out = os.path.join(out_dir, f"real-smollm2-{variant}.json")
-        with open(out, "w", encoding="utf-8") as f:
-            json.dump(doc, f, ensure_ascii=False, indent=None, separators=(",", ":"))
-            f.write("\n")
-        extra = f", perplexity {doc['perplexity']['perplexity']:.4f}" if "perplexity" in doc else ""
-        print(f"{out}: chat reply {doc['chat']['reply']!r}{extra}", flush=True)
+        for kv in [goldens.DEFAULT_KV] + [k for k, names in KV_EXTRA.items() if variant in names]:
+            doc = variant_golden(os.path.join(model_dir, f"smollm2-{variant}.gguf"), variant, env, kv)
+            out = goldens.kv_file(out_dir, f"real-smollm2-{variant}", kv)
+            with open(out, "w", encoding="utf-8") as f:
+                json.dump(doc, f, ensure_ascii=False, indent=None, separators=(",", ":"))
+                f.write("\n")
+            extra = f", perplexity {doc['perplexity']['perplexity']:.4f}" if "perplexity" in doc else ""
+            print(f"{out}: chat reply {doc['chat']['reply']!r}{extra}", flush=True)
 
 
 if __name__ == "__main__":

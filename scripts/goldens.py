@@ -7,8 +7,13 @@ Usage: scripts/goldens  (installs llama-cpp-python into .venv-goldens, builds th
 For every fixture GGUF (written by `hearth fixture`) and every prompt: llama.cpp's prompt tokens
 (BOS as the model says, special text as plain text), the top-K logits at every prompt position,
 and a greedy continuation (argmax, never stopping at EOS) with llama.cpp's top-1/top-2 margin at
-each step, so a test can tell a real divergence from a near tie. llama.cpp runs with an F32 KV
-cache and flash attention off, so the reference is its plain f32 attention path.
+each step, so a test can tell a real divergence from a near tie.
+
+KV cache: model-FIXTURE.json uses llama.cpp's default, an F16 cache with flash attention off (as
+llama-cpp-python runs it), which is also Hearth's default. For the fixtures in KV_EXTRA there are
+also model-FIXTURE.kv-TYPE.json: a Q8_0 cache (flash attention on, which llama.cpp needs for a
+quantized V cache) and an F32 cache (flash attention off: its plain f32 attention path). Each file
+names its cache in "kv_type".
 """
 import hashlib
 import json
@@ -26,7 +31,13 @@ PROMPTS = [
 ]
 TOP_K = 10
 GREEDY_TOKENS = 24
-GGML_TYPE_F32 = 0
+# ggml type ids of the KV cache types, and whether llama.cpp runs them with flash attention.
+KV_TYPES = {"f32": (0, False), "f16": (1, False), "q8_0": (8, True)}
+DEFAULT_KV = "f16"
+# Fixtures that also get goldens with the other cache types: F32 weights (no activation rounding,
+# so attention's own rounding shows) with multi-head attention, and Q4_0 with grouped-query
+# attention and heads of 32 values (one Q8_0 block).
+KV_EXTRA = {"q8_0": ["spm-f32.gguf", "bpe-q4_0.gguf"], "f32": ["spm-f32.gguf", "bpe-q4_0.gguf"]}
 
 
 def sha256(path):
@@ -67,10 +78,22 @@ def prompt_case(llm, prompt, n_greedy=GREEDY_TOKENS):
             "greedy": g, "greedy_margins": margins}
 
 
-def golden(path):
+def kv_settings(kv):
+    """llama_cpp.Llama arguments for a KV cache type, and the words the goldens' settings use."""
+    ty, flash = KV_TYPES[kv]
+    return dict(type_k=ty, type_v=ty, flash_attn=flash), f"{kv.upper()} KV cache, flash_attn {'on' if flash else 'off'}"
+
+
+def kv_file(out_dir, stem, kv):
+    """The golden file of `stem` (model-spm-q4_0, real-smollm2-q4_1) with cache type `kv`."""
+    return os.path.join(out_dir, stem + ("" if kv == DEFAULT_KV else f".kv-{kv}") + ".json")
+
+
+def golden(path, kv=DEFAULT_KV):
+    args, _ = kv_settings(kv)
     llm = llama_cpp.Llama(
-        model_path=path, n_ctx=512, n_batch=512, n_ubatch=512, logits_all=True, flash_attn=False,
-        type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, n_threads=2, n_threads_batch=2, verbose=False,
+        model_path=path, n_ctx=512, n_batch=512, n_ubatch=512, logits_all=True,
+        n_threads=2, n_threads_batch=2, verbose=False, **args,
     )
     cases = [prompt_case(llm, prompt) for prompt in PROMPTS]
     del llm
@@ -84,14 +107,15 @@ def main():
         if not name.endswith(".gguf"):
             continue
         path = os.path.join(fixture_dir, name)
-        doc = {"fixture": name, "sha256": sha256(path), "llama_cpp_python": llama_cpp.__version__,
-               "settings": "n_ctx 512, n_batch 512, F32 KV cache, flash_attn off, 2 threads",
-               "cases": golden(path)}
-        out = os.path.join(out_dir, "model-" + name.replace(".gguf", ".json"))
-        with open(out, "w") as f:
-            json.dump(doc, f, indent=None, separators=(",", ":"))
-            f.write("\n")
-        print(out, flush=True)
+        for kv in [DEFAULT_KV] + [k for k, names in KV_EXTRA.items() if name in names]:
+            doc = {"fixture": name, "sha256": sha256(path), "llama_cpp_python": llama_cpp.__version__,
+                   "kv_type": kv, "settings": f"n_ctx 512, n_batch 512, {kv_settings(kv)[1]}, 2 threads",
+                   "cases": golden(path, kv)}
+            out = kv_file(out_dir, "model-" + name.replace(".gguf", ""), kv)
+            with open(out, "w") as f:
+                json.dump(doc, f, indent=None, separators=(",", ":"))
+                f.write("\n")
+            print(out, flush=True)
 
 
 if __name__ == "__main__":

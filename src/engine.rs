@@ -1,7 +1,7 @@
 //! load -> prefill -> decode -> stream. The engine has no clock, threads or files: callers feed it
 //! bytes and get tokens back through a callback, which is all the browser and the CLI both need.
 
-use crate::backend::{now, Backend};
+use crate::backend::{now, Backend, KvType};
 use crate::error::{HearthError, Result};
 use crate::gguf::{GgufStream, Metadata};
 use crate::grammar::{Constraint, TokenIndex};
@@ -18,6 +18,9 @@ pub struct Engine<B: Backend> {
     pub metadata: Metadata,
     /// The vocabulary indexed for constrained output, built on first use.
     token_index: OnceLock<Arc<TokenIndex>>,
+    /// The KV cache type of the sequences and sessions made without one (`new_sequence`,
+    /// `new_session`, `generate`, `prompt_logits`, `Perplexity::new`): F16, llama.cpp's default.
+    pub kv_type: KvType,
 }
 
 /// Feed the GGUF's bytes in chunks of any size; tensors are placed as they complete. A split
@@ -77,7 +80,7 @@ impl<B: Backend> EngineLoader<B> {
                 why: format!("{} tokens but the embedding table has {} rows", tokenizer.vocab_size(), model.config.n_vocab),
             });
         }
-        Ok(Engine { model, tokenizer, metadata, token_index: OnceLock::new() })
+        Ok(Engine { model, tokenizer, metadata, token_index: OnceLock::new(), kv_type: KvType::default() })
     }
 }
 
@@ -178,8 +181,14 @@ impl<B: Backend> Engine<B> {
         self.tokenizer.encode(prompt, true, false)
     }
 
+    /// A sequence of `n_ctx` positions with the engine's KV cache type (`kv_type`).
     pub fn new_sequence(&self, n_ctx: usize) -> Result<Sequence<B>> {
-        self.model.new_sequence(n_ctx)
+        self.new_sequence_with(n_ctx, self.kv_type)
+    }
+
+    /// A sequence of `n_ctx` positions whose KV cache stores `kv_type`.
+    pub fn new_sequence_with(&self, n_ctx: usize, kv_type: KvType) -> Result<Sequence<B>> {
+        self.model.new_sequence(n_ctx, kv_type)
     }
 
     /// Prefill `tokens` in chunks and return the logits after the last one.
@@ -204,10 +213,16 @@ impl<B: Backend> Engine<B> {
         Ok(logits)
     }
 
-    /// A session of `n_ctx` positions: a KV cache reused across the generations started in it.
+    /// A session of `n_ctx` positions: a KV cache (of the engine's `kv_type`) reused across the
+    /// generations started in it.
     pub fn new_session(&self, n_ctx: usize) -> Result<Session<B>> {
+        self.new_session_with(n_ctx, self.kv_type)
+    }
+
+    /// `new_session` with a KV cache of `kv_type`.
+    pub fn new_session_with(&self, n_ctx: usize, kv_type: KvType) -> Result<Session<B>> {
         Ok(Session {
-            seq: self.new_sequence(n_ctx)?,
+            seq: self.new_sequence_with(n_ctx, kv_type)?,
             tokens: Vec::new(),
             logits: Vec::new(),
             sampler: Sampler::new(SamplerConfig::greedy()),
@@ -469,6 +484,11 @@ impl<B: Backend> Session<B> {
 
     pub fn context_size(&self) -> usize {
         self.seq.n_ctx
+    }
+
+    /// How the session's KV cache stores keys and values.
+    pub fn kv_type(&self) -> KvType {
+        self.seq.kv_type
     }
 
     /// The distribution the next token was (or will be) sampled from (empty after a step that a

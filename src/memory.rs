@@ -4,7 +4,8 @@
 //! and `hearth inspect` use it. The figures are estimates that err on the high side; the tests
 //! check them against what loading and generating really take.
 
-use crate::error::{HearthError, Result};
+use crate::backend::KvType;
+use crate::error::Result;
 use crate::gguf::{Header, TensorType};
 use crate::model::LlamaConfig;
 
@@ -17,9 +18,6 @@ const BATCH: u64 = 64;
 /// The allocator's slack, the JS glue's buffers, thread stacks: what the engine's heap holds
 /// besides the model (measured: a fixture model's wasm memory is 7 MiB before loading).
 const OVERHEAD: u64 = 32 << 20;
-
-/// The KV cache type a load uses when none is asked for: the engine's caches hold f32 today.
-pub const DEFAULT_KV_TYPE: &str = "f32";
 
 /// Bytes one backend needs for a model.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -60,19 +58,9 @@ pub struct Plan {
     pub gpu_largest_buffer: u64,
 }
 
-/// Bytes per cached value of a KV cache type ("f32", "f16", "q8_0").
-pub fn kv_bytes_per_value(kv_type: &str) -> Result<f64> {
-    match kv_type {
-        "f32" => Ok(4.0),
-        "f16" => Ok(2.0),
-        "q8_0" => Ok(34.0 / 32.0),
-        t => Err(HearthError::InvalidArgument(format!("kvType must be \"f16\", \"q8_0\" or \"f32\", got {t:?}"))),
-    }
-}
-
 /// The plan for `header` (a whole file's, or the first shard's of a split model) with a context of
-/// `n_ctx` positions (0: the model's, capped at `default_ctx`).
-pub fn plan(header: &Header, n_ctx: u64, default_ctx: u64, kv_value: f64) -> Result<Plan> {
+/// `n_ctx` positions (0: the model's, capped at `default_ctx`) and a `kv` cache.
+pub fn plan(header: &Header, n_ctx: u64, default_ctx: u64, kv: KvType) -> Result<Plan> {
     let c = LlamaConfig::from_metadata(&header.metadata)?;
     let n_ctx = match n_ctx {
         0 if c.context_length == 0 => default_ctx,
@@ -106,8 +94,8 @@ pub fn plan(header: &Header, n_ctx: u64, default_ctx: u64, kv_value: f64) -> Res
         }
     }
     let kv_dim = c.kv_dim() as u64;
-    let kv_values = 2 * c.n_layer as u64 * n_ctx * kv_dim;
-    let kv_cache = (kv_values as f64 * kv_value).ceil() as u64;
+    let kv_value = kv.bytes_per_value();
+    let kv_cache = 2 * c.n_layer as u64 * n_ctx * kv.bytes(kv_dim.next_multiple_of(kv.block_values() as u64));
     let (e, q, ff, v) = (c.n_embd as u64, (c.n_head * c.head_dim) as u64, c.n_ff as u64, c.n_vocab as u64);
     let activations = BATCH * (4 * e + 2 * q + 2 * kv_dim + 3 * ff) * 4;
     // Each pool thread keeps a row of attention scores; logits of the last row, twice (sampling).
@@ -115,7 +103,7 @@ pub fn plan(header: &Header, n_ctx: u64, default_ctx: u64, kv_value: f64) -> Res
     // The tokenizer keeps every token's text, a lookup table and merges: about 3x their bytes
     // in the header.
     let other = 3 * header.data_offset + OVERHEAD;
-    let gpu_layer_kv = (n_ctx * kv_dim) as f64 * kv_value.min(4.0);
+    let gpu_layer_kv = n_ctx * kv.bytes(kv_dim.next_multiple_of(kv.block_values() as u64));
     Ok(Plan {
         context_size: n_ctx,
         kv_bytes_per_value: kv_value,
@@ -123,6 +111,6 @@ pub fn plan(header: &Header, n_ctx: u64, default_ctx: u64, kv_value: f64) -> Res
         cpu: Needs { weights: scaled(cpu_w), kv_cache, scratch, other },
         gpu: Needs { weights: scaled(gpu_w), kv_cache, scratch: activations, other: 0 },
         gpu_heap: scaled(host_w) + largest + 2 * v * 4 + other,
-        gpu_largest_buffer: largest_row.max(gpu_layer_kv.ceil() as u64),
+        gpu_largest_buffer: largest_row.max(gpu_layer_kv),
     })
 }

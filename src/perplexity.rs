@@ -8,7 +8,7 @@
 //! `Perplexity` advances one prefill batch per `step`, so a caller (the browser's Worker) can
 //! report progress and honour an abort between batches.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, KvType};
 use crate::engine::Engine;
 use crate::error::{HearthError, Result};
 use crate::model::{Logits, Sequence};
@@ -51,8 +51,14 @@ pub struct Perplexity<B: Backend> {
 }
 
 impl<B: Backend> Perplexity<B> {
-    /// Prepare to score `text` in chunks of `n_ctx` tokens, prefilled `batch` tokens at a time.
+    /// Prepare to score `text` in chunks of `n_ctx` tokens, prefilled `batch` tokens at a time,
+    /// with the engine's KV cache type.
     pub fn new(engine: &Engine<B>, text: &str, n_ctx: usize, batch: usize) -> Result<Self> {
+        Self::with_kv_type(engine, text, n_ctx, batch, engine.kv_type)
+    }
+
+    /// `new` with a KV cache of `kv_type`.
+    pub fn with_kv_type(engine: &Engine<B>, text: &str, n_ctx: usize, batch: usize, kv_type: KvType) -> Result<Self> {
         if n_ctx < 4 {
             return Err(HearthError::InvalidArgument(format!("a perplexity context of {n_ctx} tokens is too small (at least 4)")));
         }
@@ -71,7 +77,7 @@ impl<B: Backend> Perplexity<B> {
             n_ctx,
             batch: batch.clamp(1, n_ctx),
             bos,
-            seq: engine.new_sequence(n_ctx)?,
+            seq: engine.new_sequence_with(n_ctx, kv_type)?,
             chunk: 0,
             pos: 0,
             nll: 0.0,

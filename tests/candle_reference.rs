@@ -99,7 +99,10 @@ struct Measured {
 fn compare(spec: &str, quant: &str, failures: &mut Vec<String>) -> Measured {
     let fixture = format!("{spec}-{quant}.gguf");
     let bytes = common::fixture_bytes(&fixture);
-    let engine: Engine<Cpu> = common::load(&bytes, 1 << 20);
+    let mut engine: Engine<Cpu> = common::load(&bytes, 1 << 20);
+    // candle keeps its KV cache in f32: compare the forward pass with ours over an f32 cache (the
+    // default F16 cache, as llama.cpp's, rounds keys, values, queries and weights to f16).
+    engine.kv_type = hearth::backend::KvType::F32;
     let mut candle = candle_model(&bytes);
     let n_vocab = engine.model.config.n_vocab;
     let (first_tol, any_tol) = tolerance(quant);

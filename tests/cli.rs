@@ -324,3 +324,45 @@ fn inspect_json_sizes_a_load_from_the_header() {
     let out = hearth(&["inspect", "--model", path_str(&file.0), "--kv-type", "q4_0"]);
     assert_fails_with(&out, "invalid_argument", "kvType");
 }
+
+/// `--kv-type` picks the KV cache type: the CLI's logits equal the library's with that cache (and
+/// differ between types), `bench` reports the cache's bytes (34 per 32 values for q8_0), and an
+/// unknown type is a usage error naming the choices.
+#[test]
+fn kv_type_flag_picks_the_cache_type() {
+    use hearth::backend::KvType;
+    let (file, bytes) = fixture("kvtype");
+    let prompt = "Once upon a time";
+    let mut engine = common::load(&bytes, 1 << 20);
+    let tokens = engine.tokenize_prompt(prompt);
+    let n_vocab = engine.model.config.n_vocab;
+    let mut tops = Vec::new();
+    for kv in KvType::ALL {
+        let v = json_ok(&hearth(&["logits", "--model", path_str(&file.0), "--prompt", prompt, "--top", "3", "--json", "--kv-type", kv.name()]));
+        engine.kv_type = kv;
+        let logits = engine.prompt_logits(&tokens).unwrap();
+        let last = v["positions"].as_array().unwrap().last().unwrap().clone();
+        let row = &logits[(tokens.len() - 1) * n_vocab..];
+        for (id, l) in common::u32s(&last["ids"]).into_iter().zip(common::f32s(&last["logits"])) {
+            assert_eq!(row[id as usize], l, "{kv}: token {id}");
+        }
+        tops.push(common::f32s(&last["logits"]));
+    }
+    assert!(tops[0] != tops[1] && tops[1] != tops[2], "the cache types round differently: {tops:?}");
+
+    let c = &engine.model.config;
+    for (kv, bytes_per_32) in [("f32", 128), ("f16", 64), ("q8_0", 34)] {
+        let v = json_ok(&hearth(&["bench", "--model", path_str(&file.0), "--kv-type", kv, "--prompt-tokens", "8", "--decode-tokens", "2", "--runs", "1"]));
+        assert_eq!(v["kv_type"], kv);
+        assert_eq!(v["ctx_size"], 10);
+        let per_token = 2 * c.n_layer * c.kv_dim() / 32 * bytes_per_32;
+        assert_eq!(v["kv_bytes_per_token"].as_u64().unwrap() as usize, per_token, "{kv}");
+        assert_eq!(v["kv_cache_bytes"].as_u64().unwrap() as usize, 10 * per_token, "{kv}");
+        assert!(v["prefill_tok_per_s"].as_f64().unwrap() > 0.0 && v["decode_tok_per_s"].as_f64().unwrap() > 0.0);
+    }
+
+    let out = hearth(&["generate", "--model", path_str(&file.0), "--prompt", prompt, "--kv-type", "q4_0"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("kvType must be \"f16\", \"q8_0\" or \"f32\"") && !stderr.contains("panicked"), "{stderr}");
+}

@@ -5,7 +5,9 @@
 //! continuations, and a multi-turn chat rendered with the model's own template and answered
 //! greedily; on the shipped file also tokenization of tricky strings and perplexity computed as
 //! llama.cpp's llama-perplexity does. Goldens: tests/golden/real-smollm2-*.json
-//! (scripts/goldens-real).
+//! (scripts/goldens-real). The goldens without a suffix were made with llama.cpp's default KV
+//! cache (F16, flash attention off), ours too; the Q4_1 and Q4_0 variants also have goldens with
+//! a Q8_0 cache (flash attention on) and an F32 cache (`.kv-q8_0.json`, `.kv-f32.json`).
 //!
 //! The model comes from $HEARTH_REAL_MODEL (scripts/test sets it, and fails if it cannot fetch
 //! the model); without it, the cached copy at ~/.cache/hearth/models is used if present, else the
@@ -14,11 +16,14 @@
 mod common;
 
 use hearth::backend::cpu::Cpu;
+use hearth::backend::KvType;
 use hearth::chat::{ChatMessage, ChatTemplate, Date};
 use hearth::sampler::SamplerConfig;
 use hearth::{Engine, GenerateOptions, Perplexity};
 
 const VARIANTS: [&str; 5] = ["q4_1", "f16", "q8_0", "q4_0", "q4_k_m"];
+/// The goldens with other KV cache types: (variant, cache type).
+const KV_EXTRA: [(&str, KvType); 4] = [("q4_1", KvType::Q8_0), ("q4_0", KvType::Q8_0), ("q4_1", KvType::F32), ("q4_0", KvType::F32)];
 const FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn model_bytes() -> Option<Vec<u8>> {
@@ -48,12 +53,16 @@ fn variant(shipped: &[u8], name: &str, sha: &str) -> Vec<u8> {
 /// Tolerances on |ours - llama.cpp| per logit: (median over every prompt position, any position),
 /// and the top-2 margin under which a greedy step may pick the other token (a near tie).
 ///
-/// Measured (x86-64 AVX-512 llama.cpp, printed by this test): median / max
-///   f16     0.0077 / 0.041   (no activation quantization: only the float steps' order differs)
-///   q8_0    0.19   / 0.40    (first positions exact on 3 of 4 prompts)
-///   q4_1    0.27   / 0.86
-///   q4_0    0.25   / 0.66
-///   q4_k_m  0.30   / 0.99
+/// Measured (x86-64 AVX-512 llama.cpp, printed by this test), median / max, with llama.cpp's
+/// default F16 cache and ours (with F32 caches on both sides, before: f16 0.0077 / 0.041, q8_0
+/// 0.19 / 0.40, q4_1 0.27 / 0.86, q4_0 0.25 / 0.66, q4_k_m 0.30 / 0.99):
+///   f16     0.0085 / 0.041   (no activation quantization: only the float steps' order differs)
+///   q8_0    0.21   / 0.82
+///   q4_1    0.22   / 0.89
+///   q4_0    0.20   / 0.90    (first positions within 6e-6, where the F32 cache gave 0.018)
+///   q4_k_m  0.33   / 0.90
+/// and with the other caches: q4_1 / q4_0 with Q8_0 0.28 / 0.94 and 0.27 / 0.59, with F32
+/// 0.27 / 0.86 and 0.25 / 0.66.
 /// Why so much more than on the random fixtures (1e-3 median, tests/golden_model.rs): SmolLM2's
 /// residual stream carries outliers of ~2,400, so a 32-value activation block has a quantization
 /// step of ~19, and a difference in the last bit of the float steps' order (ggml's AVX-512 code
@@ -61,7 +70,9 @@ fn variant(shipped: &[u8], name: &str, sha: &str) -> Vec<u8> {
 /// the later logits; the F16 variant, without activation quantization, shows the rest of the
 /// forward pass agrees to 0.008. A systematic error (rope, a norm, a kernel, the template or the
 /// tokenizer) moves every position by far more, and perplexity (within 0.5%) checks the whole
-/// distribution. Bounds: about 1.5x what was measured.
+/// distribution. Bounds: about 1.5x what was measured. The other cache types (F32, and Q8_0, whose
+/// 8-bit keys and values add boundaries of their own) are held to the same bounds: see the
+/// measured values in the test's output and BENCHMARKS.md.
 fn tolerance(variant: &str) -> (f32, f32, f32) {
     match variant {
         "f16" => (0.02, 0.1, 0.1),
@@ -98,11 +109,23 @@ fn check_greedy(engine: &Engine<Cpu>, what: &str, tokens: &[u32], case: &serde_j
     }
 }
 
-fn check_variant(shipped: &[u8], name: &str, failures: &mut Vec<String>) -> Measured {
-    let g = common::read_json(&format!("real-smollm2-{name}.json"));
+/// The golden file of a variant with a KV cache type (llama.cpp's default F16 without a suffix).
+fn golden_name(name: &str, kv: KvType) -> String {
+    if kv == KvType::default() {
+        format!("real-smollm2-{name}.json")
+    } else {
+        format!("real-smollm2-{name}.kv-{kv}.json")
+    }
+}
+
+fn check_variant(shipped: &[u8], name: &str, kv: KvType, failures: &mut Vec<String>) -> Measured {
+    let g = common::read_json(&golden_name(name, kv));
+    assert_eq!(g["kv_type"].as_str(), Some(kv.name()), "{}: made with another KV cache", golden_name(name, kv));
     let bytes = variant(shipped, name, g["sha256"].as_str().unwrap());
-    let engine = common::load(&bytes, 4 << 20);
+    let mut engine = common::load(&bytes, 4 << 20);
+    engine.kv_type = kv;
     drop(bytes);
+    let name = &*if kv == KvType::default() { name.to_string() } else { format!("{name} {kv}") };
     let n_vocab = engine.model.config.n_vocab;
     let (median_tol, max_tol, tie) = tolerance(name);
     let mut m = Measured { first: 0.0, median: 0.0, max: 0.0, greedy_same: 0, greedy_total: 0, diverged: Vec::new() };
@@ -182,11 +205,54 @@ fn matches_llama_cpp_on_real_weights() {
     let mut failures = Vec::new();
     let mut report = Vec::new();
     for name in VARIANTS {
-        report.push((name, check_variant(&shipped, name, &mut failures)));
+        report.push((format!("{name} f16"), check_variant(&shipped, name, KvType::F16, &mut failures)));
     }
-    eprintln!("|logit diff| vs llama.cpp on SmolLM2-135M-Instruct: variant, first positions, median, max; greedy steps equal (of total); near-tie divergences (llama.cpp top-2 margin@step)");
+    for (name, kv) in KV_EXTRA {
+        report.push((format!("{name} {kv}"), check_variant(&shipped, name, kv, &mut failures)));
+    }
+    eprintln!("|logit diff| vs llama.cpp on SmolLM2-135M-Instruct: variant and KV cache, first positions, median, max; greedy steps equal (of total); near-tie divergences (llama.cpp top-2 margin@step)");
     for (name, m) in &report {
-        eprintln!("{name:<7} {:<10.6} {:<10.6} {:<10.6} {}/{} {}", m.first, m.median, m.max, m.greedy_same, m.greedy_total, m.diverged.join(" "));
+        eprintln!("{name:<12} {:<10.6} {:<10.6} {:<10.6} {}/{} {}", m.first, m.median, m.max, m.greedy_same, m.greedy_total, m.diverged.join(" "));
     }
     assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The first greedy token after each golden prompt and the chat, with our F32 and F16 caches,
+/// against llama.cpp's default run (F16 cache): with F16 we give llama.cpp's token wherever its
+/// top-2 margin is not a near tie (issue 17: on these weights, activations of ~2,400 quantized
+/// to 8 bits, the cache's rounding decides some close calls). Prints both, with the margins.
+#[test]
+fn f16_cache_gives_llama_cpps_default_first_token() {
+    let Some(shipped) = model_bytes() else { return };
+    let mut failures = Vec::new();
+    eprintln!("first greedy token: variant, prompt, llama.cpp default (margin), ours with F32 KV, ours with F16 KV");
+    for name in ["q4_0", "q4_1"] {
+        let g = common::read_json(&golden_name(name, KvType::F16));
+        let bytes = variant(&shipped, name, g["sha256"].as_str().unwrap());
+        let mut engine = common::load(&bytes, 4 << 20);
+        drop(bytes);
+        let mut cases: Vec<(String, &serde_json::Value)> = g["cases"].as_array().unwrap().iter().map(|c| (format!("{:?}", c["prompt"].as_str().unwrap()), c)).collect();
+        cases.push(("chat".into(), &g["chat"]));
+        let (mut same32, mut same16) = (0, 0);
+        for (what, case) in &cases {
+            let tokens = common::u32s(&case["prompt_tokens"]);
+            let want = common::u32s(&case["greedy"])[0];
+            let margin = common::f32s(&case["greedy_margins"])[0];
+            let mut first = |kv| {
+                engine.kv_type = kv;
+                let logits = engine.prompt_logits(&tokens).unwrap();
+                let last = &logits[logits.len() - engine.model.config.n_vocab..];
+                (0..last.len()).max_by(|&a, &b| last[a].total_cmp(&last[b]).then(b.cmp(&a))).unwrap() as u32
+            };
+            let (t32, t16) = (first(KvType::F32), first(KvType::F16));
+            same32 += (t32 == want) as usize;
+            same16 += (t16 == want) as usize;
+            eprintln!("{name} {what:<52} {want:>6} ({margin:.3}) {t32:>6} {t16:>6}");
+            if t16 != want && margin >= tolerance(name).2 {
+                failures.push(format!("{name} {what}: first token {t16} with F16 KV, llama.cpp {want} (margin {margin})"));
+            }
+        }
+        eprintln!("{name}: llama.cpp's first token with F32 KV {same32}/{n}, with F16 KV {same16}/{n}", n = cases.len());
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -241,3 +241,36 @@ fn every_end_of_turn_token_of_llama_3_ends_the_generation() {
         assert_eq!(s.stop_reason(), Some(StopReason::Length));
     }
 }
+
+/// Every KV cache type: a session of that type (`new_session_with`) reports it, a follow-up turn
+/// on its cache equals a fresh session's, prefill in batches equals token by token, and a
+/// Q8_0 cache on a model whose heads are no multiple of 32 values is refused up front.
+#[test]
+fn every_kv_cache_type_reuses_its_cache() {
+    use hearth::backend::KvType;
+    let e = common::load(&common::fixture_bytes("bpe-q4_0.gguf"), 1 << 20);
+    let turn1 = e.tokenize_prompt("Once upon a time");
+    for kv in KvType::ALL {
+        let mut s = e.new_session_with(256, kv).unwrap();
+        assert_eq!(s.kv_type(), kv);
+        s.start(&e, &turn1, &greedy(6)).unwrap();
+        let reply = run(&mut s, &e);
+        let turn2 = [turn1.clone(), reply, e.tokenizer.encode(" and then", false, false)].concat();
+        assert!(s.start(&e, &turn2, &greedy(6)).unwrap() > turn1.len());
+        let cont = run(&mut s, &e);
+        let mut fresh = e.new_session_with(256, kv).unwrap();
+        fresh.start(&e, &turn2, &greedy(6)).unwrap();
+        assert_eq!(cont, run(&mut fresh, &e), "{kv}: reused cache gives other tokens");
+        let mut one_by_one = e.new_session_with(256, kv).unwrap();
+        one_by_one.start(&e, &turn2, &GenerateOptions { batch: 1, ..greedy(6) }).unwrap();
+        assert_eq!(cont, run(&mut one_by_one, &e), "{kv}: batch 1 prefill gives other tokens");
+    }
+    // Heads of 16 values (the spm shape with 16 heads) would split Q8_0 blocks across heads.
+    let spec = hearth::fixture::Spec { name: "narrow", n_head: 16, ..hearth::fixture::spec("spm").unwrap() };
+    let narrow = common::load(&hearth::fixture::build(&spec, "f32").unwrap(), 1 << 20);
+    assert_eq!(narrow.model.config.head_dim, 16);
+    let err = narrow.new_session_with(64, KvType::Q8_0).err().unwrap();
+    assert_eq!(err.code(), "invalid_argument");
+    assert!(err.message().contains("multiple of 32"), "{}", err.message());
+    narrow.new_session_with(64, KvType::F16).unwrap();
+}

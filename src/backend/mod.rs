@@ -5,8 +5,103 @@
 pub mod cpu;
 pub mod gpu;
 
-use crate::error::Result;
+use crate::error::{HearthError, Result};
 use crate::gguf::TensorInfo;
+
+/// How the KV cache stores keys and values, as llama.cpp's `cache_type_k` / `cache_type_v` (one
+/// type for both here). F16 is llama.cpp's default, and so ours. Each type also fixes how
+/// attention rounds, as llama.cpp's CPU backend computes it for that type (see
+/// `cpu::attention`): F32 and F16 as its plain path (flash attention off, llama-cpp-python's
+/// default), Q8_0 as its flash-attention path, which llama.cpp needs for a quantized V cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum KvType {
+    /// 4 bytes per value.
+    F32,
+    /// IEEE half, 2 bytes per value.
+    #[default]
+    F16,
+    /// ggml's block_q8_0: 32 values in 34 bytes (an f16 scale and 32 signed bytes).
+    Q8_0,
+}
+
+impl KvType {
+    pub const ALL: [KvType; 3] = [KvType::F32, KvType::F16, KvType::Q8_0];
+
+    /// The name the CLI and the JS API use: "f32", "f16", "q8_0".
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F32 => "f32",
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+        }
+    }
+
+    /// A type by its name (any case).
+    pub fn parse(name: &str) -> Result<KvType> {
+        KvType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| HearthError::InvalidArgument(format!("kvType must be \"f16\", \"q8_0\" or \"f32\", got {name:?}")))
+    }
+
+    /// llama.cpp rotates queries, keys and values by a Walsh-Hadamard matrix around a quantized
+    /// cache (and the attention output back) when heads are a multiple of 64 values, so that
+    /// outliers spread over a block before it is quantized: the rotation sizes for keys (and
+    /// queries: the largest power of two from 64 that divides the head) and for values (64), or
+    /// None. (llama_kv_cache's attn_rot_k / attn_rot_v; the dot products are unchanged, since the
+    /// matrix is orthonormal and symmetric.)
+    pub fn rotation(self, head_dim: usize) -> Option<(usize, usize)> {
+        if self != KvType::Q8_0 || !head_dim.is_multiple_of(64) {
+            return None;
+        }
+        let mut k = 64;
+        while head_dim.is_multiple_of(2 * k) {
+            k *= 2;
+        }
+        Some((k, 64))
+    }
+
+    /// Values per block: a row of the cache must be a whole number of them (and for Q8_0, so must
+    /// each head, as llama.cpp requires).
+    pub fn block_values(self) -> usize {
+        match self {
+            KvType::Q8_0 => 32,
+            _ => 1,
+        }
+    }
+
+    /// Bytes of `n` cached values (`n` a multiple of `block_values`).
+    pub fn bytes(self, n: u64) -> u64 {
+        match self {
+            KvType::F32 => 4 * n,
+            KvType::F16 => 2 * n,
+            KvType::Q8_0 => n / 32 * 34,
+        }
+    }
+
+    /// Bytes per cached value: 4, 2, or 34/32.
+    pub fn bytes_per_value(self) -> f64 {
+        self.bytes(32) as f64 / 32.0
+    }
+
+    /// Bytes of a whole cache: K and V of `n_layer` layers, `n_ctx` positions of `kv_dim` values.
+    pub fn cache_bytes(self, n_layer: usize, n_ctx: usize, kv_dim: usize) -> u64 {
+        2 * n_layer as u64 * n_ctx as u64 * self.bytes(kv_dim as u64)
+    }
+}
+
+impl std::fmt::Display for KvType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for KvType {
+    type Err = HearthError;
+    fn from_str(s: &str) -> Result<KvType> {
+        KvType::parse(s)
+    }
+}
 
 /// Rotary embedding parameters, resolved from the GGUF (base, linear scaling, Llama 3.1 factors).
 #[derive(Clone, Debug)]
@@ -44,7 +139,9 @@ pub trait Backend {
     /// Place a small f32 vector (a norm's weights) in the backend.
     fn vector(&self, v: Vec<f32>) -> Result<Self::Vector>;
 
-    fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize) -> Result<Self::KvCache>;
+    /// A cache of `n_ctx` positions of `kv_dim` keys and values per layer, stored as `kv`
+    /// (`kv_dim` a multiple of `kv.block_values()`).
+    fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize, kv: KvType) -> Result<Self::KvCache>;
 
     /// Rows `ids` of an embedding table, read from its quantized form.
     fn embed(&self, table: &Self::Weight, ids: &[u32]) -> Result<Self::Tensor>;
@@ -54,6 +151,10 @@ pub trait Backend {
     fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Vector, eps: f32) -> Result<Self::Tensor>;
     /// Rotate pairs (x[2i], x[2i+1]) of every head in place; row r is at position `pos0 + r`.
     fn rope(&self, x: &mut Self::Tensor, head_dim: usize, pos0: usize, rope: &Rope) -> Result<()>;
+    /// Multiply every `n` consecutive values of `x` (n a power of two) by the orthonormal
+    /// Walsh-Hadamard matrix of size n, as ggml's CPU backend does (`ggml_compute_forward_fwht`:
+    /// each value times 1/sqrt(n), then butterflies of width 1, 2, 4, ...).
+    fn hadamard(&self, x: &mut Self::Tensor, n: usize) -> Result<()>;
     /// Store k and v of the new rows at positions `pos0..` of `layer`, then causal attention of
     /// q over positions `0..pos0 + rows`.
     #[allow(clippy::too_many_arguments)]

@@ -6,7 +6,7 @@ mod fuzz;
 
 use clap::{Parser, Subcommand};
 use hearth::backend::cpu::Cpu;
-use hearth::backend::Backend;
+use hearth::backend::{Backend, KvType};
 use hearth::sampler::SamplerConfig;
 use hearth::{Engine, EngineLoader, GenerateOptions, HearthError, Result};
 use serde_json::json;
@@ -65,6 +65,22 @@ impl From<SamplingArgs> for SamplerConfig {
     }
 }
 
+/// The KV cache type flag of the commands that run the model.
+#[derive(clap::Args)]
+struct KvArg {
+    /// KV cache type: f16 (llama.cpp's default), q8_0 (34 bytes per 32 values; attention as
+    /// llama.cpp's flash attention computes it) or f32.
+    #[arg(long = "kv-type", default_value = "f16", value_parser = parse_kv_type)]
+    kv_type: KvType,
+}
+
+fn parse_kv_type(s: &str) -> std::result::Result<KvType, String> {
+    KvType::parse(s).map_err(|e| match e {
+        hearth::HearthError::InvalidArgument(why) => why,
+        e => e.message(),
+    })
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Tokenize text (no BOS, special-token text treated as plain text).
@@ -95,6 +111,8 @@ enum Command {
         /// Stop at an end-of-generation token (greedy runs never stop early otherwise).
         #[arg(long)]
         stop_at_eos: bool,
+        #[command(flatten)]
+        kv: KvArg,
         #[arg(long)]
         json: bool,
     },
@@ -106,6 +124,8 @@ enum Command {
         prompt: String,
         #[arg(long, default_value_t = 10)]
         top: usize,
+        #[command(flatten)]
+        kv: KvArg,
         #[arg(long)]
         json: bool,
     },
@@ -118,6 +138,30 @@ enum Command {
         history: Vec<usize>,
         #[arg(long, default_value_t = 4096)]
         ctx_size: usize,
+        #[command(flatten)]
+        kv: KvArg,
+    },
+    /// Prefill and decode speed on the CPU backend, and the KV cache's size: a prompt of
+    /// --prompt-tokens fixed token ids prefilled in batches of --batch, then --decode-tokens
+    /// greedy steps (EOS ignored). One JSON line on stdout.
+    Bench {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 512)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 128)]
+        decode_tokens: usize,
+        /// Prompt tokens per forward pass.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Context size (default: prompt + decode tokens).
+        #[arg(long)]
+        ctx_size: Option<usize>,
+        /// Runs (each from an empty cache); the best is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[command(flatten)]
+        kv: KvArg,
     },
     /// WebGPU kernel throughput (native wgpu on Vulkan) on Llama-3.2-1B's matrix shapes: the
     /// decode matvec and the prefill matmul per weight type, in GB/s of weights and GFLOP/s; with
@@ -147,6 +191,8 @@ enum Command {
         /// Tokens per prefill batch (default: the whole chunk, as llama.cpp).
         #[arg(long)]
         batch: Option<usize>,
+        #[command(flatten)]
+        kv: KvArg,
         #[arg(long)]
         json: bool,
     },
@@ -158,9 +204,9 @@ enum Command {
         /// Context size (0: the model's, capped at 2048 as the browser does).
         #[arg(long, default_value_t = 0)]
         ctx: u64,
-        /// KV cache type: f32 (the engine's today), f16 or q8_0.
-        #[arg(long, default_value = hearth::memory::DEFAULT_KV_TYPE)]
-        kv_type: String,
+        /// KV cache type: f16 (default, as llama.cpp), q8_0 or f32.
+        #[arg(long = "kv-type", default_value = "f16", value_parser = parse_kv_type)]
+        kv_type: KvType,
         #[arg(long)]
         json: bool,
     },
@@ -278,6 +324,41 @@ fn bench_chat(engine: &Engine<Cpu>, history: &[usize], n_ctx: usize) -> Result<(
     Ok(())
 }
 
+/// `hearth bench`: prefill then greedy decode from an empty cache, `runs` times; the best run's
+/// speeds and the KV cache's bytes (the whole context's and per token).
+fn bench(engine: &Engine<Cpu>, prompt_tokens: usize, decode_tokens: usize, batch: usize, n_ctx: usize, runs: usize) -> Result<()> {
+    use std::time::Instant;
+    if prompt_tokens == 0 || prompt_tokens + decode_tokens > n_ctx {
+        return Err(HearthError::InvalidArgument(format!("{prompt_tokens} prompt and {decode_tokens} decode tokens do not fit a context of {n_ctx}")));
+    }
+    let c = &engine.model.config;
+    let n_vocab = c.n_vocab as u32;
+    let prompt: Vec<u32> = (0..prompt_tokens as u32).map(|i| (i * 7919 + 13) % n_vocab).collect();
+    let (mut prefill_best, mut decode_best) = (0f64, 0f64);
+    for _ in 0..runs.max(1) {
+        let mut seq = engine.new_sequence(n_ctx)?;
+        let t = Instant::now();
+        let mut logits = engine.prefill(&mut seq, &prompt, batch)?;
+        prefill_best = prefill_best.max(prompt_tokens as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for _ in 0..decode_tokens {
+            let next = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0) as u32;
+            logits = engine.model.forward(&mut seq, &[next], hearth::model::Logits::Last)?;
+        }
+        if decode_tokens > 0 {
+            decode_best = decode_best.max(decode_tokens as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    let kv = engine.kv_type;
+    let kv_bytes = kv.cache_bytes(c.n_layer, n_ctx, c.kv_dim());
+    print(json!({
+        "kv_type": kv.name(), "ctx_size": n_ctx, "kv_cache_bytes": kv_bytes, "kv_bytes_per_token": kv_bytes / n_ctx as u64,
+        "prompt_tokens": prompt_tokens, "batch": batch, "prefill_tok_per_s": prefill_best,
+        "decode_tokens": decode_tokens, "decode_tok_per_s": decode_best, "threads": rayon::current_num_threads(),
+    }));
+    Ok(())
+}
+
 /// Options of `bench-gpu`.
 #[derive(clap::Args)]
 struct BenchGpuArgs {
@@ -306,6 +387,8 @@ struct BenchGpuArgs {
     prompt_tokens: usize,
     #[arg(long, default_value_t = 16)]
     decode_tokens: usize,
+    #[command(flatten)]
+    kv: KvArg,
 }
 
 /// Llama-3.2-1B's matrices: (rows, columns, name).
@@ -370,7 +453,8 @@ fn bench_gpu(o: &BenchGpuArgs) -> Result<()> {
     }
     if let Some(path) = &o.model {
         let t = std::time::Instant::now();
-        let engine = load_with(gpu, path)?;
+        let mut engine = load_with(gpu, path)?;
+        engine.kv_type = o.kv.kv_type;
         let load_s = t.elapsed().as_secs_f64();
         let n_vocab = engine.model.config.n_vocab as u32;
         let prompt: Vec<u32> = (0..o.prompt_tokens as u32).map(|i| (i * 7919 + 13) % n_vocab).collect();
@@ -415,8 +499,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Generate { model, prompt, max_tokens, sampling, stop, ctx_size, stop_at_eos, json } => {
-            let engine = load(&model)?;
+        Command::Generate { model, prompt, max_tokens, sampling, stop, ctx_size, stop_at_eos, kv, json } => {
+            let mut engine = load(&model)?;
+            engine.kv_type = kv.kv_type;
             let prompt_tokens = engine.tokenize_prompt(&prompt);
             let n_ctx = ctx_size.unwrap_or(engine.model.config.context_length.min(4096));
             let opts = GenerateOptions {
@@ -440,8 +525,9 @@ fn run(cli: Cli) -> Result<()> {
                 println!();
             }
         }
-        Command::Logits { model, prompt, top, json } => {
-            let engine = load(&model)?;
+        Command::Logits { model, prompt, top, kv, json } => {
+            let mut engine = load(&model)?;
+            engine.kv_type = kv.kv_type;
             let tokens = engine.tokenize_prompt(&prompt);
             let logits = engine.prompt_logits(&tokens)?;
             let n_vocab = engine.model.config.n_vocab;
@@ -462,7 +548,16 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::BenchChat { model, history, ctx_size } => bench_chat(&load(&model)?, &history, ctx_size)?,
+        Command::BenchChat { model, history, ctx_size, kv } => {
+            let mut engine = load(&model)?;
+            engine.kv_type = kv.kv_type;
+            bench_chat(&engine, &history, ctx_size)?
+        }
+        Command::Bench { model, prompt_tokens, decode_tokens, batch, ctx_size, runs, kv } => {
+            let mut engine = load(&model)?;
+            engine.kv_type = kv.kv_type;
+            bench(&engine, prompt_tokens, decode_tokens, batch, ctx_size.unwrap_or(prompt_tokens + decode_tokens), runs)?
+        }
         Command::BenchGpu(args) => bench_gpu(&args)?,
         Command::Split { model, shards, out } => {
             let bytes = std::fs::read(&model).map_err(|e| HearthError::Io(format!("{}: {e}", model.display())))?;
@@ -472,9 +567,10 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{path}");
             }
         }
-        Command::Perplexity { model, file, ctx, batch, json } => {
+        Command::Perplexity { model, file, ctx, batch, kv, json } => {
             let text = std::fs::read_to_string(&file).map_err(|e| HearthError::Io(format!("{}: {e}", file.display())))?;
-            let engine = load(&model)?;
+            let mut engine = load(&model)?;
+            engine.kv_type = kv.kv_type;
             let run = hearth::Perplexity::new(&engine, &text, ctx, batch.unwrap_or(ctx))?;
             let t = std::time::Instant::now();
             eprintln!("perplexity: {} tokens, {} chunks of {ctx}", run.tokens(), run.chunks());
@@ -485,6 +581,7 @@ fn run(cli: Cli) -> Result<()> {
                 let mut v = serde_json::to_value(&report).expect("report serializes");
                 v["seconds"] = json!(secs);
                 v["tokens_per_second"] = json!((report.chunks * report.ctx) as f64 / secs);
+                v["kv_type"] = json!(kv.kv_type.name());
                 print(v);
             } else {
                 println!("Final estimate: PPL = {:.4} +/- {:.5}", report.perplexity, report.uncertainty);
@@ -492,12 +589,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect { model, ctx, kv_type, json } => {
             let header = read_header(&model)?;
-            let plan = hearth::memory::plan(&header, ctx, 2048, hearth::memory::kv_bytes_per_value(&kv_type)?)?;
+            let plan = hearth::memory::plan(&header, ctx, 2048, kv_type)?;
             if json {
                 let mut v = serde_json::to_value(&plan).expect("plan serializes");
                 v["cpu"]["total"] = json!(plan.cpu.total());
                 v["gpu"]["total"] = json!(plan.gpu.total());
-                v["kv_type"] = json!(kv_type);
+                v["kv_type"] = json!(kv_type.name());
                 print(v);
             } else {
                 let mib = |b: u64| b as f64 / (1 << 20) as f64;
@@ -545,7 +642,17 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // A value our own parser refused (a KV cache type...) is a typed error like any other;
+        // clap reports the rest of the usage errors (and --help) itself.
+        if e.kind() == clap::error::ErrorKind::ValueValidation {
+            if let Some(why) = std::error::Error::source(&e) {
+                eprintln!("hearth: error [invalid_argument]: {why}");
+                std::process::exit(2);
+            }
+        }
+        e.exit()
+    });
     if let Err(e) = run(cli) {
         eprintln!("hearth: error [{}]: {}", e.code(), e.message());
         std::process::exit(1);

@@ -9,7 +9,7 @@ pub use config::LlamaConfig;
 pub use loader::ModelLoader;
 pub use name::{display_name, split_file_name};
 
-use crate::backend::{Backend, Rope};
+use crate::backend::{Backend, KvType, Rope};
 use crate::error::{HearthError, Result};
 
 pub struct Layer<B: Backend> {
@@ -48,15 +48,26 @@ pub struct Sequence<B: Backend> {
     pub cache: B::KvCache,
     pub n_ctx: usize,
     pub len: usize,
+    pub kv_type: KvType,
 }
 
 impl<B: Backend> Llama<B> {
-    pub fn new_sequence(&self, n_ctx: usize) -> Result<Sequence<B>> {
+    /// A sequence of `n_ctx` positions whose KV cache stores `kv_type`.
+    pub fn new_sequence(&self, n_ctx: usize, kv_type: KvType) -> Result<Sequence<B>> {
         if n_ctx == 0 {
             return Err(HearthError::InvalidArgument("context size must be at least 1".into()));
         }
-        let cache = self.backend.new_kv_cache(self.config.n_layer, n_ctx, self.config.kv_dim())?;
-        Ok(Sequence { cache, n_ctx, len: 0 })
+        let block = kv_type.block_values();
+        if !self.config.head_dim.is_multiple_of(block) {
+            // As llama.cpp: a quantized cache's blocks must not straddle heads.
+            return Err(HearthError::InvalidArgument(format!(
+                "a {} KV cache needs attention heads of a multiple of {block} values; this model's have {}: use kvType \"f16\"",
+                kv_type.name(),
+                self.config.head_dim
+            )));
+        }
+        let cache = self.backend.new_kv_cache(self.config.n_layer, n_ctx, self.config.kv_dim(), kv_type)?;
+        Ok(Sequence { cache, n_ctx, len: 0, kv_type })
     }
 
     /// Run `tokens` at positions `seq.len..`, appending them to the sequence. Returns the logits
@@ -95,7 +106,19 @@ impl<B: Backend> Llama<B> {
             let v = be.matmul(&h, &l.wv)?;
             be.rope(&mut q, c.head_dim, pos0, &self.rope)?;
             be.rope(&mut k, c.head_dim, pos0, &self.rope)?;
-            let a = be.attention(&mut seq.cache, il, &q, &k, &v, pos0, c.n_head, c.n_head_kv, c.attention_scale)?;
+            let a = match seq.kv_type.rotation(c.head_dim) {
+                None => be.attention(&mut seq.cache, il, &q, &k, &v, pos0, c.n_head, c.n_head_kv, c.attention_scale)?,
+                // A quantized cache holds rotated keys and values, as llama.cpp's (see KvType::rotation).
+                Some((rk, rv)) => {
+                    let mut v = v;
+                    be.hadamard(&mut q, rk)?;
+                    be.hadamard(&mut k, rk)?;
+                    be.hadamard(&mut v, rv)?;
+                    let mut a = be.attention(&mut seq.cache, il, &q, &k, &v, pos0, c.n_head, c.n_head_kv, c.attention_scale)?;
+                    be.hadamard(&mut a, rv)?;
+                    a
+                }
+            };
             be.add_assign(&mut x, &be.matmul(&a, &l.wo)?)?;
 
             let h = be.rms_norm(&x, &l.ffn_norm, c.rms_eps)?;

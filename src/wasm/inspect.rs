@@ -4,6 +4,7 @@
 use wasm_bindgen::prelude::*;
 
 use super::{js_error, set};
+use crate::backend::KvType;
 use crate::error::HearthError;
 use crate::memory::{self, Needs};
 
@@ -23,13 +24,12 @@ pub fn inspect_header(prefix: &[u8], context_size: Option<f64>, kv_type: Option<
         }
         r => r.map_err(js_error)?,
     };
-    let kv_type = kv_type.unwrap_or_else(|| memory::DEFAULT_KV_TYPE.to_string());
-    let kv_value = memory::kv_bytes_per_value(&kv_type).map_err(js_error)?;
+    let kv = kv_type.as_deref().map_or(Ok(KvType::default()), KvType::parse).map_err(js_error)?;
     let ctx = context_size.unwrap_or(0.0);
     if !(ctx >= 0.0 && ctx.fract() == 0.0 && ctx < 1e9) {
         return Err(js_error(HearthError::InvalidArgument(format!("contextSize must be a positive integer, got {ctx}"))));
     }
-    let plan = memory::plan(&header, ctx as u64, super::DEFAULT_CONTEXT as u64, kv_value).map_err(js_error)?;
+    let plan = memory::plan(&header, ctx as u64, super::DEFAULT_CONTEXT as u64, kv).map_err(js_error)?;
     let md = &header.metadata;
     let o = js_sys::Object::new();
     set(&o, "name", md.opt_str("general.name").ok().flatten().unwrap_or("").to_string());
@@ -39,7 +39,7 @@ pub fn inspect_header(prefix: &[u8], context_size: Option<f64>, kv_type: Option<
     let train = md.opt_u64(&format!("{}.context_length", if arch.is_empty() { "llama" } else { arch })).ok().flatten().unwrap_or(0);
     set(&o, "contextLength", train as f64);
     set(&o, "contextSize", plan.context_size as f64);
-    set(&o, "kvType", kv_type);
+    set(&o, "kvType", kv.name());
     set(&o, "kvBytesPerValue", plan.kv_bytes_per_value);
     set(&o, "fileBytes", plan.file_bytes as f64);
     set(&o, "headerBytes", header.data_offset as f64);

@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use crate::backend::cpu::Cpu;
 use crate::backend::gpu::{Gpu, GpuOptions};
-use crate::backend::Backend;
+use crate::backend::{Backend, KvType};
 use crate::chat::{build_prompt_with_tools, ChatMessage, ChatTemplate, ContextPolicy, Date};
 use crate::engine::{Engine, EngineLoader, GenerateOptions, Session, StopReason, TextOutput};
 use crate::perplexity::Perplexity;
@@ -30,8 +30,13 @@ use std::collections::HashMap;
 /// Context size used when neither the caller nor the model says otherwise, and the cap on the
 /// default (a model's training context can be 128k positions: too much KV cache for a tab).
 const DEFAULT_CONTEXT: usize = 2048;
-/// KV cache ceiling (f32 K and V for every layer): stays well inside wasm32's 4 GiB.
+/// KV cache ceiling (K and V for every layer, in the cache's type): stays well inside wasm32's 4 GiB.
 const KV_LIMIT_BYTES: u64 = 1 << 30;
+
+/// The `kvType` option: "f16" (the default, llama.cpp's), "q8_0" or "f32".
+fn kv_type(v: Option<&str>) -> Result<KvType, JsValue> {
+    v.map_or(Ok(KvType::default()), |s| KvType::parse(s).map_err(js_error))
+}
 
 /// Evaluates `$body` with `$c` bound to the engine's `Core`, whichever backend it runs on.
 macro_rules! core_do {
@@ -393,6 +398,8 @@ struct StartOptions {
     seed: Option<f64>,
     stop_at_eos: Option<bool>,
     context_size: Option<f64>,
+    /// The KV cache type: "f16" (default), "q8_0" or "f32".
+    kv_type: Option<String>,
     batch: Option<f64>,
     stop: Option<Vec<String>>,
     /// OpenAI's `response_format`: {type: "text" | "json_object" | "json_schema", json_schema: {schema}}.
@@ -652,7 +659,8 @@ impl WasmEngine {
     }
 
     /// Start measuring the perplexity of `text` as llama.cpp's llama-perplexity does (options:
-    /// {contextSize: chunk length, default 512; batch: tokens per step, default the chunk}).
+    /// {contextSize: chunk length, default 512; batch: tokens per step, default the chunk;
+    /// kvType: "f16" (default) | "q8_0" | "f32"}).
     /// Returns {tokens, chunks, contextSize}; then call `perplexityStep` until `done`.
     #[wasm_bindgen(js_name = perplexityStart)]
     pub fn perplexity_start(&self, text: &str, options: JsValue) -> Result<JsValue, JsValue> {
@@ -661,6 +669,7 @@ impl WasmEngine {
         struct PplOptions {
             context_size: Option<f64>,
             batch: Option<f64>,
+            kv_type: Option<String>,
         }
         let opts: PplOptions = if options.is_undefined() || options.is_null() {
             PplOptions::default()
@@ -669,8 +678,9 @@ impl WasmEngine {
         };
         let n_ctx = count("contextSize", opts.context_size, 512, 4)?;
         let batch = count("batch", opts.batch, n_ctx, 1)?;
+        let kv = kv_type(opts.kv_type.as_deref())?;
         core_do!(&self.core, c => {
-            let run = Perplexity::new(&c.engine, text, n_ctx, batch).map_err(js_error)?;
+            let run = Perplexity::with_kv_type(&c.engine, text, n_ctx, batch, kv).map_err(js_error)?;
             let o = js_sys::Object::new();
             set(&o, "tokens", run.tokens() as f64);
             set(&o, "chunks", run.chunks() as f64);
@@ -749,6 +759,7 @@ struct Prepared {
     ids: Vec<u32>,
     opts: GenerateOptions,
     n_ctx: usize,
+    kv: KvType,
 }
 
 fn start_promise<B: Backend + 'static>(c: Core<B>, prepared: Result<Prepared, JsValue>) -> js_sys::Promise {
@@ -848,11 +859,12 @@ impl WasmEngine {
             },
         };
         let n_ctx = count("contextSize", opts.context_size, self.default_context(), 1)?;
-        let kv_bytes = 2 * 4 * (n_layer as u64) * (n_ctx as u64) * (kv_dim as u64);
+        let kv = kv_type(opts.kv_type.as_deref())?;
+        let kv_bytes = kv.cache_bytes(n_layer, n_ctx, kv_dim);
         if kv_bytes > KV_LIMIT_BYTES {
             return Err(js_error(HearthError::ModelTooBig { needed: kv_bytes, limit: KV_LIMIT_BYTES }));
         }
-        Ok(Prepared { ids, opts: gopts, n_ctx })
+        Ok(Prepared { ids, opts: gopts, n_ctx, kv })
     }
 }
 
@@ -865,13 +877,13 @@ impl<B: Backend> Core<B> {
         let mut g = self.gen.try_borrow_mut().map_err(|_| Self::busy())?;
         let g = &mut *g;
         g.run = None;
-        // Keep the session (and its cache) unless the context size changed.
-        if g.session.as_ref().is_some_and(|s| s.context_size() != p.n_ctx) {
+        // Keep the session (and its cache) unless the context size or the cache type changed.
+        if g.session.as_ref().is_some_and(|s| s.context_size() != p.n_ctx || s.kv_type() != p.kv) {
             g.session = None;
         }
         let session = match g.session.take() {
             Some(s) => s,
-            None => self.engine.new_session(p.n_ctx).map_err(js_error)?,
+            None => self.engine.new_session_with(p.n_ctx, p.kv).map_err(js_error)?,
         };
         let session = g.session.insert(session);
         let reused = session.start_async(&self.engine, &p.ids, &p.opts).await.map_err(js_error)?;

@@ -1,8 +1,9 @@
-// The JS client API (pkg/hearth.js) in headless Chromium: load by URL with progress, greedy tokens
+// The JS client API (pkg/hearth.js) in the browser under test (HEARTH_BROWSER: chromium, the
+// default, firefox or webkit): load by URL with progress, greedy tokens
 // equal to llama.cpp's goldens, abort mid-stream and go on, typed errors for corrupt files, loads
 // from bytes and Blobs, in the worker and in the page's own thread, and chat templates.
 //
-// Needs pkg/ (scripts/build-wasm), Chromium and playwright-core (scripts/test sets all up).
+// Needs pkg/ (scripts/build-wasm) and the browser (scripts/test sets all up).
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";

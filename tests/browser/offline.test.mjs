@@ -1,19 +1,26 @@
 // The chat page as an offline app, on hosts with and without headers, and what it asks the network
-// for (headless Chromium):
+// for (in the browser under test, HEARTH_BROWSER):
 // - after one online visit, the page, the engine, the real default model (models/default.json: the
 //   service worker keeps that file, the model store the model), the bundled demo model and a
-//   model stored by URL all work with the network off (browser context offline, page reloaded);
+//   model stored by URL all work with the network off (browser context offline, page reloaded; in
+//   WebKit, whose WebDriver cannot take the browser offline, the server is stopped instead);
 // - on a static host that sends no COOP/COEP headers the service worker makes the page
-//   cross-origin isolated (one reload), and the engine gets its 2 threads;
+//   cross-origin isolated (one reload), and the engine gets its 2 threads (where the engine has
+//   SharedArrayBuffer: not WebKitGTK);
 // - the page requests nothing but its own files and the model URL the user chose.
 //
-// Needs pkg/ (scripts/build-wasm), the default model in www/models/ (scripts/default-model),
-// Chromium and playwright-core (scripts/test sets all up).
+// Needs pkg/ (scripts/build-wasm), the default model in www/models/ (scripts/default-model) and
+// the browser (scripts/test sets all up).
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, realModel, root } from "./harness.mjs";
+import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, realModel, root, ENGINE, NETWORK_EVENTS, OFFLINE_EMULATION, knownIssue } from "./harness.mjs";
+
+// WebKit until www/hearth/store.js's ensureRoom reads navigator.storage?.estimate: the page keeps
+// its default model in the store, and WebKitGTK has no navigator.storage (TypeError), so the page
+// never gets ready there.
+const STORE_TODO = knownIssue({ webkit: "store.js ensureRoom calls navigator.storage.estimate() and WebKitGTK has no navigator.storage: the page's default model never loads" });
 
 const LOAD_TIMEOUT = 120000;
 let browser, fixtures, defaultModel;
@@ -50,7 +57,7 @@ async function waitForServiceWorker(page) {
   await page.waitForFunction(async () => (await (await caches.open("hearth-v1")).keys()).length > 10, null, { timeout: 30000, polling: 200 });
 }
 
-test("after one online visit the page, the engine, the default model, the demo model and a stored model work offline", async () => {
+test("after one online visit the page, the engine, the default model, the demo model and a stored model work offline", STORE_TODO, async () => {
   const server = await startServer({ mounts: { "/fixtures": fixtures } });
   const context = await browser.newContext();
   try {
@@ -71,7 +78,8 @@ test("after one online visit the page, the engine, the default model, the demo m
       return ids;
     });
 
-    await context.setOffline(true);
+    if (OFFLINE_EMULATION) await context.setOffline(true);
+    else await server.close(); // the same for this same-origin app: every request fails
     assert.equal(await page.evaluate(() => fetch("/fixtures/spm-q4_0.gguf").then(() => "online", () => "offline")), "offline", "the network is really off");
     await page.reload();
     await ready(page);
@@ -95,14 +103,14 @@ test("after one online visit the page, the engine, the default model, the demo m
     await page.waitForFunction(() => /^Demo model/.test(document.querySelector('[data-testid="model-name"]').textContent), null, { timeout: LOAD_TIMEOUT });
     await ready(page);
     assert.match(await chat(page, "And now?"), /tokens\/s/);
-    await page.screenshot({ path: path.join(root, "target", "screenshots", "offline.png") });
+    await page.screenshot({ path: path.join(root, "target", "screenshots", ENGINE === "chromium" ? "offline.png" : `offline-${ENGINE}.png`) });
   } finally {
     await context.close();
     await server.close();
   }
 });
 
-test("on a host that sends no isolation headers, the service worker makes the page cross-origin isolated: 2 threads", async () => {
+test("on a host that sends no isolation headers, the service worker makes the page cross-origin isolated: 2 threads (where the engine has SharedArrayBuffer)", STORE_TODO, async () => {
   const server = await startServer({ plain: true });
   const context = await browser.newContext();
   try {
@@ -114,7 +122,9 @@ test("on a host that sends no isolation headers, the service worker makes the pa
     // The service worker takes control, and the page reloads once, isolated.
     await page.waitForFunction(() => self.crossOriginIsolated === true, null, { timeout: 30000 });
     await ready(page);
-    assert.equal(await page.evaluate(() => typeof SharedArrayBuffer), "function");
+    // WebKitGTK 2.50 exposes no SharedArrayBuffer even when isolated (threads.test.mjs): one thread.
+    const sab = (await page.evaluate(() => typeof SharedArrayBuffer)) === "function";
+    if (ENGINE !== "webkit") assert.ok(sab, "SharedArrayBuffer once isolated");
     // ...so the engine runs on 2 threads there too.
     const threads = await page.evaluate(async () => {
       const { Hearth } = await import("/pkg/hearth.js");
@@ -123,7 +133,7 @@ test("on a host that sends no isolation headers, the service worker makes the pa
       await m.unload();
       return n;
     });
-    assert.equal(threads, 2);
+    assert.equal(threads, sab ? 2 : 1);
     assert.match(await chat(page, "Hello"), /tokens\/s/);
   } finally {
     await context.close();
@@ -131,39 +141,43 @@ test("on a host that sends no isolation headers, the service worker makes the pa
   }
 });
 
-test("the page requests only its own files and the model URL the user chose", async () => {
-  const server = await startServer({ mounts: { "/fixtures": fixtures } });
-  const context = await browser.newContext();
-  const requests = [];
-  context.on("request", (req) => requests.push(req.url()));
-  try {
-    const page = await context.newPage();
-    logPage(page, "audit");
-    await page.goto(server.url);
-    await ready(page);
-    await waitForServiceWorker(page);
-    await ready(page);
-    await chat(page, "Hello");
-    // The user loads a model by URL.
-    await page.evaluate(() => (document.getElementById("model-panel").open = true));
-    await page.locator('[data-testid="url-input"]').fill(server.url + "fixtures/spm-q4_0.gguf");
-    await page.locator('[data-testid="url-load"]').click();
-    await page.waitForFunction(() => /spm/.test(document.querySelector('[data-testid="model-name"]').textContent), null, { timeout: LOAD_TIMEOUT });
-    await ready(page);
-    await chat(page, "Hello again");
-  } finally {
-    await context.close();
-    await server.close();
-  }
-  const origin = new URL(server.url).origin;
-  const allowed = /^\/(|index\.html|app\.js|style\.css|sw\.js|manifest\.webmanifest|icons\/[\w.-]+|models\/(demo\.gguf|default\.json|SmolLM2-135M-Instruct\.Q4_1\.gguf)|eval\/sample\.txt|pkg\/[\w./-]+|fixtures\/spm-q4_0\.gguf)$/;
-  const bad = requests.filter((u) => {
-    if (u.startsWith("data:") || u.startsWith("blob:")) return false;
-    const url = new URL(u);
-    return url.origin !== origin || !allowed.test(url.pathname);
-  });
-  assert.deepEqual(bad, [], "requests beyond the app's files and the chosen model");
-  assert.ok(requests.some((u) => u.endsWith("/fixtures/spm-q4_0.gguf")), "the chosen model was requested");
-  assert.ok(requests.some((u) => u.endsWith(`/${defaultModel.url}`)), "the default model was requested");
-  assert.ok(requests.some((u) => u.endsWith("/pkg/hearth_wasm_bg.wasm")), "the engine was requested (the audit sees worker requests)");
-});
+test(
+  "the page requests only its own files and the model URL the user chose",
+  NETWORK_EVENTS ? {} : { skip: `${ENGINE}: its WebDriver reports no network requests to audit` },
+  async () => {
+    const server = await startServer({ mounts: { "/fixtures": fixtures } });
+    const context = await browser.newContext();
+    const requests = [];
+    context.on("request", (req) => requests.push(req.url()));
+    try {
+      const page = await context.newPage();
+      logPage(page, "audit");
+      await page.goto(server.url);
+      await ready(page);
+      await waitForServiceWorker(page);
+      await ready(page);
+      await chat(page, "Hello");
+      // The user loads a model by URL.
+      await page.evaluate(() => (document.getElementById("model-panel").open = true));
+      await page.locator('[data-testid="url-input"]').fill(server.url + "fixtures/spm-q4_0.gguf");
+      await page.locator('[data-testid="url-load"]').click();
+      await page.waitForFunction(() => /spm/.test(document.querySelector('[data-testid="model-name"]').textContent), null, { timeout: LOAD_TIMEOUT });
+      await ready(page);
+      await chat(page, "Hello again");
+    } finally {
+      await context.close();
+      await server.close();
+    }
+    const origin = new URL(server.url).origin;
+    const allowed = /^\/(|index\.html|app\.js|style\.css|sw\.js|manifest\.webmanifest|icons\/[\w.-]+|models\/(demo\.gguf|default\.json|SmolLM2-135M-Instruct\.Q4_1\.gguf)|eval\/sample\.txt|pkg\/[\w./-]+|fixtures\/spm-q4_0\.gguf)$/;
+    const bad = requests.filter((u) => {
+      if (u.startsWith("data:") || u.startsWith("blob:")) return false;
+      const url = new URL(u);
+      return url.origin !== origin || !allowed.test(url.pathname);
+    });
+    assert.deepEqual(bad, [], "requests beyond the app's files and the chosen model");
+    assert.ok(requests.some((u) => u.endsWith("/fixtures/spm-q4_0.gguf")), "the chosen model was requested");
+    assert.ok(requests.some((u) => u.endsWith(`/${defaultModel.url}`)), "the default model was requested");
+    assert.ok(requests.some((u) => u.endsWith("/pkg/hearth_wasm_bg.wasm")), "the engine was requested (the audit sees worker requests)");
+  },
+);

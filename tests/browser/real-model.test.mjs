@@ -1,4 +1,4 @@
-// The real default model, SmolLM2-135M-Instruct Q4_1, in headless Chromium:
+// The real default model, SmolLM2-135M-Instruct Q4_1, in the browser under test (HEARTH_BROWSER):
 // - the chat page loads it by default (models/default.json), names it as people know it, says in
 //   words where it runs, and answers "What is the capital of France?" with Paris (greedy); its
 //   Evaluate panel measures the sample text's perplexity, with progress, and can be cancelled;
@@ -17,7 +17,12 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, root } from "./harness.mjs";
+import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, root, ENGINE, ENGINE_NAME, knownIssue } from "./harness.mjs";
+
+// WebKit until www/hearth/store.js's ensureRoom reads navigator.storage?.estimate: the chat page
+// keeps its default model in the store, and WebKitGTK has no navigator.storage (TypeError), so the
+// page never gets ready there. (The API tests below load without the store and run.)
+const STORE_TODO = knownIssue({ webkit: "store.js ensureRoom calls navigator.storage.estimate() and WebKitGTK has no navigator.storage: the chat page's default model never loads" });
 
 const FILE = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const MODEL_URL = `/models/${FILE}`;
@@ -51,7 +56,7 @@ after(async () => {
   await server?.close();
 });
 
-test("the chat page loads the real default model and answers: Paris", async () => {
+test("the chat page loads the real default model and answers: Paris", STORE_TODO, async () => {
   const def = realModel();
   const context = await browser.newContext({ viewport: { width: 1100, height: 860 } });
   try {
@@ -88,13 +93,13 @@ test("the chat page loads the real default model and answers: Paris", async () =
     assert.equal(await page.locator("li.msg.assistant .who").first().textContent(), "SmolLM2 135M Instruct");
     await page.evaluate(() => (document.getElementById("model-panel").open = false));
     await page.waitForTimeout(300); // the chevron's transition
-    await page.screenshot({ path: "/tmp/hearth-real-chat.png" });
+    await page.screenshot({ path: ENGINE === "chromium" ? "/tmp/hearth-real-chat.png" : `/tmp/hearth-real-chat-${ENGINE}.png` });
   } finally {
     await context.close();
   }
 });
 
-test("the Evaluate panel measures the sample text's perplexity with progress, and Cancel stops it", async () => {
+test("the Evaluate panel measures the sample text's perplexity with progress, and Cancel stops it", STORE_TODO, async () => {
   const context = await browser.newContext({ viewport: { width: 1100, height: 860 } });
   try {
     const page = await context.newPage();
@@ -155,13 +160,14 @@ test("the API's chat template and greedy reply equal llama.cpp's (up to a near t
       window.llm = await Hearth.load(url);
       const ids = [];
       let text = "";
+      let timing = null;
       for await (const c of window.llm.generate(chat.prompt_tokens, { maxTokens: chat.greedy.length, temperature: 0, stopAtEos: false })) {
         if (!c.done) {
           ids.push(...c.tokenIds);
           text += c.text;
-        }
+        } else timing = c.timing;
       }
-      return { info: window.llm.info, rendered: await window.llm.applyChatTemplate(chat.messages), ids, text };
+      return { info: window.llm.info, rendered: await window.llm.applyChatTemplate(chat.messages), ids, text, timing };
     },
     { url: MODEL_URL, chat },
   );
@@ -170,6 +176,8 @@ test("the API's chat template and greedy reply equal llama.cpp's (up to a near t
   assert.equal(r.rendered, chat.rendered);
   const same = chat.greedy.findIndex((id, i) => r.ids[i] !== id);
   console.log(`greedy chat reply in the browser: ${JSON.stringify(r.text)} (llama.cpp: ${JSON.stringify(chat.reply)}), ${same < 0 ? "all" : same} of ${chat.greedy.length} tokens equal`);
+  // Measured, not asserted (a busy machine): the figure the support table quotes per engine.
+  console.log(`decode in ${ENGINE_NAME}: ${r.timing.tokensPerSecond.toFixed(1)} tokens/s (${r.ids.length} tokens, ${r.info.backend}, ${r.info.threads} thread${r.info.threads === 1 ? "" : "s"}, ${r.info.simd}); prompt ${chat.prompt_tokens.length} tokens in ${Math.round(r.timing.promptMs)} ms`);
   if (same >= 0) {
     assert.ok(chat.greedy_margins[same] < MAX_LOGIT_TOL, `greedy differs at step ${same} (llama.cpp margin ${chat.greedy_margins[same]}): ours ${r.ids}, llama.cpp ${chat.greedy}`);
   }

@@ -37,7 +37,10 @@ after(async () => {
 function run(fixture, backend) {
   return page.evaluate(
     async ({ fixture, backend }) => {
-      const m = await Hearth.load(`/fixtures/${fixture}.gguf`, { backend, contextSize: 128 });
+      // An f32 KV cache on both: with the default f16 one the CPU engine also rounds the query and
+      // the softmax weights to f16, as llama.cpp does, where the GPU keeps them in f32
+      // (tests/browser/kv-types.test.mjs compares the other cache types).
+      const m = await Hearth.load(`/fixtures/${fixture}.gguf`, { backend, contextSize: 128, kvType: "f32" });
       const out = { backend: m.info.backend, gpu: m.info.gpu, tokens: [], top: null };
       // Greedy without logprobs: the GPU picks each token itself.
       for await (const c of m.generate("The quick brown fox", { maxTokens: 4, temperature: 0, stopAtEos: false })) out.tokens.push(...c.tokenIds);
@@ -72,7 +75,7 @@ test("every fixture's weight type gives the CPU backend's results in Chromium (S
 
 test("a GPU device lost mid-generation ends it with device_lost; the next request runs on the CPU", async () => {
   const r = await page.evaluate(async () => {
-    const m = await Hearth.load("/fixtures/spm-f32.gguf", { backend: "webgpu", contextSize: 128 });
+    const m = await Hearth.load("/fixtures/spm-f32.gguf", { backend: "webgpu", contextSize: 128, kvType: "f32" });
     const opts = { maxTokens: 6, temperature: 0, stopAtEos: false };
     const before = [];
     for await (const c of m.generate("Once upon a time", opts)) before.push(...c.tokenIds);

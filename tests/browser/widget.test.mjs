@@ -1,17 +1,22 @@
-// The embeddable <hearth-chat> widget (pkg/hearth-widget.js) in headless Chromium, on a host page
+// The embeddable <hearth-chat> widget (pkg/hearth-widget.js) in the browser under test
+// (HEARTH_BROWSER), on a host page
 // with hostile global CSS (www/widget-demo.html): inline and launcher modes load the page's model
 // (the real default model of models/default.json, set by widget-demo.js) in a worker, show its
 // name and stream replies; the host's CSS does not reach into the widget; nothing but the page's
 // files and the model is requested.
 //
-// Needs pkg/ (scripts/build-wasm), the default model in www/models/ (scripts/default-model),
-// Chromium and playwright-core (scripts/test sets all up).
+// Needs pkg/ (scripts/build-wasm), the default model in www/models/ (scripts/default-model) and
+// the browser (scripts/test sets all up).
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, root } from "./harness.mjs";
+import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, root, ENGINE, NETWORK_EVENTS, knownIssue } from "./harness.mjs";
+
+// WebKit until www/hearth/store.js's ensureRoom reads navigator.storage?.estimate: the widget keeps
+// its model in the store (Cache Storage there), and WebKitGTK has no navigator.storage (TypeError).
+const STORE_TODO = knownIssue({ webkit: "store.js ensureRoom calls navigator.storage.estimate() and WebKitGTK has no navigator.storage: the widget's model never loads" });
 
 const TIMEOUT = 120000;
 let server, browser, page, defaultModel;
@@ -63,7 +68,7 @@ async function askOnce(id, text) {
   return replies.nth(n).textContent();
 }
 
-test("the inline widget loads its model and streams a reply; the host's CSS does not reach in", async () => {
+test("the inline widget loads its model and streams a reply; the host's CSS does not reach in", STORE_TODO, async () => {
   await page.waitForFunction(() => !!document.getElementById("inline").llm, null, { timeout: TIMEOUT });
   assert.equal(await page.locator("#inline").getAttribute("model"), defaultModel.url);
   // The header names the model as people know it.
@@ -90,7 +95,7 @@ test("the inline widget loads its model and streams a reply; the host's CSS does
   assert.doesNotMatch(look.li.fontFamily, /Comic/);
 });
 
-test("the launcher opens a floating chat that answers", async () => {
+test("the launcher opens a floating chat that answers", STORE_TODO, async () => {
   const launcher = page.locator("#launcher button.launcher");
   assert.equal(await launcher.isVisible(), true);
   assert.equal(await page.locator("#launcher section.panel").isVisible(), false);
@@ -102,14 +107,15 @@ test("the launcher opens a floating chat that answers", async () => {
   const reply = await ask("launcher", "Hi");
   assert.ok(reply.length > 0 && reply !== "(no reply)", reply);
   fs.mkdirSync(path.join(root, "target", "screenshots"), { recursive: true });
-  await page.screenshot({ path: path.join(root, "target", "screenshots", "widget.png") });
+  await page.screenshot({ path: path.join(root, "target", "screenshots", ENGINE === "chromium" ? "widget.png" : `widget-${ENGINE}.png`) });
   await page.locator("#launcher button.close").click();
   assert.equal(await page.locator("#launcher section.panel").isVisible(), false);
   assert.equal(await launcher.isVisible(), true);
 });
 
-test("no console errors or CSP violations; no request but the page's own files and the model", () => {
+test("no console errors or CSP violations; no request but the page's own files and the model", (t) => {
   assert.deepEqual(errors, []);
+  if (!NETWORK_EVENTS) return t.skip(`${ENGINE}: its WebDriver reports no network requests to audit (console errors checked)`);
   const origin = new URL(server.url).origin;
   const allowed = new Set(["/widget-demo.html", "/widget-demo.css", "/widget-demo.js", "/icons/hearth.svg", "/models/default.json", `/${defaultModel.url}`]);
   const bad = requests.filter((u) => {

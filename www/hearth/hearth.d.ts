@@ -30,7 +30,12 @@ export interface LoadOptions {
   backend?: "auto" | "cpu" | "webgpu";
   /** KV cache positions per generation; default min(model context, 2048). */
   contextSize?: number;
-  /** KV cache type the preflight sizes the cache for: "f32" (default: the engine's today), "f16" or "q8_0" (34 bytes per 32 values). */
+  /**
+   * How the KV cache stores keys and values, as llama.cpp's cache_type_k/v: "f16" (default,
+   * llama.cpp's default: 2 bytes per value), "q8_0" (34 bytes per 32 values; attention as
+   * llama.cpp's flash attention computes it) or "f32" (4 bytes). Generations use it, the preflight
+   * sizes the cache for it; `info.kvType` says which.
+   */
   kvType?: "f16" | "q8_0" | "f32";
   onProgress?: (p: LoadProgress) => void;
   signal?: AbortSignal;
@@ -81,6 +86,8 @@ export interface ModelInfo {
   contextLength: number;
   /** The context size generations use. */
   contextSize: number;
+  /** The KV cache type generations use (LoadOptions.kvType). */
+  kvType: "f16" | "q8_0" | "f32";
   nLayer: number;
   nEmbd: number;
   nHead: number;
@@ -220,6 +227,8 @@ export interface PerplexityOptions {
   contextSize?: number;
   /** Tokens per engine step (default: a whole chunk); a smaller batch reports progress and honours an abort more often. */
   batch?: number;
+  /** The KV cache type (default: the model's, `info.kvType`). */
+  kvType?: "f16" | "q8_0" | "f32";
   /** Stops the run between steps: HearthError "aborted"; the model stays usable. */
   signal?: AbortSignal;
   onProgress?: (p: PerplexityProgress) => void;

@@ -279,7 +279,7 @@ export class Hearth {
    * Load a GGUF model.
    * @param {string|URL|File|Blob|ArrayBuffer|Uint8Array|Array<string|URL|File|Blob>} source
    *   a split model: the URL of its first shard, or all its shards in order
-   * @param {{backend?: "auto"|"cpu"|"webgpu", contextSize?: number, onProgress?: (p: {phase: "download"|"load", loaded: number, total: number, shard?: number, shards?: number}) => void, signal?: AbortSignal, worker?: boolean, threads?: number, cache?: boolean, sha256?: string}} [options]
+   * @param {{backend?: "auto"|"cpu"|"webgpu", contextSize?: number, kvType?: "f16"|"q8_0"|"f32", onProgress?: (p: {phase: "download"|"load", loaded: number, total: number, shard?: number, shards?: number}) => void, signal?: AbortSignal, worker?: boolean, threads?: number, cache?: boolean, sha256?: string}} [options]
    */
   static async load(source, options = {}) {
     const { contextSize, kvType, onProgress, signal, worker = true, backend = "auto", cache = false, sha256, threads } = options;
@@ -415,9 +415,9 @@ export class Hearth {
    * it scored. Waits for a generation in progress; `signal` stops it between batches (HearthError
    * "aborted"; the model stays usable).
    * @param {string} text
-   * @param {{contextSize?: number, batch?: number, signal?: AbortSignal, onProgress?: (p: {evaluated: number, total: number, chunksDone: number, chunks: number, perplexity: number|null}) => void}} [options]
+   * @param {{contextSize?: number, batch?: number, kvType?: "f16"|"q8_0"|"f32", signal?: AbortSignal, onProgress?: (p: {evaluated: number, total: number, chunksDone: number, chunks: number, perplexity: number|null}) => void}} [options]
    */
-  async perplexity(text, { contextSize = 512, batch, signal, onProgress } = {}) {
+  async perplexity(text, { contextSize = 512, batch, kvType, signal, onProgress } = {}) {
     if (this._closed) throw new HearthError("invalid_argument", "the model has been unloaded");
     let release;
     const prev = this._queue;
@@ -425,7 +425,7 @@ export class Hearth {
     try {
       await prev;
       if (signal?.aborted) throw abortError("the perplexity run");
-      const job = this._impl.perplexity(String(text), { contextSize, batch }, (p) => onProgress?.(p));
+      const job = this._impl.perplexity(String(text), { contextSize, batch, kvType }, (p) => onProgress?.(p));
       const onAbort = () => job.abort();
       signal?.addEventListener("abort", onAbort);
       try {
@@ -585,16 +585,16 @@ class WorkerImpl {
       progress({ phase: "load", loaded, total });
     }
     if (signal?.aborted) throw abortError("loading");
-    return t.call("load-end", { contextSize });
+    return t.call("load-end", { contextSize, kvType });
   }
   generate(req, onChunk) {
     if (this.lost) return { done: Promise.reject(this.lost), abort: () => {} };
     const [rid, done] = this.t.request("generate", { req }, onChunk);
     return { done, abort: () => this.t.abort(rid) };
   }
-  perplexity(text, { contextSize, batch }, onProgress) {
+  perplexity(text, { contextSize, batch, kvType }, onProgress) {
     if (this.lost) return { done: Promise.reject(this.lost), abort: () => {} };
-    const [rid, done] = this.t.request("perplexity", { text, contextSize, batch }, onProgress);
+    const [rid, done] = this.t.request("perplexity", { text, contextSize, batch, kvType }, onProgress);
     return { done, abort: () => this.t.abort(rid) };
   }
   tokenize(text, addSpecial, parseSpecial) {
@@ -666,9 +666,9 @@ class LocalImpl {
     });
     return { done, abort: () => (aborted = true) };
   }
-  perplexity(text, { contextSize, batch }, onProgress) {
+  perplexity(text, { contextSize, batch, kvType }, onProgress) {
     let aborted = false;
-    const done = this.host.perplexity(text, { contextSize, batch, onProgress, isAborted: () => aborted }).catch((e) => {
+    const done = this.host.perplexity(text, { contextSize, batch, kvType, onProgress, isAborted: () => aborted }).catch((e) => {
       throw this.fail(e);
     });
     return { done, abort: () => (aborted = true) };

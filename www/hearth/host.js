@@ -135,7 +135,7 @@ async function startWasm(threads) {
   const inWorker = typeof WorkerGlobalScope !== "undefined" && self instanceof WorkerGlobalScope;
   const n = inWorker ? (threads ?? defaultThreads()) : 1;
   const variants = relaxedSimdWorks() ? [true, false] : [false];
-  if (n > 1 && globalThis.crossOriginIsolated) {
+  if (n > 1 && globalThis.crossOriginIsolated && typeof SharedArrayBuffer !== "undefined") {
     try {
       const m = await importGlue(true);
       const relaxed = await initVariant(m, "threads/", variants);
@@ -335,6 +335,16 @@ export function toPlainError(e, fallback = "worker") {
 }
 
 const DEFAULT_CONTEXT = 2048;
+/** The KV cache type when none is asked for: F16, llama.cpp's default. */
+const DEFAULT_KV_TYPE = "f16";
+const KV_TYPES = ["f16", "q8_0", "f32"];
+
+/** A `kvType` option, checked ("f16" when absent). */
+function checkKvType(kvType) {
+  if (kvType == null) return DEFAULT_KV_TYPE;
+  if (!KV_TYPES.includes(kvType)) throw codeError("invalid_argument", `kvType must be "f16", "q8_0" or "f32", got ${JSON.stringify(kvType)}`);
+  return kvType;
+}
 /** Slice size when feeding bytes we already hold (keeps each wasm call short). */
 export const FEED_SLICE = 4 << 20;
 
@@ -355,6 +365,8 @@ export class Host {
     this.engine = null;
     this.loader = null;
     this.contextSize = DEFAULT_CONTEXT;
+    /** The KV cache type of generations (and, unless asked otherwise, perplexity runs). */
+    this.kvType = DEFAULT_KV_TYPE;
     this.info = null;
     /** The wasm instance this Host's loader and engine live in. */
     this.instance = instance;
@@ -424,7 +436,7 @@ export class Host {
   }
 
   /** Build the engine; `fileName` (the URL's last segment or the File's name) names the model. */
-  finishLoad(contextSize, fileName) {
+  finishLoad(contextSize, fileName, kvType) {
     this.check();
     if (!this.loader) throw codeError("invalid_argument", "no load in progress");
     const loader = this.loader;
@@ -438,6 +450,7 @@ export class Host {
     let ctx = contextSize == null ? Math.min(train || DEFAULT_CONTEXT, DEFAULT_CONTEXT) : contextSize;
     if (!Number.isInteger(ctx) || ctx < 1) throw codeError("invalid_argument", `contextSize must be a positive integer, got ${contextSize}`);
     this.contextSize = ctx;
+    this.kvType = checkKvType(kvType);
     this.info = {
       name: raw.name,
       // The name people know it by ("SmolLM2 135M Instruct"), from the metadata and the file name.
@@ -447,6 +460,7 @@ export class Host {
       nVocab: raw.nVocab,
       contextLength: train,
       contextSize: ctx,
+      kvType: this.kvType,
       nLayer: raw.nLayer,
       nEmbd: raw.nEmbd,
       nHead: raw.nHead,
@@ -537,11 +551,11 @@ export class Host {
           }
         }
       }
-      const info = this.finishLoad(contextSize, fileNameOf(given[0]));
+      const info = this.finishLoad(contextSize, fileNameOf(given[0]), kvType);
       // What this model holds of the engine's memory, for the next load's preflight.
       this.need = plan ? (info.backend === "webgpu" ? plan.webgpuHeap : plan.cpu.total) : 0;
       // Kept so that a lost GPU can be replaced by the CPU on the next request.
-      this.source = { source, contextSize, cache, sha256 };
+      this.source = { source, contextSize, kvType, cache, sha256 };
       this.deviceLost = false;
       return info;
     } catch (e) {
@@ -716,6 +730,7 @@ export class Host {
       logprobs: o.logprobs === true ? 0 : o.logprobs === false ? undefined : o.logprobs,
       logitBias: o.logitBias,
       contextSize: this.contextSize,
+      kvType: this.kvType,
       ...toolOptions(req.messages ? o : null),
     };
     for (const k of Object.keys(opts)) if (opts[k] === undefined || opts[k] === null) delete opts[k];
@@ -771,13 +786,14 @@ export class Host {
    * {evaluated, total, chunksDone, chunks, perplexity} after each step; `isAborted()` is checked
    * between steps, with an event-loop hop so that an abort message can arrive.
    */
-  async perplexity(text, { contextSize = 512, batch, onProgress = () => {}, isAborted = () => false } = {}) {
+  async perplexity(text, { contextSize = 512, batch, kvType, onProgress = () => {}, isAborted = () => false } = {}) {
     this.check();
     if (this.deviceLost) await this.reloadOnCpu();
     const e = this.engine;
     if (!e) throw codeError("invalid_argument", "no model is loaded");
     const t0 = performance.now();
-    e.perplexityStart(String(text), batch == null ? { contextSize } : { contextSize, batch });
+    const kv = kvType == null ? this.kvType : checkKvType(kvType);
+    e.perplexityStart(String(text), batch == null ? { contextSize, kvType: kv } : { contextSize, batch, kvType: kv });
     try {
       for (;;) {
         await yieldToEventLoop();
@@ -846,9 +862,9 @@ export class Host {
       this.deviceLost = false;
       throw codeError("device_lost", "the GPU device was lost and this model was given as bytes the engine did not keep: load it again");
     }
-    const { source, contextSize, cache, sha256 } = this.source;
+    const { source, contextSize, kvType, cache, sha256 } = this.source;
     const prev = this.info;
-    await this.load(source, { backend: "cpu", contextSize, cache, sha256 });
+    await this.load(source, { backend: "cpu", contextSize, kvType, cache, sha256 });
     this.info.backendFallback = `the GPU device was lost while running on ${prev?.gpu?.name || "WebGPU"}`;
   }
 

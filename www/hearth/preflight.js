@@ -132,15 +132,16 @@ export function judge(plan, limits, { cache = false } = {}) {
 export function assertFits(p, backend) {
   const ok = backend === "cpu" ? p.fits.cpu : backend === "webgpu" ? p.fits.webgpu : p.fits.cpu || (p.fits.webgpu && !p.limits.webgpu.software);
   if (ok) return;
+  // No adapter at all is not a size problem: say so with the code a missing backend has.
+  if (backend === "webgpu" && !p.limits.webgpu) throw codeError("backend_unavailable", 'this browser has no WebGPU adapter: use backend "cpu" or "auto"');
   const heap = p.limits.wasmBytes - p.limits.wasmInUse;
   const cpu = p.cpu;
   const held = p.limits.wasmInUse > 0 ? ` (${formatBytes(heap)} with the model already loaded)` : "";
   let msg;
   if (backend === "webgpu") {
     const gpu = p.limits.webgpu;
-    msg = !gpu
-      ? "this browser has no WebGPU adapter"
-      : p.webgpuLargestBuffer > Math.min(gpu.maxBufferSize, gpu.maxStorageBufferBindingSize)
+    msg =
+      p.webgpuLargestBuffer > Math.min(gpu.maxBufferSize, gpu.maxStorageBufferBindingSize)
         ? `this model needs a GPU buffer of ${formatBytes(p.webgpuLargestBuffer)} and this adapter binds at most ${formatBytes(Math.min(gpu.maxBufferSize, gpu.maxStorageBufferBindingSize))}`
         : `this model needs ${formatBytes(p.webgpuHeap)} of engine memory beside the GPU and a browser engine holds at most ${formatBytes(heap)}`;
   } else {

@@ -24,8 +24,14 @@ function mb(n) {
   return `${(n / 1e6).toFixed(1)} MB`;
 }
 
+/** OPFS with writable files: engines that have the directory API without `createWritable` (older WebKit) use Cache Storage. */
 function hasOpfs() {
-  return typeof navigator !== "undefined" && !!navigator.storage?.getDirectory;
+  return (
+    typeof navigator !== "undefined" &&
+    !!navigator.storage?.getDirectory &&
+    typeof FileSystemFileHandle !== "undefined" &&
+    typeof FileSystemFileHandle.prototype.createWritable === "function"
+  );
 }
 
 /**
@@ -247,7 +253,7 @@ export class ModelStore {
 
 /** Refuse a download that the origin's quota cannot hold, before any byte is written. */
 async function ensureRoom(bytes, url) {
-  const est = await navigator.storage.estimate?.().catch(() => null);
+  const est = await navigator.storage?.estimate?.().catch(() => null);
   if (!est || !est.quota) return;
   const free = est.quota - (est.usage || 0);
   if (bytes > free) {

@@ -66,7 +66,7 @@ async function handle(msg) {
     case "feed":
       return reply(rid, "result", { value: host.feed(msg.bytes) });
     case "load-end": {
-      const info = host.finishLoad(msg.contextSize);
+      const info = host.finishLoad(msg.contextSize, undefined, msg.kvType);
       host.source = null; // bytes arrive in slices and are not kept
       host.deviceLost = false;
       return reply(rid, "result", { value: info });
@@ -85,6 +85,7 @@ async function handle(msg) {
       const result = await host.perplexity(msg.text, {
         contextSize: msg.contextSize,
         batch: msg.batch,
+        kvType: msg.kvType,
         isAborted: () => aborted.has(rid),
         onProgress: (p) => reply(rid, "event", { value: p }),
       });

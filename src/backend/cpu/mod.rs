@@ -7,7 +7,8 @@
 
 pub mod kernels;
 
-use super::{Backend, Rope};
+use super::{Backend, KvType, Rope};
+use kernels::attn;
 use rayon::prelude::*;
 use crate::error::{HearthError, Result};
 use crate::gguf::{TensorInfo, TensorType};
@@ -66,11 +67,59 @@ fn pad_rows(data: &[u8], cols: usize, stride: usize, elem: usize) -> Vec<u8> {
     out
 }
 
+/// One layer's keys or values: `n_ctx` rows of `kv_dim` values in the cache's type.
+enum KvRows {
+    F32(Vec<f32>),
+    /// Half bits.
+    F16(Vec<u16>),
+    /// ggml's block_q8_0 bytes, `kv_dim / 32` blocks per row.
+    Q8_0(Vec<u8>),
+}
+
+impl KvRows {
+    /// `n` values of type `ty`, zero, or None when the memory cannot be had.
+    fn zeroed(ty: KvType, n: usize) -> Option<KvRows> {
+        fn vec<T: Clone + Default>(n: usize) -> Option<Vec<T>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n).ok()?;
+            v.resize(n, T::default());
+            Some(v)
+        }
+        Some(match ty {
+            KvType::F32 => KvRows::F32(vec(n)?),
+            KvType::F16 => KvRows::F16(vec(n)?),
+            KvType::Q8_0 => KvRows::Q8_0(vec(n / 32 * attn::Q8_0_BYTES)?),
+        })
+    }
+
+    /// Rows `pos0..` from `x` (rows of `kv_dim` values), converted to the cache's type.
+    fn store(&mut self, x: &[f32], pos0: usize, kv_dim: usize) {
+        let at = pos0 * kv_dim;
+        match self {
+            KvRows::F32(c) => c[at..at + x.len()].copy_from_slice(x),
+            KvRows::F16(c) => attn::store_f16(x, &mut c[at..at + x.len()]),
+            KvRows::Q8_0(c) => {
+                let row = kv_dim / 32 * attn::Q8_0_BYTES;
+                for (r, xs) in x.chunks_exact(kv_dim).enumerate() {
+                    attn::store_q8_0(xs, &mut c[(pos0 + r) * row..(pos0 + r + 1) * row]);
+                }
+            }
+        }
+    }
+}
+
 pub struct CpuKvCache {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    k: Vec<KvRows>,
+    v: Vec<KvRows>,
     kv_dim: usize,
     n_ctx: usize,
+    ty: KvType,
+}
+
+impl CpuKvCache {
+    pub fn kv_type(&self) -> KvType {
+        self.ty
+    }
 }
 
 impl Backend for Cpu {
@@ -115,23 +164,23 @@ impl Backend for Cpu {
         Ok(v)
     }
 
-    fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize) -> Result<CpuKvCache> {
+    fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize, kv: KvType) -> Result<CpuKvCache> {
+        if !kv_dim.is_multiple_of(kv.block_values()) {
+            return Err(HearthError::InvalidArgument(format!("a {} KV cache needs rows of a multiple of {} values, not {kv_dim}", kv.name(), kv.block_values())));
+        }
         let per_layer = n_ctx.checked_mul(kv_dim).ok_or_else(|| HearthError::InvalidArgument("context too large".into()))?;
         let mut k = Vec::with_capacity(n_layer);
         let mut v = Vec::with_capacity(n_layer);
         for _ in 0..n_layer {
-            let mut kl = Vec::new();
-            let mut vl = Vec::new();
-            let bytes = (per_layer * 8) as u64;
-            if kl.try_reserve_exact(per_layer).is_err() || vl.try_reserve_exact(per_layer).is_err() {
-                return Err(HearthError::ModelTooBig { needed: bytes * n_layer as u64, limit: 0 });
+            match (KvRows::zeroed(kv, per_layer), KvRows::zeroed(kv, per_layer)) {
+                (Some(kl), Some(vl)) => {
+                    k.push(kl);
+                    v.push(vl);
+                }
+                _ => return Err(HearthError::ModelTooBig { needed: kv.cache_bytes(n_layer, n_ctx, kv_dim), limit: 0 }),
             }
-            kl.resize(per_layer, 0.0);
-            vl.resize(per_layer, 0.0);
-            k.push(kl);
-            v.push(vl);
         }
-        Ok(CpuKvCache { k, v, kv_dim, n_ctx })
+        Ok(CpuKvCache { k, v, kv_dim, n_ctx, ty: kv })
     }
 
     fn embed(&self, table: &CpuWeight, ids: &[u32]) -> Result<CpuTensor> {
@@ -198,6 +247,14 @@ impl Backend for Cpu {
         Ok(())
     }
 
+    fn hadamard(&self, x: &mut CpuTensor, n: usize) -> Result<()> {
+        if !n.is_power_of_two() || !x.cols.is_multiple_of(n) {
+            return Err(HearthError::Compute(format!("hadamard: rows of {} values do not split into {n}-value groups", x.cols)));
+        }
+        attn::fwht(&mut x.data, n);
+        Ok(())
+    }
+
     fn attention(
         &self,
         cache: &mut CpuKvCache,
@@ -215,42 +272,57 @@ impl Backend for Cpu {
         if pos0 + n_new > cache.n_ctx {
             return Err(HearthError::ContextOverflow { tokens: pos0 + n_new, context: cache.n_ctx });
         }
-        let (kc, vc) = (&mut cache.k[layer], &mut cache.v[layer]);
-        kc[pos0 * kv_dim..(pos0 + n_new) * kv_dim].copy_from_slice(&k.data);
-        vc[pos0 * kv_dim..(pos0 + n_new) * kv_dim].copy_from_slice(&v.data);
-
         let head_dim = q.cols / n_head;
+        if !head_dim.is_multiple_of(cache.ty.block_values()) {
+            return Err(HearthError::InvalidArgument(format!("a {} KV cache needs heads of a multiple of {} values, not {head_dim}", cache.ty.name(), cache.ty.block_values())));
+        }
+        let (kc, vc) = (&mut cache.k[layer], &mut cache.v[layer]);
+        kc.store(&k.data, pos0, kv_dim);
+        vc.store(&v.data, pos0, kv_dim);
+
         let group = n_head / n_head_kv;
         let mut out = vec![0f32; n_new * q.cols];
-        let (kc, vc) = (&kc[..], &vc[..]);
-        // One task per (row, head): prefill has rows x heads of them, decode one per head.
-        out.par_chunks_mut(head_dim).enumerate().for_each_init(Vec::new, |scores, (i, oh)| {
-            let (r, h) = (i / n_head, i % n_head);
-            let n_kv = pos0 + r + 1; // causal: this row sees itself and everything before
-            let qh = &q.data[r * q.cols + h * head_dim..][..head_dim];
-            let off = (h / group) * head_dim;
-            scores.clear();
-            scores.resize(n_kv, 0f32);
-            let mut max = f32::NEG_INFINITY;
-            for (j, s) in scores.iter_mut().enumerate() {
-                let kh = &kc[j * kv_dim + off..][..head_dim];
-                *s = dot(qh, kh) * scale;
-                max = max.max(*s);
+        // One task per (row, head): prefill has rows x heads of them, decode one per head. Row r
+        // sees itself and everything before (causal): n_kv = pos0 + r + 1 positions.
+        let task = |i: usize| (i / n_head, i % n_head);
+        let qhead = |r: usize, h: usize| &q.data[r * q.cols + h * head_dim..][..head_dim];
+        match (&*kc, &*vc) {
+            (KvRows::F32(kc), KvRows::F32(vc)) => {
+                out.par_chunks_mut(head_dim).enumerate().for_each_init(Vec::new, |scores, (i, oh)| {
+                    let (r, h) = task(i);
+                    let (qh, off) = (qhead(r, h), (h / group) * head_dim);
+                    scores.clear();
+                    scores.resize(pos0 + r + 1, 0f32);
+                    for (j, s) in scores.iter_mut().enumerate() {
+                        *s = dot(qh, &kc[j * kv_dim + off..][..head_dim]) * scale;
+                    }
+                    let inv = attn::softmax(scores);
+                    for (j, &s) in scores.iter().enumerate() {
+                        let w = s * inv;
+                        let vh = &vc[j * kv_dim + off..][..head_dim];
+                        for (o, &vv) in oh.iter_mut().zip(vh) {
+                            *o += w * vv;
+                        }
+                    }
+                });
             }
-            let mut sum = 0f64;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s as f64;
+            // llama.cpp's plain path over an F16 cache (see kernels/attn.rs).
+            (KvRows::F16(kc), KvRows::F16(vc)) => {
+                out.par_chunks_mut(head_dim).enumerate().for_each_init(attn::F16Scratch::default, |scratch, (i, oh)| {
+                    let (r, h) = task(i);
+                    attn::attend_f16(qhead(r, h), kc, vc, kv_dim, (h / group) * head_dim, pos0 + r + 1, scale, scratch, oh);
+                });
             }
-            let inv = (1.0 / sum) as f32;
-            for (j, &s) in scores.iter().enumerate() {
-                let w = s * inv;
-                let vh = &vc[j * kv_dim + off..][..head_dim];
-                for (o, &vv) in oh.iter_mut().zip(vh) {
-                    *o += w * vv;
-                }
+            // llama.cpp's flash attention over a Q8_0 cache (see kernels/attn.rs).
+            (KvRows::Q8_0(kc), KvRows::Q8_0(vc)) => {
+                let row = kv_dim / 32 * attn::Q8_0_BYTES;
+                out.par_chunks_mut(head_dim).enumerate().for_each_init(Vec::new, |q8, (i, oh)| {
+                    let (r, h) = task(i);
+                    attn::attend_q8_0(qhead(r, h), kc, vc, row, (h / group) * head_dim / 32 * attn::Q8_0_BYTES, pos0 + r + 1, scale, q8, oh);
+                });
             }
-        });
+            _ => unreachable!("K and V of a layer have one type"),
+        }
         Ok(CpuTensor { data: out, rows: n_new, cols: q.cols })
     }
 

@@ -4,7 +4,9 @@
 //! with `bytes.wgsl`, `common.wgsl` (byte-addressed reads) and the type's `wgsl/types/*.wgsl`
 //! (`QK`, `BLOCK_BYTES`, `dequant4`), so one kernel file serves every type; the fast decode
 //! matvec is `matvec_fast.wgsl` with the type's `wgsl/fast/*.wgsl` (its weight binding, `UNIT`,
-//! `unit_dot`).
+//! `unit_dot`). The KV-cache kernels (`kv_store`, `attention`) follow the prelude with the cache
+//! type's `wgsl/kv/*.wgsl` (its element `kvw` and the readers `k4`, `v4`; `ty` names the cache
+//! type: F32, F16, or Q8_0, which `kv_store_q8_0.wgsl` writes).
 
 use crate::gguf::TensorType;
 
@@ -24,6 +26,8 @@ pub enum Kernel {
     SiluMul,
     Add,
     Argmax,
+    /// Walsh-Hadamard rotation of groups of values (around a Q8_0 KV cache).
+    Fwht,
 }
 
 /// Weight rows per workgroup of `MatvecFast` (its ROWS).
@@ -49,6 +53,7 @@ impl Kernel {
             Kernel::SiluMul => include_str!("wgsl/silu_mul.wgsl"),
             Kernel::Add => include_str!("wgsl/add.wgsl"),
             Kernel::Argmax => include_str!("wgsl/argmax.wgsl"),
+            Kernel::Fwht => include_str!("wgsl/fwht.wgsl"),
         }
     }
 }
@@ -96,12 +101,27 @@ pub fn pick_matmul(ty: TensorType, rows: usize, k: usize) -> Kernel {
     }
 }
 
-/// The whole module for `kernel` (specialized for weight type `ty` when it reads weights), with
-/// the f16 prelude when `f16`.
+/// A KV cache type's WGSL (`kvw`, `k4`, `v4`, `kv_pack`): `ty` is the cache's element type;
+/// f16 without shader-f16 packs halves in u32 words.
+pub fn kv_source(ty: TensorType, f16: bool) -> Option<&'static str> {
+    Some(match ty {
+        TensorType::F32 => include_str!("wgsl/kv/f32.wgsl"),
+        TensorType::F16 if f16 => include_str!("wgsl/kv/f16.wgsl"),
+        TensorType::F16 => include_str!("wgsl/kv/f16_packed.wgsl"),
+        TensorType::Q8_0 => include_str!("wgsl/kv/q8_0.wgsl"),
+        _ => return None,
+    })
+}
+
+/// The whole module for `kernel` (specialized for weight type `ty` when it reads weights, for
+/// the KV cache type `ty` when it reads or writes the cache), with the f16 prelude when `f16`.
 pub fn module_source(kernel: Kernel, ty: Option<TensorType>, f16: bool) -> Option<String> {
     let prelude = if f16 { include_str!("wgsl/prelude_f16.wgsl") } else { include_str!("wgsl/prelude_f32.wgsl") };
     let bytes = include_str!("wgsl/bytes.wgsl");
     let body = match (kernel, ty) {
+        (Kernel::KvStore, Some(TensorType::Q8_0)) => format!("{}\n{}", kv_source(TensorType::Q8_0, f16)?, include_str!("wgsl/kv_store_q8_0.wgsl")),
+        (Kernel::KvStore | Kernel::Attention, Some(ty)) => format!("{}\n{}", kv_source(ty, f16)?, kernel.source()),
+        (Kernel::KvStore | Kernel::Attention, None) => return None,
         (Kernel::MatvecFast, Some(ty)) => format!("{bytes}\n{}\n{}", kernel.source(), fast_source(ty)?.0),
         (Kernel::Matvec | Kernel::Matmul | Kernel::Embed, Some(ty)) => {
             format!("{bytes}\n{}\n{}\n{}", include_str!("wgsl/common.wgsl"), type_source(ty)?, kernel.source())
@@ -142,8 +162,19 @@ mod tests {
             assert!(module_source(Kernel::Matvec, Some(ty), false).is_some(), "{ty} has GPU kernels");
         }
         assert!(module_source(Kernel::Embed, None, true).is_none());
-        let f16 = module_source(Kernel::Attention, None, true).unwrap();
+        let f16 = module_source(Kernel::Rope, None, true).unwrap();
         assert!(f16.starts_with("// ") && f16.contains("\nenable f16;"), "the f16 prelude leads");
-        assert!(!module_source(Kernel::Attention, None, false).unwrap().contains("enable f16"));
+        assert!(!module_source(Kernel::Rope, None, false).unwrap().contains("enable f16"));
+        // The KV kernels need the cache's type: f16 as vec4<f16> with shader-f16, else in u32 words.
+        assert!(module_source(Kernel::Attention, None, true).is_none());
+        assert!(module_source(Kernel::Attention, Some(TensorType::Q4_0), true).is_none());
+        assert!(module_source(Kernel::Attention, Some(TensorType::F16), true).unwrap().contains("alias kvw = vec4<f16>;"));
+        assert!(module_source(Kernel::Attention, Some(TensorType::F16), false).unwrap().contains("alias kvw = vec2<u32>;"));
+        assert!(module_source(Kernel::KvStore, Some(TensorType::Q8_0), false).unwrap().contains("fn quantize("));
+        for ty in [TensorType::F32, TensorType::F16, TensorType::Q8_0] {
+            for f16 in [false, true] {
+                assert!(module_source(Kernel::KvStore, Some(ty), f16).is_some() && module_source(Kernel::Attention, Some(ty), f16).is_some());
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ mod kernels;
 
 use std::rc::Rc;
 
-use super::{Backend, Rope};
+use super::{Backend, KvType, Rope};
 use crate::backend::cpu::kernels as cpu_kernels;
 use crate::error::{HearthError, Result};
 use crate::gguf::{TensorInfo, TensorType};
@@ -54,12 +54,28 @@ pub struct GpuVector {
     buf: wgpu::Buffer,
 }
 
-/// Per layer, positions x kv_dim values: f16 when the kernels use f16 (`GpuInfo::f16`), else f32.
+/// Per layer, positions x kv_dim values of the cache's type (the `wgsl/kv/*.wgsl` modules: f32;
+/// f16, as vec4<f16> or packed in u32 words without shader-f16; Q8_0, every value's byte and
+/// then the blocks' f16 scales).
 pub struct GpuKvCache {
     k: Vec<wgpu::Buffer>,
     v: Vec<wgpu::Buffer>,
     kv_dim: usize,
     n_ctx: usize,
+    ty: KvType,
+    /// Q8_0: the word index of the first scale in each layer's buffers (0 otherwise).
+    scales: usize,
+}
+
+impl GpuKvCache {
+    /// The cache type as the KV kernels are specialized for it.
+    fn kernel_type(&self) -> TensorType {
+        match self.ty {
+            KvType::F32 => TensorType::F32,
+            KvType::F16 => TensorType::F16,
+            KvType::Q8_0 => TensorType::Q8_0,
+        }
+    }
 }
 
 impl GpuWeight {
@@ -223,11 +239,17 @@ impl Backend for Gpu {
         Ok(GpuVector { buf: self.ctx.upload_f32(&v)? })
     }
 
-    fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize) -> Result<GpuKvCache> {
-        if !kv_dim.is_multiple_of(4) {
-            return Err(HearthError::Compute(format!("the GPU KV cache needs rows of a multiple of 4 values, not {kv_dim}")));
+    fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize, kv: KvType) -> Result<GpuKvCache> {
+        let block = kv.block_values().max(4);
+        if !kv_dim.is_multiple_of(block) {
+            return Err(HearthError::InvalidArgument(format!("a {} KV cache on the GPU needs rows of a multiple of {block} values, not {kv_dim}", kv.name())));
         }
-        let bytes = n_ctx as u64 * kv_dim as u64 * if self.ctx.info.f16 { 2 } else { 4 };
+        let values = n_ctx as u64 * kv_dim as u64;
+        // Q8_0: the values' bytes (whole words: rows are whole blocks), then two scales a word.
+        let (bytes, scales) = match kv {
+            KvType::Q8_0 => (values + (values / 32).div_ceil(2) * 4, values / 4),
+            _ => (kv.bytes(values), 0),
+        };
         if bytes > self.ctx.max_chunk_bytes() {
             return Err(HearthError::ModelTooBig { needed: bytes, limit: self.ctx.max_chunk_bytes() });
         }
@@ -237,7 +259,7 @@ impl Backend for Gpu {
             k.push(self.ctx.storage(bytes)?);
             v.push(self.ctx.storage(bytes)?);
         }
-        Ok(GpuKvCache { k, v, kv_dim, n_ctx })
+        Ok(GpuKvCache { k, v, kv_dim, n_ctx, ty: kv, scales: scales as usize })
     }
 
     fn embed(&self, table: &GpuWeight, ids: &[u32]) -> Result<GpuTensor> {
@@ -294,6 +316,15 @@ impl Backend for Gpu {
         self.ctx.dispatch(Kernel::Rope, None, &p, &[&table, &x.buf], [n.div_ceil(64) as u32, 1, 1])
     }
 
+    fn hadamard(&self, x: &mut GpuTensor, n: usize) -> Result<()> {
+        if !n.is_power_of_two() || !x.cols.is_multiple_of(n) {
+            return Err(HearthError::Compute(format!("hadamard: rows of {} values do not split into {n}-value groups", x.cols)));
+        }
+        let groups = x.rows * x.cols / n;
+        let (gx, gy) = grid(groups.div_ceil(64));
+        self.ctx.dispatch(Kernel::Fwht, None, &[groups as u32, n as u32, gx * 64], &[&x.buf], [gx, gy, 1])
+    }
+
     fn attention(
         &self,
         cache: &mut GpuKvCache,
@@ -314,15 +345,29 @@ impl Backend for Gpu {
         if !head_dim.is_multiple_of(4) || head_dim > 256 {
             return Err(HearthError::Compute(format!("GPU attention takes heads of a multiple of 4 up to 256 values, not {head_dim}")));
         }
-        // New rows into the cache (converted to its element type), then one dispatch for all rows.
-        let n4 = n_new * kv_dim / 4;
-        let (gx, gy) = grid(n4.div_ceil(64));
-        let p = [n4 as u32, (pos0 * kv_dim / 4) as u32, gx * 64];
-        self.ctx.dispatch(Kernel::KvStore, None, &p, &[&k.buf, &v.buf, &cache.k[layer], &cache.v[layer]], [gx, gy, 1])?;
+        if !head_dim.is_multiple_of(cache.ty.block_values()) {
+            return Err(HearthError::InvalidArgument(format!("a {} KV cache needs heads of a multiple of {} values, not {head_dim}", cache.ty.name(), cache.ty.block_values())));
+        }
+        // New rows into the cache (converted to its type), then one dispatch for all rows.
+        let ty = Some(cache.kernel_type());
+        let bufs = [&k.buf, &v.buf, &cache.k[layer], &cache.v[layer]];
+        if cache.ty == KvType::Q8_0 {
+            // One thread per scale word (two blocks) the new blocks touch.
+            let (b0, n_blocks) = (pos0 * kv_dim / 32, n_new * kv_dim / 32);
+            let words = (b0 + n_blocks).div_ceil(2) - b0 / 2;
+            let (gx, gy) = grid(words.div_ceil(64));
+            let p = [n_blocks as u32, b0 as u32, gx * 64, cache.scales as u32];
+            self.ctx.dispatch(Kernel::KvStore, ty, &p, &bufs, [gx, gy, 1])?;
+        } else {
+            let n4 = n_new * kv_dim / 4;
+            let (gx, gy) = grid(n4.div_ceil(64));
+            let p = [n4 as u32, (pos0 * kv_dim / 4) as u32, gx * 64, 0];
+            self.ctx.dispatch(Kernel::KvStore, ty, &p, &bufs, [gx, gy, 1])?;
+        }
         let out = self.tensor(n_new, q.cols)?;
-        let p = [n_head as u32, (n_head / n_head_kv) as u32, head_dim as u32, kv_dim as u32, pos0 as u32, scale.to_bits()];
+        let p = [n_head as u32, (n_head / n_head_kv) as u32, head_dim as u32, kv_dim as u32, pos0 as u32, scale.to_bits(), cache.scales as u32];
         let bufs = [&q.buf, &cache.k[layer], &cache.v[layer], &out.buf];
-        self.ctx.dispatch(Kernel::Attention, None, &p, &bufs, [n_head as u32, n_new as u32, 1])?;
+        self.ctx.dispatch(Kernel::Attention, ty, &p, &bufs, [n_head as u32, n_new as u32, 1])?;
         Ok(out)
     }
 

@@ -8,6 +8,7 @@
 //! operations in the same order, so the two agree bit for bit (checked by the unit tests, which
 //! run under node with `scripts/test-kernels-wasm`).
 
+pub mod attn;
 mod float;
 mod idot;
 mod kquants;

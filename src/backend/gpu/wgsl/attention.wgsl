@@ -1,5 +1,5 @@
-// Causal attention of new rows over the KV cache (which already holds them, as kv4: f16 or
-// f32). One workgroup per (head, query row); row r sees positions 0..=pos0 + r, so a whole
+// Causal attention of new rows over the KV cache (which already holds them, in the cache's type:
+// the kv/*.wgsl module before this one reads four values with k4 / v4, as f32). One workgroup per (head, query row); row r sees positions 0..=pos0 + r, so a whole
 // prefill is one dispatch. Positions go by in blocks of 64 with an online softmax (the running
 // maximum rescales what was summed before it), so nothing but the output is written and any
 // context length works without scratch memory. Vectors are read four values at a time
@@ -11,11 +11,12 @@ struct P {
     kv_dim: u32,
     pos0: u32,
     scale: f32,
+    kv_scales: u32,  // a Q8_0 cache's first scale word (kv/q8_0.wgsl)
 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> kc: array<kv4>;
-@group(0) @binding(3) var<storage, read> vc: array<kv4>;
+@group(0) @binding(2) var<storage, read> kc: array<kvw>;
+@group(0) @binding(3) var<storage, read> vc: array<kvw>;
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
 
 var<workgroup> qh: array<vec4<f32>, 64>;    // this row's query head
@@ -64,7 +65,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (j < n_kv) {
             var dot_qk = 0.0;
             for (var i = 0u; i < hd4; i++) {
-                dot_qk += dot(qh[i], vec4<f32>(kc[j * kv4s + ko + i]));
+                dot_qk += dot(qh[i], k4(j * kv4s + ko + i));
             }
             s = dot_qk * p.scale;
         }
@@ -79,7 +80,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (g < groups) {
             let n = min(64u, n_kv - j0);
             for (var i = g; i < n; i += groups) {
-                acc += pw[i] * vec4<f32>(vc[(j0 + i) * kv4s + ko + d]);
+                acc += pw[i] * v4((j0 + i) * kv4s + ko + d);
             }
         }
     }

@@ -1,10 +1,8 @@
-// Prepended to every kernel when the device has shader-f16 (and it is not turned off): the KV
-// cache holds f16 (half the memory and bandwidth of attention), F16 weights are read as f16
-// vectors. Arithmetic stays f32: the values are widened as they are read.
+// Prepended to every kernel when the device has shader-f16 (and it is not turned off): F16
+// weights are read as f16 vectors, and an f16 KV cache is vec4<f16> (kv/f16.wgsl). Arithmetic
+// stays f32: the values are widened as they are read.
 enable f16;
 
-// Four KV-cache values.
-alias kv4 = vec4<f16>;
 // Four F16 weights (8 bytes) and their f32 values.
 alias h4 = vec4<f16>;
 fn h4f(v: h4) -> vec4<f32> {
