@@ -145,13 +145,12 @@ export function logPage(page, tag = "page") {
   page.on("pageerror", (e) => console.log(`[${tag} pageerror] ${e.message}`));
 }
 
-/** The native CLI: the debug build `cargo test` made, else a release build, else build debug. */
+/** The native CLI: the newer of the debug build `cargo test` made and a release build, else build debug. */
 export function cliBinary() {
   const target = process.env.CARGO_TARGET_DIR ? path.resolve(process.env.CARGO_TARGET_DIR) : path.join(root, "target");
-  for (const profile of ["debug", "release"]) {
-    const bin = path.join(target, profile, "hearth");
-    if (fs.existsSync(bin)) return bin;
-  }
+  // The newer of the two builds: a stale debug binary beside a fresh release one gave old outputs.
+  const built = ["debug", "release"].map((p) => path.join(target, p, "hearth")).filter((b) => fs.existsSync(b));
+  if (built.length) return built.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
   execFileSync("cargo", ["build", "--quiet", "--bin", "hearth"], { cwd: root, stdio: "inherit" });
   return path.join(target, "debug", "hearth");
 }
