@@ -1,5 +1,5 @@
-// The WebGPU backend in headless Chromium (SwiftShader's adapter: no shader-f16, so the f32 paths
-// run): the fixtures give the CPU backend's results within tolerance, greedy steps pick the token
+// The WebGPU backend in each engine's adapter (headless Chromium: SwiftShader, no shader-f16, so the
+// f32 paths run; Firefox on lavapipe has shader-f16, so the f16 paths run): the fixtures give the CPU backend's results within tolerance, greedy steps pick the token
 // on the GPU, and a lost device ends that generation with "device_lost" while the next request
 // runs on the CPU.
 //
@@ -7,7 +7,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, root } from "./harness.mjs";
+import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, root, ENGINE_NAME } from "./harness.mjs";
 import path from "node:path";
 
 // Every weight type (the bpe fixtures: grouped-query attention, tied embeddings, llama3 rope), and
@@ -41,7 +41,8 @@ function run(fixture, backend) {
       // the softmax weights to f16, as llama.cpp does, where the GPU keeps them in f32
       // (tests/browser/kv-types.test.mjs compares the other cache types).
       const m = await Hearth.load(`/fixtures/${fixture}.gguf`, { backend, contextSize: 128, kvType: "f32" });
-      const out = { backend: m.info.backend, gpu: m.info.gpu, tokens: [], top: null };
+      const adapter = await navigator.gpu.requestAdapter();
+      const out = { backend: m.info.backend, gpu: m.info.gpu, adapterF16: adapter.features.has("shader-f16"), tokens: [], top: null };
       // Greedy without logprobs: the GPU picks each token itself.
       for await (const c of m.generate("The quick brown fox", { maxTokens: 4, temperature: 0, stopAtEos: false })) out.tokens.push(...c.tokenIds);
       // With logprobs the logits come back whole.
@@ -55,12 +56,12 @@ function run(fixture, backend) {
   );
 }
 
-test("every fixture's weight type gives the CPU backend's results in Chromium (SwiftShader, f32 paths)", async () => {
+test(`every fixture's weight type gives the CPU backend's results in ${ENGINE_NAME}'s adapter`, async () => {
   for (const fixture of FIXTURES) {
     const [cpu, gpu] = [await run(fixture, "cpu"), await run(fixture, "webgpu")];
     assert.equal(cpu.backend, "cpu");
     assert.equal(gpu.backend, "webgpu", fixture);
-    assert.equal(gpu.gpu.shaderF16, false, "SwiftShader has no shader-f16: the f32 paths ran");
+    assert.equal(gpu.gpu.shaderF16, gpu.adapterF16, "the f16 paths run exactly where the adapter has shader-f16");
     // The GPU keeps activations in f32 where the CPU rounds them to 8 bits before quantized
     // matmuls (as llama.cpp does): exact agreement on float weights, tenths on these small,
     // high-gain random models otherwise (tests/gpu.rs holds the GPU to 1e-4 of exact f32).

@@ -343,7 +343,9 @@ impl Ctx {
         let ok = mapped.await;
         self.check()?;
         if !ok {
-            return Err(HearthError::Gpu("reading results back from the GPU failed".into()));
+            // Our staging buffer is neither unmapped nor destroyed while it maps, so a failed map
+            // means the device is gone; Firefox fails the map before it reports the loss.
+            return Err(HearthError::DeviceLost("reading results back from the GPU failed: the device stopped answering".into()));
         }
         let out = staging.slice(..).get_mapped_range().map_err(|e| HearthError::Gpu(e.to_string()))?.to_vec();
         staging.unmap();
