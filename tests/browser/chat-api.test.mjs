@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, cliBinary, root, ENGINE_NAME, onlyIn, knownIssue } from "./harness.mjs";
+import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, cliBinary, root, ENGINE_NAME, onlyIn } from "./harness.mjs";
 
 const golden = JSON.parse(fs.readFileSync(path.join(root, "tests/golden/model-spm-q4_0.json"), "utf8"));
 const CASE = golden.cases[0];
@@ -257,10 +257,6 @@ test("a split model loads from the URL of its first shard, or from all its shard
 
 test(
   "backend option: cpu loads on the CPU; auto and webgpu as the engine's WebGPU allows; unknown is invalid",
-  // Until the load's preflight (www/hearth/preflight.js assertFits) leaves a missing WebGPU to
-  // host.js's backend_unavailable: it answers model_too_big ("this browser has no WebGPU adapter;
-  // what would fit: a smaller model") where there is no navigator.gpu at all.
-  knownIssue({ webkit: "backend: 'webgpu' without navigator.gpu fails model_too_big (preflight.js assertFits), not backend_unavailable" }),
   async () => {
     const r = await page.evaluate(async () => {
       // What this engine offers: no navigator.gpu (WebKitGTK), or an adapter, which in headless CI is

@@ -424,7 +424,7 @@ test("an engine crash fails the request and those in flight with engine_crashed;
   assert.equal(w.loaded, 2);
   assert.deepEqual(w.ids, WANT);
   crashed("worker stack", w.stack, /stack/);
-  crashed("worker oob", w.oob, /out of bounds/);
+  crashed("worker oob", w.oob, /out of bounds/i);
   crashed("worker async-panic", w["async-panic"], /panicked at .*inside a future/);
   crashed(`worker pool-panic (${w.threads} threads)`, w["pool-panic"], w.threads > 1 ? /on a thread of its pool: panicked at .*pool-panic/ : /pool-panic/);
   // A failed allocation is told apart from a bug (the allocator remembers it): "out_of_memory".

@@ -15,13 +15,11 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, realModel, root, ENGINE, NETWORK_EVENTS, OFFLINE_EMULATION, knownIssue } from "./harness.mjs";
+import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, realModel, root, ENGINE, NETWORK_EVENTS, OFFLINE_EMULATION } from "./harness.mjs";
 
 // WebKit until www/hearth/store.js's ensureRoom reads navigator.storage?.estimate: the page keeps
 // its default model in the store, and WebKitGTK has no navigator.storage (TypeError), so the page
 // never gets ready there.
-const STORE_TODO = knownIssue({ webkit: "store.js ensureRoom calls navigator.storage.estimate() and WebKitGTK has no navigator.storage: the page's default model never loads" });
-
 const LOAD_TIMEOUT = 120000;
 let browser, fixtures, defaultModel;
 
@@ -57,7 +55,7 @@ async function waitForServiceWorker(page) {
   await page.waitForFunction(async () => (await (await caches.open("hearth-v1")).keys()).length > 10, null, { timeout: 30000, polling: 200 });
 }
 
-test("after one online visit the page, the engine, the default model, the demo model and a stored model work offline", STORE_TODO, async () => {
+test("after one online visit the page, the engine, the default model, the demo model and a stored model work offline", async () => {
   const server = await startServer({ mounts: { "/fixtures": fixtures } });
   const context = await browser.newContext();
   try {
@@ -110,7 +108,7 @@ test("after one online visit the page, the engine, the default model, the demo m
   }
 });
 
-test("on a host that sends no isolation headers, the service worker makes the page cross-origin isolated: 2 threads (where the engine has SharedArrayBuffer)", STORE_TODO, async () => {
+test("on a host that sends no isolation headers, the service worker makes the page cross-origin isolated: 2 threads (where the engine has SharedArrayBuffer)", async () => {
   const server = await startServer({ plain: true });
   const context = await browser.newContext();
   try {

@@ -13,12 +13,10 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startServer, launchBrowser, logPage, assertPkgBuilt, fixtureDir, root, ENGINE, onlyIn, knownIssue, NETWORK_EVENTS, MEDIA_EMULATION } from "./harness.mjs";
+import { startServer, launchBrowser, logPage, assertPkgBuilt, fixtureDir, root, ENGINE, onlyIn, NETWORK_EVENTS, MEDIA_EMULATION } from "./harness.mjs";
 
 // WebKit until www/hearth/store.js's ensureRoom reads navigator.storage?.estimate: a load by URL
 // keeps the model in the store, and WebKitGTK has no navigator.storage (TypeError).
-const STORE_TODO = knownIssue({ webkit: "store.js ensureRoom calls navigator.storage.estimate() and WebKitGTK has no navigator.storage: loads by URL fail" });
-
 const SHOTS = path.join(root, "target", "screenshots");
 /** A screenshot's path: chat.png from Chromium, chat-firefox.png from Firefox, ... */
 const shot = (name) => path.join(SHOTS, ENGINE === "chromium" ? name : name.replace(/\.png$/, `-${ENGINE}.png`));
@@ -209,7 +207,7 @@ test("a file that is not a GGUF model shows an error in words; the page stays us
   assert.equal(await error.isVisible(), false, "sending clears the error");
 });
 
-test("a model loads by URL with download progress; a bad URL is an error in words", STORE_TODO, async () => {
+test("a model loads by URL with download progress; a bad URL is an error in words", async () => {
   const size = fs.statSync(path.join(fixtureDir(["spm-q4_0"]), "spm-q4_0.gguf")).size;
   // Record what the progress bar shows while it streams in.
   await page.evaluate(() => {
@@ -243,7 +241,7 @@ test("a model loads by URL with download progress; a bad URL is an error in word
   await waitState("ready");
 });
 
-test("a model loaded by URL is kept in this browser, listed with its size, and can be deleted", STORE_TODO, async () => {
+test("a model loaded by URL is kept in this browser, listed with its size, and can be deleted", async () => {
   await page.evaluate(() => (document.getElementById("model-panel").open = true));
   const list = page.locator('[data-testid="stored-list"] li');
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="stored-list"] li').length > 0, null, { timeout: 10000 });

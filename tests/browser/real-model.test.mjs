@@ -17,13 +17,11 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, root, ENGINE, ENGINE_NAME, knownIssue } from "./harness.mjs";
+import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, root, ENGINE, ENGINE_NAME } from "./harness.mjs";
 
 // WebKit until www/hearth/store.js's ensureRoom reads navigator.storage?.estimate: the chat page
 // keeps its default model in the store, and WebKitGTK has no navigator.storage (TypeError), so the
 // page never gets ready there. (The API tests below load without the store and run.)
-const STORE_TODO = knownIssue({ webkit: "store.js ensureRoom calls navigator.storage.estimate() and WebKitGTK has no navigator.storage: the chat page's default model never loads" });
-
 const FILE = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const MODEL_URL = `/models/${FILE}`;
 const GOLDEN = path.join(root, "tests/golden/real-smollm2-q4_1.json");
@@ -56,7 +54,7 @@ after(async () => {
   await server?.close();
 });
 
-test("the chat page loads the real default model and answers: Paris", STORE_TODO, async () => {
+test("the chat page loads the real default model and answers: Paris", async () => {
   const def = realModel();
   const context = await browser.newContext({ viewport: { width: 1100, height: 860 } });
   try {
@@ -99,7 +97,7 @@ test("the chat page loads the real default model and answers: Paris", STORE_TODO
   }
 });
 
-test("the Evaluate panel measures the sample text's perplexity with progress, and Cancel stops it", STORE_TODO, async () => {
+test("the Evaluate panel measures the sample text's perplexity with progress, and Cancel stops it", async () => {
   const context = await browser.newContext({ viewport: { width: 1100, height: 860 } });
   try {
     const page = await context.newPage();

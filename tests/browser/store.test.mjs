@@ -13,13 +13,11 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
-import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, root, knownIssue } from "./harness.mjs";
+import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, root } from "./harness.mjs";
 
 // Until www/hearth/store.js's ensureRoom reads navigator.storage?.estimate (not
 // navigator.storage.estimate): WebKitGTK has no navigator.storage, so every download throws a
 // TypeError there. With that one-character fix these pass in WebKit on Cache Storage.
-const STORE_TODO = knownIssue({ webkit: "store.js ensureRoom calls navigator.storage.estimate() and WebKitGTK has no navigator.storage (TypeError on every download)" });
-
 const golden = JSON.parse(fs.readFileSync(path.join(root, "tests/golden/model-spm-q4_0.json"), "utf8"));
 const CASE = golden.cases[0];
 const WANT = CASE.greedy.slice(0, 8);
@@ -119,7 +117,7 @@ const greedy = async (url, opts) =>
     { url, opts, prompt: CASE.prompt, want: WANT },
   );
 
-test("an interrupted download resumes with a Range request (OPFS; Cache Storage keeps only whole files), then loads; the next load reads only the store", STORE_TODO, async () => {
+test("an interrupted download resumes with a Range request (OPFS; Cache Storage keeps only whole files), then loads; the next load reads only the store", async () => {
   const url = host.url + "model.gguf";
   const cut = Math.floor(bytes.length * 0.6);
   cutAfter = cut;
@@ -162,7 +160,7 @@ test("an interrupted download resumes with a Range request (OPFS; Cache Storage 
   assert.ok(third.events.slice(1).every((e) => e.phase === "load"));
 });
 
-test("a wrong sha256 is refused and the download discarded; a stored copy is checked too", STORE_TODO, async () => {
+test("a wrong sha256 is refused and the download discarded; a stored copy is checked too", async () => {
   const url = host.url + "model.gguf?v=2";
   const r = await page.evaluate(async (url) => {
     const out = {};
@@ -206,7 +204,7 @@ test("a download the storage quota cannot hold is refused before any byte is wri
   assert.equal(r.listed, false);
 });
 
-test("stored models are listed and deleted", STORE_TODO, async () => {
+test("stored models are listed and deleted", async () => {
   const r = await page.evaluate(async (url) => {
     const d = await Hearth.models.download(url);
     const listed = (await Hearth.models.list()).map((m) => m.url);
@@ -222,7 +220,7 @@ test("stored models are listed and deleted", STORE_TODO, async () => {
   assert.ok(!r.after.includes(host.url + "model.gguf?v=4"));
 });
 
-test("without OPFS the store falls back to Cache Storage (kept once whole, loaded from there)", STORE_TODO, async () => {
+test("without OPFS the store falls back to Cache Storage (kept once whole, loaded from there)", async () => {
   const url = host.url + "model.gguf?v=5";
   const r = await page.evaluate(
     async ({ url, prompt, n }) => {

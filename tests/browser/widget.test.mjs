@@ -12,12 +12,10 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, root, ENGINE, NETWORK_EVENTS, knownIssue } from "./harness.mjs";
+import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, root, ENGINE, NETWORK_EVENTS } from "./harness.mjs";
 
 // WebKit until www/hearth/store.js's ensureRoom reads navigator.storage?.estimate: the widget keeps
 // its model in the store (Cache Storage there), and WebKitGTK has no navigator.storage (TypeError).
-const STORE_TODO = knownIssue({ webkit: "store.js ensureRoom calls navigator.storage.estimate() and WebKitGTK has no navigator.storage: the widget's model never loads" });
-
 const TIMEOUT = 120000;
 let server, browser, page, defaultModel;
 const errors = [];
@@ -68,7 +66,7 @@ async function askOnce(id, text) {
   return replies.nth(n).textContent();
 }
 
-test("the inline widget loads its model and streams a reply; the host's CSS does not reach in", STORE_TODO, async () => {
+test("the inline widget loads its model and streams a reply; the host's CSS does not reach in", async () => {
   await page.waitForFunction(() => !!document.getElementById("inline").llm, null, { timeout: TIMEOUT });
   assert.equal(await page.locator("#inline").getAttribute("model"), defaultModel.url);
   // The header names the model as people know it.
@@ -95,7 +93,7 @@ test("the inline widget loads its model and streams a reply; the host's CSS does
   assert.doesNotMatch(look.li.fontFamily, /Comic/);
 });
 
-test("the launcher opens a floating chat that answers", STORE_TODO, async () => {
+test("the launcher opens a floating chat that answers", async () => {
   const launcher = page.locator("#launcher button.launcher");
   assert.equal(await launcher.isVisible(), true);
   assert.equal(await page.locator("#launcher section.panel").isVisible(), false);
