@@ -1,10 +1,13 @@
 //! Hearth: Llama-family GGUF models run in the browser (and natively, for tests and benchmarks).
 
+// The memory64 build (wasm64-unknown-unknown, nightly only): `core::arch::wasm64` is unstable.
+#![cfg_attr(target_arch = "wasm64", feature(simd_wasm64))]
+
 pub mod backend;
 pub mod chat;
 pub mod engine;
 pub mod error;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(any(target_arch = "wasm32", target_arch = "wasm64")))]
 pub mod fixture;
 pub mod gguf;
 pub mod grammar;
@@ -14,8 +17,15 @@ pub mod perplexity;
 pub mod sampler;
 pub mod stop;
 pub mod tokenizer;
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", target_arch = "wasm64"))]
 pub mod wasm;
+
+/// The wasm intrinsics (SIMD128, memory_size), which core::arch names by the address width: the
+/// same functions on wasm32 and on wasm64 (the memory64 build).
+#[cfg(target_arch = "wasm32")]
+pub(crate) use core::arch::wasm32 as wasm_simd;
+#[cfg(target_arch = "wasm64")]
+pub(crate) use core::arch::wasm64 as wasm_simd;
 
 pub use engine::{shard_name, Engine, EngineLoader, GenerateOptions, Generation, Session, StopReason, TokenLogprobs};
 pub use error::{HearthError, Result};

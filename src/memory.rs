@@ -28,7 +28,8 @@ pub struct Needs {
     pub kv_cache: u64,
     /// Activations of a forward pass of `BATCH` tokens, logits.
     pub scratch: u64,
-    /// The metadata and the tokenizer built from it, plus fixed overhead.
+    /// The metadata and the tokenizer built from it, plus fixed overhead; on the CPU also twice
+    /// the largest tensor (its copy while it is placed, the stream buffer's growth).
     pub other: u64,
 }
 
@@ -101,14 +102,19 @@ pub fn plan(header: &Header, n_ctx: u64, default_ctx: u64, kv: KvType) -> Result
     // Each pool thread keeps a row of attention scores; logits of the last row, twice (sampling).
     let scratch = activations + 8 * n_ctx * 4 + 2 * v * 4;
     // The tokenizer keeps every token's text, a lookup table and merges: about 3x their bytes
-    // in the header.
+    // in the header. While a tensor is placed the stream holds its bytes and the CPU backend
+    // copies them, so the largest tensor is there twice for a moment; and the stream's buffer
+    // grew to it by doubling, leaving freed blocks behind that add up to less than it (a wasm
+    // memory never shrinks: the peak counts). Measured with one 4.06 GiB tensor (`hearth fixture
+    // --big`): 8.85 GiB of wasm memory, 8.18 GiB with the buffer reserved whole at once.
     let other = 3 * header.data_offset + OVERHEAD;
+    let cpu_other = other + 2 * largest;
     let gpu_layer_kv = n_ctx * kv.bytes(kv_dim.next_multiple_of(kv.block_values() as u64));
     Ok(Plan {
         context_size: n_ctx,
         kv_bytes_per_value: kv_value,
         file_bytes: header.data_offset + scaled(file),
-        cpu: Needs { weights: scaled(cpu_w), kv_cache, scratch, other },
+        cpu: Needs { weights: scaled(cpu_w), kv_cache, scratch, other: cpu_other },
         gpu: Needs { weights: scaled(gpu_w), kv_cache, scratch: activations, other: 0 },
         gpu_heap: scaled(host_w) + largest + 2 * v * 4 + other,
         gpu_largest_buffer: largest_row.max(gpu_layer_kv),

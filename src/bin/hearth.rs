@@ -230,6 +230,10 @@ enum Command {
         /// Write the benchmark models (Llama-3.2-1B's shape, hundreds of MB each) instead.
         #[arg(long)]
         bench: bool,
+        /// Write the model over 4 GiB instead (big-f16.gguf, 4.5 GB: one layer, hidden 4096,
+        /// vocabulary 532,480, tied F16 embeddings), for loads past wasm32's 4 GiB.
+        #[arg(long, conflicts_with = "bench")]
+        big: bool,
         /// Give the models this chat template (tokenizer.chat_template), read from a file.
         #[arg(long)]
         chat_template: Option<PathBuf>,
@@ -620,7 +624,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Fuzz(args) => std::process::exit(fuzz::fuzz(&args)),
         Command::FuzzCase(args) => fuzz::fuzz_case(&args),
-        Command::Fixture { out, only, bench, chat_template, name } => {
+        Command::Fixture { out, only, bench, big, chat_template, name } => {
             let mut set = Vec::new();
             if let Some(path) = chat_template {
                 let text = std::fs::read_to_string(&path).map_err(|e| HearthError::Io(format!("{}: {e}", path.display())))?;
@@ -629,7 +633,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(name) = name {
                 set.push(("general.name", hearth::gguf::Value::String(name)));
             }
-            for p in hearth::fixture::write_all(&out, only.as_deref(), bench)? {
+            for p in hearth::fixture::write_all(&out, only.as_deref(), bench, big)? {
                 if !set.is_empty() {
                     let bytes = std::fs::read(&p)?;
                     std::fs::write(&p, hearth::gguf::with_metadata(&bytes, &set)?)?;

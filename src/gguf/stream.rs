@@ -42,6 +42,18 @@ impl GgufStream {
 
     pub fn feed(&mut self, chunk: &[u8], sink: &mut dyn TensorSink) -> Result<()> {
         self.received += chunk.len() as u64;
+        let need = self.buf.len() + chunk.len();
+        if need > self.buf.capacity() {
+            // Doubling, but never past the end of the tensor being received: a 4 GiB tensor
+            // would otherwise reserve 8 GiB (the end is only a cap, so a hostile size in the
+            // header makes this reserve no more than plain doubling would).
+            let mut want = need.max(2 * self.buf.capacity());
+            if let Some(t) = self.header.as_ref().and_then(|h| h.tensors.get(self.next).map(|t| h.data_offset + t.offset + t.size)) {
+                let end = usize::try_from(t.saturating_sub(self.base)).unwrap_or(usize::MAX);
+                want = want.min(end.max(need));
+            }
+            self.buf.reserve_exact(want - self.buf.len());
+        }
         self.buf.extend_from_slice(chunk);
         if self.header.is_none() {
             if (self.buf.len() as u64) < self.header_needed {

@@ -28,18 +28,65 @@ impl GgufWriter {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.header_bytes(&[]);
+        for (_, _, _, data) in &self.tensors {
+            out.extend_from_slice(data);
+            out.resize(align_up(out.len() as u64, DEFAULT_ALIGNMENT) as usize, 0);
+        }
+        out
+    }
+
+    /// Write the file to `out` without holding it: the tensors given to `tensor` first, then
+    /// `streamed` (name, dims, type), whose data `data(i, out)` writes for the i-th of them (exactly
+    /// its size, checked), for files larger than memory should hold (models over 4 GiB).
+    pub fn write_streamed(
+        &self,
+        out: &mut impl std::io::Write,
+        streamed: &[(String, Vec<u64>, TensorType)],
+        mut data: impl FnMut(usize, &mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let header = self.header_bytes(streamed);
+        out.write_all(&header)?;
+        let mut at = header.len() as u64;
+        let pad = |out: &mut dyn std::io::Write, at: &mut u64| -> std::io::Result<()> {
+            let end = align_up(*at, DEFAULT_ALIGNMENT);
+            out.write_all(&vec![0; (end - *at) as usize])?;
+            *at = end;
+            Ok(())
+        };
+        for (_, _, _, bytes) in &self.tensors {
+            out.write_all(bytes)?;
+            at += bytes.len() as u64;
+            pad(out, &mut at)?;
+        }
+        for (i, (name, dims, ty)) in streamed.iter().enumerate() {
+            let want = ty.byte_size(dims[0], dims.iter().product()).expect("dims fit the type's blocks");
+            let mut counted = Counted { inner: &mut *out, n: 0 };
+            data(i, &mut counted)?;
+            assert_eq!(counted.n, want, "tensor '{name}' data size");
+            at += want;
+            pad(out, &mut at)?;
+        }
+        out.flush()
+    }
+
+    /// Everything before the tensor data: metadata and the tensor index (the tensors given to
+    /// `tensor`, then `streamed`), padded to the alignment.
+    fn header_bytes(&self, streamed: &[(String, Vec<u64>, TensorType)]) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&3u32.to_le_bytes());
-        out.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&((self.tensors.len() + streamed.len()) as u64).to_le_bytes());
         out.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
         for (k, v) in &self.metadata {
             write_str(&mut out, k);
             out.extend_from_slice(&v.type_id().to_le_bytes());
             write_value(&mut out, v);
         }
+        let held = self.tensors.iter().map(|(n, d, t, data)| (n, d, *t, data.len() as u64));
+        let later = streamed.iter().map(|(n, d, t)| (n, d, *t, t.byte_size(d[0], d.iter().product()).expect("dims fit the type's blocks")));
         let mut offset = 0u64;
-        for (name, dims, ty, data) in &self.tensors {
+        for (name, dims, ty, size) in held.chain(later) {
             write_str(&mut out, name);
             out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
             for d in dims {
@@ -47,14 +94,27 @@ impl GgufWriter {
             }
             out.extend_from_slice(&ty.0.to_le_bytes());
             out.extend_from_slice(&offset.to_le_bytes());
-            offset = align_up(offset + data.len() as u64, DEFAULT_ALIGNMENT);
+            offset = align_up(offset + size, DEFAULT_ALIGNMENT);
         }
         out.resize(align_up(out.len() as u64, DEFAULT_ALIGNMENT) as usize, 0);
-        for (_, _, _, data) in &self.tensors {
-            out.extend_from_slice(data);
-            out.resize(align_up(out.len() as u64, DEFAULT_ALIGNMENT) as usize, 0);
-        }
         out
+    }
+}
+
+/// Counts the bytes written through it (`write_streamed` checks each tensor's size).
+struct Counted<'a> {
+    inner: &'a mut dyn std::io::Write,
+    n: u64,
+}
+
+impl std::io::Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

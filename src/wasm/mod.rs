@@ -9,6 +9,8 @@
 
 use wasm_bindgen::prelude::*;
 
+use crate::wasm_simd as arch;
+
 mod alloc;
 mod inspect;
 
@@ -79,7 +81,7 @@ pub fn debug_trap(kind: &str) -> Result<js_sys::Promise, JsValue> {
             Err(invalid("debugTrap(\"stack\"): the recursion ended"))
         }
         "oob" => {
-            let end = core::arch::wasm32::memory_size(0) as u64 * 65536;
+            let end = arch::memory_size(0) as u64 * 65536;
             if end >= 1 << 32 {
                 return Err(invalid("debugTrap(\"oob\"): the memory spans the whole 32-bit address space"));
             }
@@ -147,7 +149,7 @@ pub fn thread_count() -> u32 {
 /// Current size of the wasm linear memory in bytes. Memory only grows, so this is also the peak.
 #[wasm_bindgen(js_name = memoryBytes)]
 pub fn memory_bytes() -> f64 {
-    (core::arch::wasm32::memory_size(0) * 65536) as f64
+    (arch::memory_size(0) * 65536) as f64
 }
 
 fn js_error(e: HearthError) -> JsValue {

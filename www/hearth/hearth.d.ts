@@ -105,11 +105,14 @@ export interface ModelInfo {
   threads: number;
   /** The engine build running: "relaxed" (relaxed-SIMD integer dot products, where the browser has them) or "simd128". */
   simd: "relaxed" | "simd128";
+  /** "wasm32" (at most 4 GiB), or "wasm64": the memory64 build (one thread, CPU only) that runs a model past that where the browser has memory64. */
+  engine: "wasm32" | "wasm64";
 }
 
 export interface EngineStats {
   threads: number;
   simd: "relaxed" | "simd128";
+  engine: "wasm32" | "wasm64";
   /** The engine's wasm memory; it never shrinks, so this is its peak so far. */
   wasmMemoryBytes: number;
 }
@@ -395,6 +398,10 @@ export interface ModelInspection {
   limits: {
     /** The engine's memory limit (4 GiB: wasm32). */
     wasmBytes: number;
+    /** The memory64 engine's limit (16 GiB, at most navigator.deviceMemory), or null where the browser has no memory64. */
+    wasm64Bytes: number | null;
+    /** The build running now (the model already loaded is in it). */
+    engine: "wasm32" | "wasm64";
     /** Held by the model already loaded in this engine. */
     wasmInUse: number;
     webgpu: { maxBufferSize: number; maxStorageBufferBindingSize: number; software: boolean } | null;
@@ -404,6 +411,8 @@ export interface ModelInspection {
     storageFreeBytes: number | null;
   };
   fits: { cpu: boolean; webgpu: boolean };
+  /** The build a CPU load would run on: "wasm32", "wasm64" (memory64: past wasm32's 4 GiB), or null if neither holds it. */
+  cpuEngine: "wasm32" | "wasm64" | null;
   /** Hints in words (device memory, storage quota). */
   warnings: string[];
 }

@@ -302,8 +302,9 @@ export class Hearth {
    * header alone (a URL is read with a Range request: no weight is downloaded). Resolves to
    * `{name, displayName, architecture, contextLength, contextSize, kvType, fileBytes, cpu:
    * {weights, kvCache, scratch, other, total}, webgpu: {...}, webgpuHeap, webgpuLargestBuffer,
-   * limits: {wasmBytes, wasmInUse, webgpu, deviceMemoryBytes, storageQuotaBytes,
-   * storageFreeBytes}, fits: {cpu, webgpu}, warnings}` (bytes), or null when the header cannot be
+   * limits: {wasmBytes, wasm64Bytes, engine, wasmInUse, webgpu, deviceMemoryBytes, storageQuotaBytes,
+   * storageFreeBytes}, fits: {cpu, webgpu}, cpuEngine, warnings}` (bytes; cpuEngine: the build a CPU
+   * load takes, "wasm32" or "wasm64", memory64, past 4 GiB), or null when the header cannot be
    * read whole. `Hearth.load` runs the same check and fails with "model_too_big" before
    * downloading a model that cannot fit.
    * @param {ModelSource} source
@@ -543,7 +544,17 @@ class WorkerImpl {
     return this.lost ? Promise.reject(this.lost) : this.t.call(op, args);
   }
   async load(source, options) {
-    const info = await this.loadIn(source, options);
+    let info;
+    try {
+      info = await this.loadIn(source, options);
+    } catch (e) {
+      // The model needs the other engine build (memory64 past wasm32's 4 GiB, or wasm32 again)
+      // and this Worker holds a model: a fresh Worker loads it (the old model goes with the old one).
+      if (!(e && e.code === "engine_switch")) throw e;
+      this.t.terminate();
+      this.t = new WorkerTransport((err) => (this.lost = err));
+      info = await this.loadIn(source, options);
+    }
     this.lost = null;
     return info;
   }

@@ -3,15 +3,24 @@
 // Everything here is plain data in, plain data out, so worker.js only has to relay messages.
 
 import { ModelStore, contentLength, fetchModel, readChunk } from "./store.js";
-import { assertFits, browserLimits, judge, readHeader } from "./preflight.js";
+import { assertFits, browserLimits, formatBytes, judge, readHeader } from "./preflight.js";
 import { ToolStream, toolOptions } from "./tools.js";
 
-/** The wasm-bindgen module in use (pkg/hearth_wasm.js or pkg/threads/hearth_wasm.js). */
+/** The wasm-bindgen module in use (pkg/hearth_wasm.js, pkg/threads/ or pkg/wasm64/hearth_wasm.js). */
 let wasm = null;
 /** Threads in the engine's pool (1: the single-thread build). */
 let poolThreads = 1;
 /** "relaxed" when the relaxed-SIMD build runs, else "simd128". */
 let simdLevel = "simd128";
+/**
+ * Which builds run: false the wasm32 ones (4 GiB of memory), true the memory64 one (pkg/wasm64/:
+ * one thread, SIMD128, no WebGPU), which a CPU load past wasm32's 4 GiB switches to (`Host.preflight`).
+ */
+let memory64 = false;
+/** The thread count initWasm was last asked for (a switch of builds starts the new one alike). */
+let askedThreads;
+/** Hosts with a model in the current instance (a switch of builds would take it). */
+const loaded = new Set();
 let ready = null;
 
 // ---- crash containment -----------------------------------------------------------------------
@@ -96,6 +105,7 @@ export function relaxedSimdWorks() {
  * JS glue) is tried first. Resolves to the thread count.
  */
 export function initWasm(threads) {
+  askedThreads = threads;
   if (crash) {
     // The instance crashed: start a fresh one (its memory is never touched again).
     ready = null;
@@ -121,12 +131,12 @@ function wasmUrl(dir, relaxed) {
 }
 
 /**
- * The glue module of a build (pkg/hearth_wasm.js or pkg/threads/hearth_wasm.js). After a crash
- * (instance > 0) a new copy of it: the first copy's instance stays dead.
+ * The glue module of a build in `dir` ("", "threads/" or "wasm64/"). After a crash or a switch of
+ * builds (instance > 0) a new copy of it: an earlier copy's instance is never used again.
  */
-function importGlue(threaded) {
-  if (instance === 0) return threaded ? import("./threads/hearth_wasm.js") : import("./hearth_wasm.js");
-  const url = new URL(`./${threaded ? "threads/" : ""}hearth_wasm.js?instance=${instance}`, import.meta.url).href;
+function importGlue(dir) {
+  if (instance === 0) return dir === "threads/" ? import("./threads/hearth_wasm.js") : dir === "wasm64/" ? import("./wasm64/hearth_wasm.js") : import("./hearth_wasm.js");
+  const url = new URL(`./${dir}hearth_wasm.js?instance=${instance}`, import.meta.url).href;
   return import(/* webpackIgnore: true */ /* @vite-ignore */ url);
 }
 
@@ -134,10 +144,19 @@ async function startWasm(threads) {
   if (threads != null && (!Number.isInteger(threads) || threads < 1)) throw codeError("invalid_argument", `threads must be a positive integer, got ${threads}`);
   const inWorker = typeof WorkerGlobalScope !== "undefined" && self instanceof WorkerGlobalScope;
   const n = inWorker ? (threads ?? defaultThreads()) : 1;
+  if (memory64) {
+    // One build, one thread (wasm-bindgen-rayon's pool is wasm32-only), SIMD128.
+    const m = await importGlue("wasm64/");
+    await m.default({ module_or_path: wasmUrl("wasm64/", false) });
+    wasm = m;
+    poolThreads = 1;
+    simdLevel = "simd128";
+    return poolThreads;
+  }
   const variants = relaxedSimdWorks() ? [true, false] : [false];
   if (n > 1 && globalThis.crossOriginIsolated && typeof SharedArrayBuffer !== "undefined") {
     try {
-      const m = await importGlue(true);
+      const m = await importGlue("threads/");
       const relaxed = await initVariant(m, "threads/", variants);
       let timer;
       const late = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`its ${n} workers did not start in ${THREADS_START_MS / 1000} s`)), THREADS_START_MS)));
@@ -154,7 +173,7 @@ async function startWasm(threads) {
       console.warn(`Hearth: the threaded engine did not start (${e && e.message ? e.message : e}); running on one thread`);
     }
   }
-  const m = await importGlue(false);
+  const m = await importGlue("");
   const relaxed = await initVariant(m, "", variants);
   wasm = m;
   poolThreads = 1;
@@ -405,11 +424,14 @@ export class Host {
     }
     if (this.loader) this.loader.free();
     this.loader = null;
+    this.askedBackend = backend;
     const gpu = typeof navigator !== "undefined" && navigator.gpu;
     if (backend === "webgpu" && !gpu) throw codeError("backend_unavailable", "this browser has no WebGPU (navigator.gpu): use backend \"cpu\" or \"auto\"");
     // Without navigator.gpu the engine never looks for an adapter, so it cannot say why.
     this.noGpu = backend === "auto" && !gpu;
-    this.loader = backend === "cpu" || this.noGpu ? new wasm.Loader() : await this.guard(wasm.Loader.create(backend));
+    if (memory64 && backend === "webgpu") throw codeError("invalid_argument", "the memory64 engine runs on the CPU only");
+    // The memory64 build has no WebGPU backend (preflight chose it for a CPU load).
+    this.loader = backend === "cpu" || this.noGpu || memory64 ? new wasm.Loader() : await this.guard(wasm.Loader.create(backend));
   }
 
   /** Feed one chunk; returns bytes received so far. */
@@ -445,6 +467,7 @@ export class Host {
     this.instance = instance;
     if (this.engine) this.engine.free();
     this.engine = engine;
+    loaded.add(this);
     const raw = engine.info();
     const train = raw.nCtxTrain || 0;
     let ctx = contextSize == null ? Math.min(train || DEFAULT_CONTEXT, DEFAULT_CONTEXT) : contextSize;
@@ -470,19 +493,23 @@ export class Host {
       backend: raw.backend,
       // The adapter ({name, backend, deviceType, shaderF16}) on WebGPU; why "auto" chose the CPU.
       gpu: raw.gpu,
-      backendFallback: raw.fallback ?? (this.noGpu ? "WebGPU is not available in this browser" : null),
+      backendFallback:
+        raw.fallback ??
+        (this.noGpu ? "WebGPU is not available in this browser" : memory64 && raw.backend === "cpu" && this.askedBackend === "auto" ? "the model needs the memory64 engine, which runs on the CPU" : null),
       // The built-in template the vocabulary called for, or "model" (the GGUF's own).
       chatTemplate: engine.chatTemplate().builtin ?? "model",
       threads: poolThreads,
       // Which build's kernels run: "relaxed" (relaxed-SIMD integer dots) or "simd128".
       simd: simdLevel,
+      // Which build: "wasm32" (at most 4 GiB) or "wasm64" (memory64, for models past that).
+      engine: memory64 ? "wasm64" : "wasm32",
     };
     return this.info;
   }
 
   /** Engine threads, SIMD build and the wasm memory's size (it never shrinks: this is its peak). */
   stats() {
-    return { threads: poolThreads, simd: simdLevel, wasmMemoryBytes: wasm ? wasm.memoryBytes() : 0 };
+    return { threads: poolThreads, simd: simdLevel, engine: memory64 ? "wasm64" : "wasm32", wasmMemoryBytes: wasm ? wasm.memoryBytes() : 0 };
   }
 
   /**
@@ -584,11 +611,12 @@ export class Host {
     // A whole file's own size (the header only describes where its tensors end).
     if (size && result.splitCount === 1) result.fileBytes = size;
     const inUse = this.engine && this.alive() ? this.need || 0 : 0;
-    return judge(result, await browserLimits(inUse), { cache });
+    return judge(result, await browserLimits(inUse, memory64 ? "wasm64" : "wasm32"), { cache });
   }
 
   /** `inspect` then refuse what cannot fit `backend`; a header out of reach (offline, the model
-   * in the store) is left to the load. */
+   * in the store) is left to the load. Then start the build the load needs: the memory64 one for
+   * a CPU load past wasm32's 4 GiB, the wasm32 ones (faster: relaxed SIMD, threads) otherwise. */
   async preflight(source, { backend = "auto", contextSize, kvType, cache, signal } = {}) {
     let plan;
     try {
@@ -597,8 +625,53 @@ export class Host {
       if (e && e.code === "network") return null;
       throw e;
     }
-    if (plan) assertFits(plan, backend);
+    if (plan) {
+      assertFits(plan, backend);
+      // "auto" takes a hardware adapter that holds the model; the GPU engine's heap is wasm32's.
+      const gpu = backend === "webgpu" || (backend === "auto" && plan.fits.webgpu && !plan.limits.webgpu.software);
+      const want64 = !gpu && plan.cpuEngine === "wasm64";
+      if (want64 !== memory64) await this.switchBuild(want64, plan);
+    }
     return plan;
+  }
+
+  /**
+   * Start the memory64 build (`want64`) or the wasm32 one in place of the one running. A model
+   * loaded in this instance would be lost (and its memory kept: a wasm memory is never given
+   * back), so then the Worker is replaced instead: "engine_switch" asks the page to (hearth.js
+   * loads again in a fresh Worker); outside a Worker the load is refused.
+   */
+  async switchBuild(want64, plan) {
+    for (const h of loaded) if (!h.engine || !h.alive()) loaded.delete(h);
+    if (loaded.size > 0) {
+      const inWorker = typeof WorkerGlobalScope !== "undefined" && self instanceof WorkerGlobalScope;
+      const what = want64 ? `the memory64 engine (it needs ${formatBytes(plan.cpu.total)} on the CPU, past wasm32's 4 GiB)` : "the wasm32 engine";
+      throw codeError(
+        inWorker ? "engine_switch" : "model_too_big",
+        `this model needs ${what}, which cannot start in this thread while a model is loaded in it` + (inWorker ? "" : ": unload the other models first, or load in a Worker (the default)"),
+      );
+    }
+    memory64 = want64;
+    ready = null;
+    wasm = null;
+    crash = null;
+    crashSignal = null;
+    instance++;
+    this.instance = instance;
+    this.loader = null;
+    this.engine = null;
+    try {
+      await initWasm(askedThreads);
+    } catch (e) {
+      if (!want64) throw e;
+      // The package was built without it (HEARTH_WASM64=0), or it did not start: back to wasm32.
+      memory64 = false;
+      ready = null;
+      instance++;
+      this.instance = instance;
+      await initWasm(askedThreads);
+      throw codeError("model_too_big", `this model needs ${formatBytes(plan.cpu.total)} of memory on the CPU, past wasm32's 4 GiB, and the memory64 engine did not start (${e && e.message ? e.message : e})`);
+    }
   }
 
   /** Feed one file (URL, Blob or bytes) to the loader; returns the bytes received in all. */
@@ -882,6 +955,7 @@ export class Host {
 
   unload() {
     this.abortLoad();
+    loaded.delete(this);
     if (this.engine && !this.alive()) this.engine = null;
     if (this.engine) {
       this.engine.free();

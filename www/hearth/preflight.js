@@ -6,6 +6,29 @@ import { readPrefix } from "./store.js";
 
 /** Both wasm32 builds link a 4 GiB memory maximum. */
 export const WASM_LIMIT = 4 * 2 ** 30;
+/**
+ * The memory64 build (pkg/wasm64/, for models past wasm32's 4 GiB): V8's limit for a 64-bit
+ * memory, further bounded by navigator.deviceMemory where the browser reports it.
+ */
+export const WASM64_LIMIT = 16 * 2 ** 30;
+
+/**
+ * Whether this browser runs memory64 modules (WebAssembly.validate of a module with a 64-bit
+ * memory and a 64-bit table, as rustc's wasm64 output has): Chrome 133+, Firefox 134+.
+ */
+export function memory64Works() {
+  try {
+    return WebAssembly.validate(
+      new Uint8Array([
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+        0x04, 0x04, 0x01, 0x70, 0x04, 0x00, // table section: one funcref table, i64 index, min 0
+        0x05, 0x03, 0x01, 0x04, 0x00, // memory section: one memory, i64 index, min 0
+      ]),
+    );
+  } catch {
+    return false;
+  }
+}
 
 /** First read of a URL's or File's header; doubled (or the header's own count) until whole. */
 const FIRST_READ = 1 << 20;
@@ -77,11 +100,15 @@ async function fetchPrefix(url, want, signal) {
   }
 }
 
-/** What this browser can hold: the engine's memory, the WebGPU adapter's limits, hints. */
-export async function browserLimits(inUse = 0) {
-  const limits = { wasmBytes: WASM_LIMIT, wasmInUse: inUse, webgpu: null, deviceMemoryBytes: null, storageQuotaBytes: null, storageFreeBytes: null };
+/**
+ * What this browser can hold: the engine's memory, the WebGPU adapter's limits, hints. `inUse`:
+ * what the model already loaded holds in the running build (`engine`: "wasm32" or "wasm64").
+ */
+export async function browserLimits(inUse = 0, engine = "wasm32") {
+  const limits = { wasmBytes: WASM_LIMIT, wasm64Bytes: null, engine, wasmInUse: inUse, webgpu: null, deviceMemoryBytes: null, storageQuotaBytes: null, storageFreeBytes: null };
   const nav = typeof navigator !== "undefined" ? navigator : {};
   if (typeof nav.deviceMemory === "number") limits.deviceMemoryBytes = nav.deviceMemory * 2 ** 30;
+  if (memory64Works()) limits.wasm64Bytes = Math.min(WASM64_LIMIT, limits.deviceMemoryBytes ?? Infinity);
   try {
     const est = await nav.storage?.estimate?.();
     if (est && typeof est.quota === "number") {
@@ -108,13 +135,15 @@ export async function browserLimits(inUse = 0) {
  * the model is to be kept in the model store (its quota matters then).
  */
 export function judge(plan, limits, { cache = false } = {}) {
-  const heap = limits.wasmBytes - limits.wasmInUse;
+  const { wasm32: heap, wasm64: heap64 } = heaps(limits);
   const gpu = limits.webgpu;
   const binding = gpu ? Math.min(gpu.maxBufferSize, gpu.maxStorageBufferBindingSize) : 0;
   const fits = {
-    cpu: plan.cpu.total <= heap,
+    cpu: plan.cpu.total <= Math.max(heap, heap64),
     webgpu: Boolean(gpu) && plan.webgpuHeap <= heap && plan.webgpuLargestBuffer <= binding,
   };
+  // The build a CPU load runs on: wasm32 (SIMD, threads) where the model fits it, else memory64.
+  const cpuEngine = plan.cpu.total <= heap ? "wasm32" : fits.cpu ? "wasm64" : null;
   const warnings = [];
   if (limits.deviceMemoryBytes && Math.min(plan.cpu.total, plan.webgpuHeap + plan.webgpu.total) > limits.deviceMemoryBytes / 2) {
     warnings.push(`this device reports about ${formatBytes(limits.deviceMemoryBytes)} of memory: a model this size may get the tab closed by the browser`);
@@ -122,7 +151,19 @@ export function judge(plan, limits, { cache = false } = {}) {
   if (cache && limits.storageFreeBytes !== null && plan.fileBytes > limits.storageFreeBytes) {
     warnings.push(`the browser allows this site ${formatBytes(limits.storageFreeBytes)} more storage: the model (${formatBytes(plan.fileBytes)}) cannot be kept for offline use`);
   }
-  return { ...plan, limits, fits, warnings };
+  return { ...plan, limits, fits, cpuEngine, warnings };
+}
+
+/**
+ * Engine memory free for a new model in each build. The model already loaded stays while the
+ * next one loads in the same build; the other build starts without it.
+ */
+function heaps(limits) {
+  const inUse = (engine) => ((limits.engine ?? "wasm32") === engine ? limits.wasmInUse : 0);
+  return {
+    wasm32: limits.wasmBytes - inUse("wasm32"),
+    wasm64: limits.wasm64Bytes ? limits.wasm64Bytes - inUse("wasm64") : 0,
+  };
 }
 
 /**
@@ -134,7 +175,9 @@ export function assertFits(p, backend) {
   if (ok) return;
   // No adapter at all is not a size problem: say so with the code a missing backend has.
   if (backend === "webgpu" && !p.limits.webgpu) throw codeError("backend_unavailable", 'this browser has no WebGPU adapter: use backend "cpu" or "auto"');
-  const heap = p.limits.wasmBytes - p.limits.wasmInUse;
+  const { wasm32, wasm64 } = heaps(p.limits);
+  // The WebGPU engine's heap is a wasm32 one; the CPU gets the larger of the two builds.
+  const heap = backend === "webgpu" ? wasm32 : Math.max(wasm32, wasm64);
   const cpu = p.cpu;
   const held = p.limits.wasmInUse > 0 ? ` (${formatBytes(heap)} with the model already loaded)` : "";
   let msg;
@@ -148,7 +191,9 @@ export function assertFits(p, backend) {
     msg =
       `this model needs ${formatBytes(cpu.total)} of memory on the CPU (weights ${formatBytes(cpu.weights)}, ` +
       `KV cache ${formatBytes(cpu.kvCache)} for ${p.contextSize} positions, scratch and vocabulary ${formatBytes(cpu.scratch + cpu.other)}) ` +
-      `and a browser engine holds at most ${formatBytes(heap)}${held}`;
+      `and a browser engine holds at most ${formatBytes(heap)}${held}` +
+      // Past 4 GiB only a memory64 engine helps: say when this browser has none.
+      (cpu.total > wasm32 && !wasm64 ? " (this browser runs no memory64 WebAssembly, which Chromium and Firefox do)" : "");
   }
   const options = [];
   const rest = cpu.total - cpu.kvCache;

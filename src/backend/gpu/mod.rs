@@ -92,7 +92,7 @@ impl Gpu {
     }
 
     /// `new`, waited for (native only).
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(not(target_family = "wasm"))]
     pub fn new_blocking(opts: GpuOptions) -> Result<Gpu> {
         pollster::block_on(Self::new(opts))
     }

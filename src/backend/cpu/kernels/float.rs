@@ -11,14 +11,14 @@ pub type Chunk = [f32; 32];
 
 #[inline(always)]
 fn lane_dot(u: &Chunk, a: &Chunk, acc: &mut [f32; 8]) {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     simd::lane_dot(u, a, acc);
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
     lane_dot_ref(u, a, acc);
 }
 
 // Scalar reference: what runs off wasm, and what the wasm tests compare against.
-#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
+#[cfg_attr(all(target_family = "wasm", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
 pub fn lane_dot_ref(u: &Chunk, a: &Chunk, acc: &mut [f32; 8]) {
     for c in 0..4 {
@@ -60,9 +60,9 @@ macro_rules! float_kernel {
             }
             #[inline(always)]
             fn unpack(b: &[u8], u: &mut Chunk) {
-                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
                 $unpack_simd(b, u);
-                #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+                #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
                 Self::unpack_ref(b, u);
             }
             #[inline(always)]
@@ -93,10 +93,10 @@ float_kernel!(F32, 128, |x| x, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
 float_kernel!(F16, 64, |x| f16::from_f32(x).to_f32(), |c| f16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])), simd::f16);
 float_kernel!(BF16, 64, |x| bf16::from_f32(x).to_f32(), |c| bf16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])), simd::bf16);
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
 pub(super) mod simd {
     use super::Chunk;
-    use core::arch::wasm32::*;
+    use crate::wasm_simd::*;
 
     #[inline(always)]
     fn ld(b: &[u8]) -> v128 {

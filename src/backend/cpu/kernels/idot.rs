@@ -12,11 +12,11 @@
 //! which the matmul driver runs inside a `#[target_feature(enable = "relaxed-simd")]` function:
 //! only these kernels change, so the build shares every compiled dependency with the plain one.
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-use core::arch::wasm32::v128;
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+use crate::wasm_simd::v128;
 
 // Scalar reference: what runs off wasm, and what the wasm tests compare against.
-#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
+#[cfg_attr(all(target_family = "wasm", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
 pub fn dot32_ref(a: &[i8; 32], b: &[i8; 32]) -> i32 {
     let mut s = 0i32;
@@ -30,18 +30,18 @@ pub fn dot32_ref(a: &[i8; 32], b: &[i8; 32]) -> i32 {
 /// 0..=63. `PAIRED`: 8 groups of 32 values instead (Q4_K / Q5_K), scales in `sc[..8]`.
 #[inline(always)]
 pub fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     {
         simd::dot256::<PAIRED>(u, a, sc)
     }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
     {
         dot256_ref::<PAIRED>(u, a, sc)
     }
 }
 
 // Scalar reference: what runs off wasm, and what the wasm tests compare against.
-#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
+#[cfg_attr(all(target_family = "wasm", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
 pub fn dot256_ref<const PAIRED: bool>(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32 {
     let size = if PAIRED { 32 } else { 16 };
@@ -56,17 +56,17 @@ pub fn dot256_ref<const PAIRED: bool>(q: &[i8; 256], a: &[i8; 256], sc: &[i16; 1
 /// Σ_g m[g] * bsums[g]: the K-quants' minimum and offset terms.
 #[inline(always)]
 pub fn dot16_i16(m: &[i16; 16], bsums: &[i16; 16]) -> i32 {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     {
         simd::dot16_i16(m, bsums)
     }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
     {
         dot16_i16_ref(m, bsums)
     }
 }
 
-#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
+#[cfg_attr(all(target_family = "wasm", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
 pub fn dot16_i16_ref(m: &[i16; 16], bsums: &[i16; 16]) -> i32 {
     m.iter().zip(bsums).map(|(&m, &b)| m as i32 * b as i32).sum()
@@ -75,24 +75,24 @@ pub fn dot16_i16_ref(m: &[i16; 16], bsums: &[i16; 16]) -> i32 {
 /// Σ_j m[j] * bsums[j] over 8 groups of 32 (Q4_K / Q5_K minimums).
 #[inline(always)]
 pub fn dot8_i16(m: &[i16; 8], bsums: &[i16; 8]) -> i32 {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     {
-        simd::hsum_i32(core::arch::wasm32::i32x4_dot_i16x8(simd::load_i16(m), simd::load_i16(bsums)))
+        simd::hsum_i32(crate::wasm_simd::i32x4_dot_i16x8(simd::load_i16(m), simd::load_i16(bsums)))
     }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
     {
         dot8_i16_ref(m, bsums)
     }
 }
 
-#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
+#[cfg_attr(all(target_family = "wasm", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
 pub fn dot8_i16_ref(m: &[i16; 8], bsums: &[i16; 8]) -> i32 {
     m.iter().zip(bsums).map(|(&m, &b)| m as i32 * b as i32).sum()
 }
 
 /// Exact sums of the four 32-value blocks of a unit, block by block (lane i = block i).
-#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
+#[cfg_attr(all(target_family = "wasm", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
 pub fn dot4x32_ref(w: &[i8; 128], a: &[i8; 128]) -> [i32; 4] {
     std::array::from_fn(|b| dot32_ref(w[32 * b..32 * b + 32].try_into().unwrap(), a[32 * b..32 * b + 32].try_into().unwrap()))
@@ -113,10 +113,10 @@ pub trait Isa {
     fn dot256<const PAIRED: bool>(u: &[i8; 256], a: &[i8; 256], sc: &[i16; 16]) -> i32;
     /// acc + Σ over 16 value pairs of u * a * s, in i32 lanes (`s`: a scale in every i16 lane;
     /// u below 64): the fused K-quant decode kernels' step.
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     fn dot16_scaled(u: v128, a: v128, s: v128, acc: v128) -> v128;
     /// The same over 32 pairs sharing one scale (u0, a0 the first 16).
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     #[inline(always)]
     fn dot32_scaled(u0: v128, u1: v128, a0: v128, a1: v128, s: v128, acc: v128) -> v128 {
         Self::dot16_scaled(u1, a1, s, Self::dot16_scaled(u0, a0, s, acc))
@@ -128,28 +128,28 @@ pub trait Isa {
     }
 }
 
-/// Scalar, or SIMD128 on wasm32.
+/// Scalar, or SIMD128 on wasm (wasm32 and wasm64).
 pub struct Portable;
 
 impl Isa for Portable {
     #[inline(always)]
     fn dot4x32(u: &[i8; 128], a: &[i8; 128]) -> [i32; 4] {
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
         {
             simd::dot4x32::<simd::Plain>(u, a)
         }
-        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
         {
             dot4x32_ref(u, a)
         }
     }
     #[inline(always)]
     fn dot4x32_signed(w: &[i8; 128], a: &[i8; 128]) -> [i32; 4] {
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
         {
             simd::dot4x32_signed(w, a)
         }
-        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
         {
             dot4x32_ref(w, a)
         }
@@ -159,10 +159,10 @@ impl Isa for Portable {
         dot256::<PAIRED>(u, a, sc)
     }
     /// Widened to i16, the weights times the scale (fits: 63 * 128), then pairs into i32.
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     #[inline(always)]
     fn dot16_scaled(u: v128, a: v128, s: v128, acc: v128) -> v128 {
-        use core::arch::wasm32::*;
+        use crate::wasm_simd::*;
         let lo = i32x4_dot_i16x8(i16x8_mul(i16x8_extend_low_i8x16(u), s), i16x8_extend_low_i8x16(a));
         let hi = i32x4_dot_i16x8(i16x8_mul(i16x8_extend_high_i8x16(u), s), i16x8_extend_high_i8x16(a));
         i32x4_add(acc, i32x4_add(lo, hi))
@@ -170,10 +170,10 @@ impl Isa for Portable {
 }
 
 /// Relaxed SIMD: only inside the driver's `relaxed-simd` function (the relaxed build).
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+#[cfg(all(target_family = "wasm", target_feature = "simd128", feature = "relaxed"))]
 pub struct Relaxed;
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+#[cfg(all(target_family = "wasm", target_feature = "simd128", feature = "relaxed"))]
 impl Isa for Relaxed {
     #[inline(always)]
     fn dot4x32(u: &[i8; 128], a: &[i8; 128]) -> [i32; 4] {
@@ -198,13 +198,13 @@ impl Isa for Relaxed {
     /// One pmaddubsw, one pmaddwd with the scale.
     #[inline(always)]
     fn dot16_scaled(u: v128, a: v128, s: v128, acc: v128) -> v128 {
-        use core::arch::wasm32::*;
+        use crate::wasm_simd::*;
         i32x4_add(acc, i32x4_dot_i16x8(i16x8_relaxed_dot_i8x16_i7x16(a, u), s))
     }
     /// Two pmaddubsw summed in i16 (u below 64), one pmaddwd with the scale.
     #[inline(always)]
     fn dot32_scaled(u0: v128, u1: v128, a0: v128, a1: v128, s: v128, acc: v128) -> v128 {
-        use core::arch::wasm32::*;
+        use crate::wasm_simd::*;
         let p = i16x8_add(i16x8_relaxed_dot_i8x16_i7x16(a0, u0), i16x8_relaxed_dot_i8x16_i7x16(a1, u1));
         i32x4_add(acc, i32x4_dot_i16x8(p, s))
     }
@@ -278,9 +278,9 @@ pub mod avx2 {
     }
 }
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
 pub mod simd {
-    use core::arch::wasm32::*;
+    use crate::wasm_simd::*;
 
     /// acc + Σ u[i] * a[i] over 16 byte pairs, spread over the 4 lanes; u must be in 0..=127.
     pub trait Dot16 {
@@ -561,7 +561,7 @@ mod tests {
             assert_eq!(dot16_i16(&sc, &b16), dot16_i16_ref(&sc, &b16));
             let m8: [i16; 8] = std::array::from_fn(|i| paired[i]);
             assert_eq!(dot8_i16(&m8, &b32), dot8_i16_ref(&m8, &b32));
-            #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+            #[cfg(all(target_family = "wasm", target_feature = "simd128", feature = "relaxed"))]
             relaxed::check(&u63, &w, &a, &sc, &paired);
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx2") {
@@ -595,7 +595,7 @@ mod tests {
     }
 
     /// The relaxed instructions, run from a function compiled with them (as the driver does).
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128", feature = "relaxed"))]
     mod relaxed {
         #[target_feature(enable = "relaxed-simd")]
         pub fn check(u: &[i8; 256], w: &[i8; 256], a: &[i8; 256], sc: &[i16; 16], paired: &[i16; 16]) {

@@ -87,14 +87,14 @@ fn finish_k<const MINS: bool, const OFFSET: i32, const PAIRED: bool>(u: &Unpacke
 /// Q4_K and Q6_K (the Q4_K_M mix) have fused decode kernels on wasm (`@fused`).
 macro_rules! k_kernel {
     (@fused Q4_K) => {
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
         #[inline(always)]
         fn dot_packed<I: Isa>(b: &[u8], a: &BlockQ8K, acc: &mut [f32; 2]) {
             simd::fused_q4_k::<I>(b, a, acc)
         }
     };
     (@fused Q6_K) => {
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
         #[inline(always)]
         fn dot_packed<I: Isa>(b: &[u8], a: &BlockQ8K, acc: &mut [f32; 2]) {
             simd::fused_q6_k::<I>(b, a, acc)
@@ -120,9 +120,9 @@ macro_rules! k_kernel {
             }
             #[inline(always)]
             fn unpack(b: &[u8], u: &mut Unpacked) {
-                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
                 simd::$name(b, u);
-                #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+                #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
                 Self::unpack_ref(b, u);
             }
             #[inline(always)]
@@ -314,12 +314,12 @@ mod dequant {
     }
 }
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
 #[allow(non_snake_case)]
 pub(super) mod simd {
     use super::super::idot::simd::{load, load_i16, load_u8, shl_small, shr_mask, store, store_i16};
     use super::*;
-    use core::arch::wasm32::*;
+    use crate::wasm_simd::*;
 
     /// get_scale_min_k4 for all 8 sub-blocks at once, on 32-bit words (as ggml's x86 code does).
     #[inline(always)]

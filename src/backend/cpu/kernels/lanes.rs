@@ -2,10 +2,10 @@
 //! sums finished together (lane i = block i of a unit). The scalar versions do the same IEEE
 //! operations lane by lane, so both give identical results.
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-use core::arch::wasm32::*;
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+use crate::wasm_simd::*;
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
 #[inline(always)]
 fn v<T>(x: [T; 4]) -> v128
 where
@@ -16,14 +16,14 @@ where
     unsafe { std::mem::transmute_copy(&x) }
 }
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
 #[inline(always)]
 fn f(x: v128) -> [f32; 4] {
     // SAFETY: as above.
     unsafe { std::mem::transmute(x) }
 }
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
 #[inline(always)]
 fn i(x: v128) -> [i32; 4] {
     // SAFETY: as above.
@@ -34,11 +34,11 @@ fn i(x: v128) -> [i32; 4] {
 /// kernels do.
 #[inline(always)]
 pub fn scaled_add(acc: [f32; 4], d1: [f32; 4], d2: [f32; 4], isum: [i32; 4]) -> [f32; 4] {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     {
         f(f32x4_add(v(acc), f32x4_mul(f32x4_mul(v(d1), v(d2)), f32x4_convert_i32x4(v(isum)))))
     }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
     {
         std::array::from_fn(|l| acc[l] + (d1[l] * d2[l]) * isum[l] as f32)
     }
@@ -47,11 +47,11 @@ pub fn scaled_add(acc: [f32; 4], d1: [f32; 4], d2: [f32; 4], isum: [i32; 4]) -> 
 /// acc + a * b, lane by lane.
 #[inline(always)]
 pub fn mul_add(acc: [f32; 4], a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     {
         f(f32x4_add(v(acc), f32x4_mul(v(a), v(b))))
     }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
     {
         std::array::from_fn(|l| acc[l] + a[l] * b[l])
     }
@@ -61,11 +61,11 @@ pub fn mul_add(acc: [f32; 4], a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
 /// block sum) taken off the dot of its unsigned stored values.
 #[inline(always)]
 pub fn offset(isum: [i32; 4], sum: [i32; 4], shift: u32) -> [i32; 4] {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     {
         i(i32x4_sub(v(isum), i32x4_shl(v(sum), shift)))
     }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
     {
         std::array::from_fn(|l| isum[l] - (sum[l] << shift))
     }

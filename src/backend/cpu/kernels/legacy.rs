@@ -65,7 +65,7 @@ macro_rules! legacy_kernel {
             }
             #[inline(always)]
             fn unpack(unit: &[u8], u: &mut Unpacked) {
-                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
                 {
                     for (i, b) in unit[..4 * $bytes].chunks_exact($bytes).enumerate() {
                         simd::$name(b, i, u);
@@ -73,7 +73,7 @@ macro_rules! legacy_kernel {
                     simd::scales::<$bytes>(unit, u);
                     legacy_kernel!(@has_min $kind, u, simd::has_min);
                 }
-                #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+                #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
                 Self::unpack_ref(unit, u);
             }
             #[inline(always)]
@@ -188,12 +188,12 @@ mod scalar {
     }
 }
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
 #[allow(non_snake_case)]
 pub(super) mod simd {
     use super::super::idot::simd::{load, load_u8, shr_mask, store};
     use super::*;
-    use core::arch::wasm32::*;
+    use crate::wasm_simd::*;
 
     /// Low and high nibbles of 16 bytes.
     #[inline(always)]

@@ -100,7 +100,7 @@ fn rows<K: Kernel>(w: &[u8], row_bytes: usize, nu: usize, j0: usize, act: &[K::A
         unsafe { rows_avx2::<K>(w, row_bytes, nu, j0, act, m, out) };
         return;
     }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128", feature = "relaxed"))]
     return rows_relaxed::<K>(w, row_bytes, nu, j0, act, m, out);
     #[allow(unreachable_code)]
     rows_generic::<K, Portable>(w, row_bytes, nu, j0, act, m, out)
@@ -108,7 +108,7 @@ fn rows<K: Kernel>(w: &[u8], row_bytes: usize, nu: usize, j0: usize, act: &[K::A
 
 /// The relaxed build: the same code with relaxed-SIMD integer dots (same integers). Every kernel
 /// function is inlined here, so the relaxed instructions are compiled with their feature.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128", feature = "relaxed"))]
+#[cfg(all(target_family = "wasm", target_feature = "simd128", feature = "relaxed"))]
 #[target_feature(enable = "relaxed-simd")]
 fn rows_relaxed<K: Kernel>(w: &[u8], row_bytes: usize, nu: usize, j0: usize, act: &[K::Act], m: usize, out: &mut [f32]) {
     rows_generic::<K, super::idot::Relaxed>(w, row_bytes, nu, j0, act, m, out)

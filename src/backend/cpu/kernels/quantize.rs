@@ -56,11 +56,11 @@ fn round_f16(v: f32) -> f32 {
 /// Block maximum of |x| (exact whatever the order).
 #[inline(always)]
 fn amax32(x: &[f32]) -> f32 {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     {
         simd::amax(x)
     }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
     {
         x.iter().fold(0f32, |m, v| m.max(v.abs()))
     }
@@ -69,18 +69,18 @@ fn amax32(x: &[f32]) -> f32 {
 /// q[i] = round_ties_even(x[i] * id) for 32 values; returns Σq.
 #[inline(always)]
 fn scale_round32(x: &[f32], id: f32, q: &mut [i8; 32]) -> i32 {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     {
         simd::scale_round32(x, id, q)
     }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
     {
         scale_round32_scalar(x, id, q)
     }
 }
 
 // Scalar reference: what runs off wasm, and what the wasm tests compare against.
-#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128", not(test)), allow(dead_code))]
+#[cfg_attr(all(target_family = "wasm", target_feature = "simd128", not(test)), allow(dead_code))]
 #[inline(always)]
 pub(super) fn scale_round32_scalar(x: &[f32], id: f32, q: &mut [i8; 32]) -> i32 {
     let mut sum = 0;
@@ -176,11 +176,11 @@ pub fn q8_k(x: &[f32], out: &mut [BlockQ8K]) {
 /// min(127, nearest(x * iscale)); nearest(x * iscale) is >= -128 for |x| <= |max|.
 #[inline(always)]
 fn q8_k_round32(x: &[f32], iscale: f32, q: &mut [i8; 32]) {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     {
         simd::scale_round32(x, iscale, q);
     }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[cfg(not(all(target_family = "wasm", target_feature = "simd128")))]
     {
         for (q, &v) in q.iter_mut().zip(x) {
             *q = ((v * iscale).round_ties_even() as i32).min(127) as i8;
@@ -188,9 +188,9 @@ fn q8_k_round32(x: &[f32], iscale: f32, q: &mut [i8; 32]) {
     }
 }
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
 mod simd {
-    use core::arch::wasm32::*;
+    use crate::wasm_simd::*;
 
     pub fn amax(x: &[f32]) -> f32 {
         assert!(x.len() >= 32);
@@ -335,7 +335,7 @@ pub(super) mod tests {
         assert_eq!((b[0].qs[3], b[0].qs[9]), (-127, 127));
     }
 
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     #[test]
     fn simd_rounding_is_scalar() {
         let mut rng = Rng::new(13);

@@ -32,7 +32,7 @@ pub fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
     // Values done 4 at a time (wasm); the scalar steps take the rest.
     #[allow(unused_mut)]
     let mut done = 0;
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     {
         done = g.len() / 4 * 4;
         for ((o, g), u) in out[..done].chunks_exact_mut(4).zip(g.chunks_exact(4)).zip(u.chunks_exact(4)) {
@@ -49,10 +49,10 @@ pub fn silu_mul_ref(g: f32, u: f32) -> f32 {
     g / (1.0 + exp_ref(-g)) * u
 }
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
 mod simd {
     use super::*;
-    use core::arch::wasm32::*;
+    use crate::wasm_simd::*;
 
     #[inline(always)]
     fn exp4(x: v128) -> v128 {
