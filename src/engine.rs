@@ -5,7 +5,7 @@ use crate::backend::{now, Backend, KvType};
 use crate::error::{HearthError, Result};
 use crate::gguf::{GgufStream, Metadata};
 use crate::grammar::{Constraint, TokenIndex};
-use crate::model::{Llama, Logits, ModelLoader, Sequence};
+use crate::model::{AdapterInfo, AdapterLoader, Llama, Logits, ModelLoader, Sequence};
 use crate::sampler::{self, Sampler, SamplerConfig};
 use crate::stop::StopStrings;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
@@ -170,7 +170,45 @@ pub struct TokenEvent<'a> {
     pub text: &'a str,
 }
 
+/// LoRA adapters (src/model/lora.rs). Changing them changes what every cached position means:
+/// a `Session` re-prefills its prompt at its next `start`, and a `Sequence` computed under other
+/// adapters refuses more tokens.
+impl<B: Backend + Clone> Engine<B> {
+    /// A loader for an adapter of this model: feed it the adapter's GGUF bytes (streamed, checked
+    /// against the model once its header is in), then `add_adapter(loader.finish()?, scale)`.
+    pub fn adapter_loader(&self) -> AdapterLoader<B> {
+        AdapterLoader::new(self.model.backend.clone(), self.model.adapter_base())
+    }
+
+    /// Load an adapter from its whole GGUF bytes and use it with `scale`; returns its id.
+    pub fn load_adapter(&mut self, bytes: &[u8], scale: f32) -> Result<u32> {
+        let mut loader = self.adapter_loader();
+        loader.feed(bytes)?;
+        let adapter = loader.finish()?;
+        self.model.adapters.add(adapter, scale)
+    }
+}
+
 impl<B: Backend> Engine<B> {
+    /// Use a loaded adapter with `scale` (llama.cpp's: the deltas are multiplied by scale ·
+    /// alpha / rank); returns its id.
+    pub fn add_adapter(&mut self, adapter: crate::model::Adapter<B>, scale: f32) -> Result<u32> {
+        self.model.adapters.add(adapter, scale)
+    }
+
+    pub fn set_adapter_scale(&mut self, id: u32, scale: f32) -> Result<()> {
+        self.model.adapters.set_scale(id, scale)
+    }
+
+    pub fn remove_adapter(&mut self, id: u32) -> Result<()> {
+        self.model.adapters.remove(id)
+    }
+
+    /// The adapters in use, in the order their deltas are added.
+    pub fn adapters(&self) -> Vec<AdapterInfo> {
+        self.model.adapters.info()
+    }
+
     /// The vocabulary indexed for constrained output (built once, on first use).
     pub fn token_index(&self) -> Arc<TokenIndex> {
         self.token_index.get_or_init(|| Arc::new(TokenIndex::new(&self.tokenizer))).clone()
@@ -354,6 +392,10 @@ impl<B: Backend> Session<B> {
         let n_vocab = engine.model.config.n_vocab;
         if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= n_vocab) {
             return Err(HearthError::InvalidArgument(format!("token id {bad} is outside the vocabulary of {n_vocab}")));
+        }
+        if self.seq.adapters != engine.model.adapters.epoch {
+            // Computed under other adapters or scales: nothing in the cache can be reused.
+            self.seq.len = 0;
         }
         let cached = &self.tokens[..self.seq.len];
         // Keep at least one prompt token to run: its logits start the generation.

@@ -47,6 +47,11 @@ pub enum HearthError {
     Gpu(String),
     #[error("the GPU device was lost ({0}); the next request runs on the CPU")]
     DeviceLost(String),
+    #[error("not a LoRA adapter: {0}")]
+    NotAnAdapter(String),
+    /// An adapter made for another base model: `what` names the tensor (or metadata key).
+    #[error("the LoRA adapter does not match the loaded model: {what}: {why}")]
+    AdapterMismatch { what: String, why: String },
 }
 
 /// Longest message shown: names and strings from a file can be any length.
@@ -101,6 +106,8 @@ impl HearthError {
             Self::BackendUnavailable(_) => "backend_unavailable",
             Self::Gpu(_) => "gpu",
             Self::DeviceLost(_) => "device_lost",
+            Self::NotAnAdapter(_) => "not_an_adapter",
+            Self::AdapterMismatch { .. } => "adapter_mismatch",
         }
     }
 }

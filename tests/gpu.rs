@@ -330,6 +330,9 @@ impl Backend for Dequantized {
     fn add_assign(&self, a: &mut Self::Tensor, b: &Self::Tensor) -> hearth::Result<()> {
         Cpu.add_assign(a, b)
     }
+    fn add_scaled(&self, a: &mut Self::Tensor, b: &Self::Tensor, s: f32) -> hearth::Result<()> {
+        Cpu.add_scaled(a, b, s)
+    }
     fn last_row(&self, x: &Self::Tensor) -> hearth::Result<Self::Tensor> {
         Cpu.last_row(x)
     }

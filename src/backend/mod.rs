@@ -174,6 +174,9 @@ pub trait Backend {
     fn silu_mul(&self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;
     /// a += b.
     fn add_assign(&self, a: &mut Self::Tensor, b: &Self::Tensor) -> Result<()>;
+    /// a += s·b, the product rounded to f32 before the sum (ggml_scale, then ggml_add: how
+    /// llama.cpp adds a LoRA delta).
+    fn add_scaled(&self, a: &mut Self::Tensor, b: &Self::Tensor, s: f32) -> Result<()>;
     /// Keep only the last row.
     fn last_row(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     fn to_vec(&self, x: &Self::Tensor) -> Result<Vec<f32>>;

@@ -74,6 +74,45 @@ struct KvArg {
     kv_type: KvType,
 }
 
+/// `--lora FILE[:SCALE]` (repeatable): LoRA adapters in llama.cpp's GGUF adapter format, applied
+/// in the order given, each with its scale (default 1).
+#[derive(clap::Args)]
+struct LoraArg {
+    #[arg(long = "lora", value_parser = parse_lora)]
+    lora: Vec<(PathBuf, f32)>,
+}
+
+fn parse_lora(s: &str) -> std::result::Result<(PathBuf, f32), String> {
+    // The scale follows the last ':' when it reads as a number (a path may hold ':' itself).
+    if let Some((path, scale)) = s.rsplit_once(':') {
+        if let Ok(x) = scale.parse::<f32>() {
+            if !x.is_finite() {
+                return Err(format!("--lora {s}: the scale must be a finite number"));
+            }
+            return Ok((PathBuf::from(path), x));
+        }
+    }
+    Ok((PathBuf::from(s), 1.0))
+}
+
+/// Load the `--lora` adapters into the engine, streamed from their files.
+fn load_loras<B: Backend + Clone>(engine: &mut Engine<B>, loras: &[(PathBuf, f32)]) -> Result<()> {
+    for (path, scale) in loras {
+        let mut f = std::fs::File::open(path).map_err(|e| HearthError::Io(format!("{}: {e}", path.display())))?;
+        let mut loader = engine.adapter_loader();
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            loader.feed(&chunk[..n])?;
+        }
+        engine.add_adapter(loader.finish()?, *scale)?;
+    }
+    Ok(())
+}
+
 fn parse_kv_type(s: &str) -> std::result::Result<KvType, String> {
     KvType::parse(s).map_err(|e| match e {
         hearth::HearthError::InvalidArgument(why) => why,
@@ -113,6 +152,8 @@ enum Command {
         stop_at_eos: bool,
         #[command(flatten)]
         kv: KvArg,
+        #[command(flatten)]
+        lora: LoraArg,
         #[arg(long)]
         json: bool,
     },
@@ -126,6 +167,8 @@ enum Command {
         top: usize,
         #[command(flatten)]
         kv: KvArg,
+        #[command(flatten)]
+        lora: LoraArg,
         #[arg(long)]
         json: bool,
     },
@@ -240,6 +283,21 @@ enum Command {
         /// Give the models this general.name.
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Write a test LoRA adapter for a model (llama.cpp's GGUF adapter format; deterministic
+    /// random A and B): --spec a (F32, rank 16, alpha 32, every matrix), b (F16, rank 8, alpha 0,
+    /// attn_q/attn_v/ffn_up) or c (Q8_0, rank 32, alpha 16, every matrix).
+    LoraFixture {
+        /// The base model.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        spec: String,
+        /// About how much each delta adds per value at scale 1.
+        #[arg(long, default_value_t = 0.5)]
+        strength: f32,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Fuzz the loader with hostile GGUF files (mutations of the fixtures, from seeds), each case
     /// in a child process under a timeout and a memory cap. One summary JSON line on stdout;
@@ -503,9 +561,10 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Generate { model, prompt, max_tokens, sampling, stop, ctx_size, stop_at_eos, kv, json } => {
+        Command::Generate { model, prompt, max_tokens, sampling, stop, ctx_size, stop_at_eos, kv, lora, json } => {
             let mut engine = load(&model)?;
             engine.kv_type = kv.kv_type;
+            load_loras(&mut engine, &lora.lora)?;
             let prompt_tokens = engine.tokenize_prompt(&prompt);
             let n_ctx = ctx_size.unwrap_or(engine.model.config.context_length.min(4096));
             let opts = GenerateOptions {
@@ -529,9 +588,10 @@ fn run(cli: Cli) -> Result<()> {
                 println!();
             }
         }
-        Command::Logits { model, prompt, top, kv, json } => {
+        Command::Logits { model, prompt, top, kv, lora, json } => {
             let mut engine = load(&model)?;
             engine.kv_type = kv.kv_type;
+            load_loras(&mut engine, &lora.lora)?;
             let tokens = engine.tokenize_prompt(&prompt);
             let logits = engine.prompt_logits(&tokens)?;
             let n_vocab = engine.model.config.n_vocab;
@@ -620,6 +680,13 @@ fn run(cli: Cli) -> Result<()> {
             let bytes = std::fs::read(&model).map_err(|e| HearthError::Io(format!("{}: {e}", model.display())))?;
             let q = hearth::fixture::requantize(&bytes, &ty)?;
             std::fs::write(&out, q).map_err(|e| HearthError::Io(format!("{}: {e}", out.display())))?;
+            println!("{}", out.display());
+        }
+        Command::LoraFixture { model, spec, strength, out } => {
+            let header = read_header(&model)?;
+            let spec = hearth::fixture::lora_spec(&spec).ok_or_else(|| HearthError::InvalidArgument(format!("--spec must be a, b or c, got {spec:?}")))?;
+            let bytes = hearth::fixture::build_lora(&header, &spec, strength)?;
+            std::fs::write(&out, bytes).map_err(|e| HearthError::Io(format!("{}: {e}", out.display())))?;
             println!("{}", out.display());
         }
         Command::Fuzz(args) => std::process::exit(fuzz::fuzz(&args)),

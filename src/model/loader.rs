@@ -1,7 +1,7 @@
 //! Builds a `Llama` from a GGUF stream: the header fixes the config and the expected shape of
 //! every tensor; each tensor is checked and placed in the backend the moment its bytes arrive.
 
-use super::{Layer, Llama, LlamaConfig};
+use super::{Adapters, Layer, Llama, LlamaConfig};
 use crate::backend::{Backend, Rope};
 use crate::error::{HearthError, Result};
 use crate::gguf::{Header, TensorInfo, TensorSink};
@@ -99,7 +99,7 @@ impl<B: Backend> ModelLoader<B> {
             });
         }
         let rope = Rope { n_rot: config.n_rot, freq_base: config.rope_base, freq_scale: config.rope_freq_scale, freq_factors };
-        Ok(Llama { config, backend: self.backend.take().unwrap(), tok_embd, output, output_norm, layers, rope })
+        Ok(Llama { config, backend: self.backend.take().unwrap(), tok_embd, output, output_norm, layers, rope, adapters: Adapters::default() })
     }
 }
 
@@ -133,28 +133,7 @@ impl<B: Backend> TensorSink for ModelLoader<B> {
         if c.n_layer as u64 * 9 > held {
             return Err(bad("llama.block_count", format!("{} layers need at least {} tensors, but the file holds {held}", c.n_layer, c.n_layer * 9)));
         }
-        let (e, v, q, kv, ff) = (c.n_embd as u64, c.n_vocab as u64, (c.n_head * c.head_dim) as u64, c.kv_dim() as u64, c.n_ff as u64);
-        // In graph order, so that of several missing tensors the same one is named every time.
-        let mut x = Vec::new();
-        x.push(("token_embd.weight".to_string(), vec![e, v]));
-        x.push(("output.weight".to_string(), vec![e, v]));
-        x.push(("output_norm.weight".to_string(), vec![e]));
-        x.push(("rope_freqs.weight".to_string(), vec![c.n_rot as u64 / 2]));
-        for i in 0..c.n_layer {
-            for (s, d) in [
-                ("attn_norm", vec![e]),
-                ("attn_q", vec![e, q]),
-                ("attn_k", vec![e, kv]),
-                ("attn_v", vec![e, kv]),
-                ("attn_output", vec![q, e]),
-                ("ffn_norm", vec![e]),
-                ("ffn_gate", vec![e, ff]),
-                ("ffn_up", vec![e, ff]),
-                ("ffn_down", vec![ff, e]),
-            ] {
-                x.push((format!("blk.{i}.{s}.weight"), d));
-            }
-        }
+        let x = tensor_shapes(&c);
         // Fail before any weight is read: missing tensors named (for a whole file; a split
         // model's are spread over its shards and checked at the end), unsupported types.
         if count == 1 {
@@ -200,4 +179,32 @@ impl<B: Backend> ModelLoader<B> {
         }
         Ok(())
     }
+}
+
+/// Every tensor the llama graph reads and its dims (ggml order), in graph order, so that of
+/// several missing tensors the same one is named every time. `output.weight` and
+/// `rope_freqs.weight` are optional.
+pub(super) fn tensor_shapes(c: &LlamaConfig) -> Vec<(String, Vec<u64>)> {
+    let (e, v, q, kv, ff) = (c.n_embd as u64, c.n_vocab as u64, (c.n_head * c.head_dim) as u64, c.kv_dim() as u64, c.n_ff as u64);
+    let mut x = Vec::new();
+    x.push(("token_embd.weight".to_string(), vec![e, v]));
+    x.push(("output.weight".to_string(), vec![e, v]));
+    x.push(("output_norm.weight".to_string(), vec![e]));
+    x.push(("rope_freqs.weight".to_string(), vec![c.n_rot as u64 / 2]));
+    for i in 0..c.n_layer {
+        for (s, d) in [
+            ("attn_norm", vec![e]),
+            ("attn_q", vec![e, q]),
+            ("attn_k", vec![e, kv]),
+            ("attn_v", vec![e, kv]),
+            ("attn_output", vec![q, e]),
+            ("ffn_norm", vec![e]),
+            ("ffn_gate", vec![e, ff]),
+            ("ffn_up", vec![e, ff]),
+            ("ffn_down", vec![ff, e]),
+        ] {
+            x.push((format!("blk.{i}.{s}.weight"), d));
+        }
+    }
+    x
 }

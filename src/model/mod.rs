@@ -3,10 +3,13 @@
 
 mod config;
 mod loader;
+mod lora;
 mod name;
 
 pub use config::LlamaConfig;
 pub use loader::ModelLoader;
+use loader::tensor_shapes;
+pub use lora::{Adapter, AdapterBase, AdapterInfo, AdapterLoader, Adapters, LoraPair, Target, LAYER_MATRICES};
 pub use name::{display_name, split_file_name};
 
 use crate::backend::{Backend, KvType, Rope};
@@ -33,6 +36,8 @@ pub struct Llama<B: Backend> {
     pub output_norm: B::Vector,
     pub layers: Vec<Layer<B>>,
     pub rope: Rope,
+    /// LoRA adapters in use (none after a load).
+    pub adapters: Adapters<B>,
 }
 
 /// Which logits a forward pass returns.
@@ -49,6 +54,9 @@ pub struct Sequence<B: Backend> {
     pub n_ctx: usize,
     pub len: usize,
     pub kv_type: KvType,
+    /// The `Adapters::epoch` its cache was computed under: positions computed with other
+    /// adapters (or scales) cannot be extended.
+    pub adapters: u64,
 }
 
 impl<B: Backend> Llama<B> {
@@ -67,7 +75,7 @@ impl<B: Backend> Llama<B> {
             )));
         }
         let cache = self.backend.new_kv_cache(self.config.n_layer, n_ctx, self.config.kv_dim(), kv_type)?;
-        Ok(Sequence { cache, n_ctx, len: 0, kv_type })
+        Ok(Sequence { cache, n_ctx, len: 0, kv_type, adapters: self.adapters.epoch })
     }
 
     /// Run `tokens` at positions `seq.len..`, appending them to the sequence. Returns the logits
@@ -92,18 +100,53 @@ impl<B: Backend> Llama<B> {
         if seq.len + tokens.len() > seq.n_ctx {
             return Err(HearthError::ContextOverflow { tokens: seq.len + tokens.len(), context: seq.n_ctx });
         }
+        if seq.len == 0 {
+            seq.adapters = self.adapters.epoch;
+        } else if seq.adapters != self.adapters.epoch {
+            return Err(HearthError::InvalidArgument(
+                "the LoRA adapters changed since this sequence's KV cache was computed: start it again".into(),
+            ));
+        }
         self.backend.pass(|| self.run(seq, tokens, logits))
+    }
+
+    /// The base model's matrices an adapter is checked against.
+    pub fn adapter_base(&self) -> AdapterBase {
+        AdapterBase::new(&self.config, self.output.is_none())
+    }
+
+    /// x · Wᵀ plus every adapter's scaled B (A x) for `t`, added in the adapters' order.
+    fn mm(&self, x: &B::Tensor, w: &B::Weight, t: Target) -> Result<B::Tensor> {
+        let be = &self.backend;
+        let mut y = be.matmul(x, w)?;
+        for (p, factor) in self.adapters.for_target(t) {
+            let d = be.matmul(&be.matmul(x, &p.a)?, &p.b)?;
+            be.add_scaled(&mut y, &d, factor)?;
+        }
+        Ok(y)
+    }
+
+    /// Embedding rows plus every adapter's scaled B (A[ids]) (llama.cpp's build_inp_embd).
+    fn embed(&self, tokens: &[u32]) -> Result<B::Tensor> {
+        let be = &self.backend;
+        let mut x = be.embed(&self.tok_embd, tokens)?;
+        for (p, factor) in self.adapters.for_target(Target::TokEmbd) {
+            let d = be.matmul(&be.embed(&p.a, tokens)?, &p.b)?;
+            be.add_scaled(&mut x, &d, factor)?;
+        }
+        Ok(x)
     }
 
     fn run(&self, seq: &mut Sequence<B>, tokens: &[u32], logits: Logits) -> Result<Option<B::Tensor>> {
         let (c, be) = (&self.config, &self.backend);
         let pos0 = seq.len;
-        let mut x = be.embed(&self.tok_embd, tokens)?;
+        let mut x = self.embed(tokens)?;
         for (il, l) in self.layers.iter().enumerate() {
+            let at = |m: usize| Target::Layer(il, m);
             let h = be.rms_norm(&x, &l.attn_norm, c.rms_eps)?;
-            let mut q = be.matmul(&h, &l.wq)?;
-            let mut k = be.matmul(&h, &l.wk)?;
-            let v = be.matmul(&h, &l.wv)?;
+            let mut q = self.mm(&h, &l.wq, at(0))?;
+            let mut k = self.mm(&h, &l.wk, at(1))?;
+            let v = self.mm(&h, &l.wv, at(2))?;
             be.rope(&mut q, c.head_dim, pos0, &self.rope)?;
             be.rope(&mut k, c.head_dim, pos0, &self.rope)?;
             let a = match seq.kv_type.rotation(c.head_dim) {
@@ -119,11 +162,11 @@ impl<B: Backend> Llama<B> {
                     a
                 }
             };
-            be.add_assign(&mut x, &be.matmul(&a, &l.wo)?)?;
+            be.add_assign(&mut x, &self.mm(&a, &l.wo, at(3))?)?;
 
             let h = be.rms_norm(&x, &l.ffn_norm, c.rms_eps)?;
-            let g = be.silu_mul(&be.matmul(&h, &l.w_gate)?, &be.matmul(&h, &l.w_up)?)?;
-            be.add_assign(&mut x, &be.matmul(&g, &l.w_down)?)?;
+            let g = be.silu_mul(&self.mm(&h, &l.w_gate, at(4))?, &self.mm(&h, &l.w_up, at(5))?)?;
+            be.add_assign(&mut x, &self.mm(&g, &l.w_down, at(6))?)?;
         }
         seq.len += tokens.len();
         let x = match logits {
@@ -132,6 +175,10 @@ impl<B: Backend> Llama<B> {
             Logits::All => x,
         };
         let x = be.rms_norm(&x, &self.output_norm, c.rms_eps)?;
-        be.matmul(&x, self.output.as_ref().unwrap_or(&self.tok_embd)).map(Some)
+        match &self.output {
+            Some(w) => self.mm(&x, w, Target::Output).map(Some),
+            // Tied: no adapter can hold a pair for it (AdapterBase refuses the embedding's).
+            None => be.matmul(&x, &self.tok_embd).map(Some),
+        }
     }
 }

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use crate::error::{HearthError, Result};
 use crate::gguf::{TensorInfo, TensorType};
 
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu;
 
 /// A value moved to a pool thread and back while its owner waits (`Cpu::pass`).
@@ -336,6 +337,14 @@ impl Backend for Cpu {
         for (x, &y) in a.data.iter_mut().zip(&b.data) {
             *x += y;
         }
+        Ok(())
+    }
+
+    fn add_scaled(&self, a: &mut CpuTensor, b: &CpuTensor, s: f32) -> Result<()> {
+        if a.data.len() != b.data.len() {
+            return Err(HearthError::Compute(format!("add_scaled: {} values and {}", a.data.len(), b.data.len())));
+        }
+        kernels::add_scaled(&mut a.data, &b.data, s);
         Ok(())
     }
 

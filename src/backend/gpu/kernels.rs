@@ -25,6 +25,8 @@ pub enum Kernel {
     Attention,
     SiluMul,
     Add,
+    /// a += s·b (LoRA deltas).
+    AddScaled,
     Argmax,
     /// Walsh-Hadamard rotation of groups of values (around a Q8_0 KV cache).
     Fwht,
@@ -52,6 +54,7 @@ impl Kernel {
             Kernel::Attention => include_str!("wgsl/attention.wgsl"),
             Kernel::SiluMul => include_str!("wgsl/silu_mul.wgsl"),
             Kernel::Add => include_str!("wgsl/add.wgsl"),
+            Kernel::AddScaled => include_str!("wgsl/add_scaled.wgsl"),
             Kernel::Argmax => include_str!("wgsl/argmax.wgsl"),
             Kernel::Fwht => include_str!("wgsl/fwht.wgsl"),
         }

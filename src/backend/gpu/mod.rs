@@ -385,6 +385,15 @@ impl Backend for Gpu {
         self.ctx.dispatch(Kernel::Add, None, &[n as u32, gx * 64], &[&b.buf, &a.buf], [gx, gy, 1])
     }
 
+    fn add_scaled(&self, a: &mut GpuTensor, b: &GpuTensor, s: f32) -> Result<()> {
+        let n = a.rows * a.cols;
+        if n != b.rows * b.cols {
+            return Err(HearthError::Compute(format!("add_scaled: {n} values and {}", b.rows * b.cols)));
+        }
+        let (gx, gy) = grid(n.div_ceil(64));
+        self.ctx.dispatch(Kernel::AddScaled, None, &[n as u32, gx * 64, s.to_bits()], &[&b.buf, &a.buf], [gx, gy, 1])
+    }
+
     fn last_row(&self, x: &GpuTensor) -> Result<GpuTensor> {
         let out = self.tensor(1, x.cols)?;
         let bytes = x.cols as u64 * 4;

@@ -8,6 +8,7 @@
 //! operations in the same order, so the two agree bit for bit (checked by the unit tests, which
 //! run under node with `scripts/test-kernels-wasm`).
 
+mod add_scaled;
 pub mod attn;
 mod float;
 mod idot;
@@ -18,6 +19,7 @@ mod matmul;
 mod quantize;
 mod silu;
 
+pub use add_scaled::add_scaled;
 pub use silu::silu_mul;
 
 use crate::gguf::TensorType;
