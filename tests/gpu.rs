@@ -193,6 +193,13 @@ fn elementwise(gpu: &Gpu) {
     gpu.add_assign(&mut ga2, &gb).unwrap();
     assert_eq!(gpu.to_vec(&ga2).unwrap(), ca2.data, "add");
 
+    // A LoRA delta joining its matmul's output (a driver may fuse the two into one rounding).
+    let (mut ca3, mut ga3) = both(gpu, rows, cols, &a);
+    Cpu.add_scaled(&mut ca3, &cb, 0.37).unwrap();
+    gpu.add_scaled(&mut ga3, &gb, 0.37).unwrap();
+    let d = max_diff(&gpu.to_vec(&ga3).unwrap(), &ca3.data);
+    assert!(d < 1e-6 && ca3.data != a, "add_scaled: {d}");
+
     assert_eq!(gpu.to_vec(&gpu.last_row(&ga).unwrap()).unwrap(), a[(rows - 1) * cols..], "last_row");
 
     let factors: Vec<f32> = (0..16).map(|i| 1.0 + i as f32 * 0.5).collect();
