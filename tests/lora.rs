@@ -310,3 +310,50 @@ fn matches_llama_cpp_on_webgpu() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `hearth logits` and `generate` with `--lora F[:scale]` (repeatable): the same JSON shapes as
+/// without, llama.cpp's logits and greedy tokens for two adapters at once; `lora-fixture` writes
+/// the goldens' adapters; a mismatched adapter is one typed error line.
+#[test]
+fn cli_takes_lora_adapters() {
+    let g = common::read_json("lora-spm-f32.json");
+    let (base, adapters) = golden_inputs(&g, common::fixture_bytes(g["base"].as_str().unwrap()));
+    let dir = std::env::temp_dir().join(format!("hearth-lora-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("spm-f32.gguf");
+    std::fs::write(&model, &base).unwrap();
+    let run = |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_hearth")).args(args).output().unwrap();
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    for name in ["a", "b"] {
+        let out = run(&["lora-fixture", "--model", &p("spm-f32.gguf"), "--spec", name, "--strength", "0.5", "--out", &p(&format!("lora-{name}.gguf"))]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read(p(&format!("lora-{name}.gguf"))).unwrap(), adapters[name], "lora-fixture writes the goldens' adapter {name}");
+    }
+    let case = g["cases"].as_array().unwrap().iter().find(|c| c["adapters"] == serde_json::json!([["a", 1.0], ["b", 0.5]])).unwrap();
+    let want = &case["prompts"][0];
+    let (la, lb) = (format!("{}:1", p("lora-a.gguf")), format!("{}:0.5", p("lora-b.gguf")));
+    let prompt = want["prompt"].as_str().unwrap();
+    let out = run(&["logits", "--model", &p("spm-f32.gguf"), "--prompt", prompt, "--top", "10", "--json", "--lora", &la, "--lora", &lb]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_object().unwrap().keys().collect::<Vec<_>>(), ["positions", "prompt_tokens"]);
+    assert_eq!(v["prompt_tokens"], want["prompt_tokens"]);
+    for (ours, theirs) in v["positions"].as_array().unwrap().iter().zip(want["positions"].as_array().unwrap()) {
+        assert_eq!(ours["ids"], theirs["ids"]);
+        let d = common::f32s(&ours["logits"]).iter().zip(common::f32s(&theirs["logits"])).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(d < 0.05, "{d}");
+    }
+    let n = want["greedy"].as_array().unwrap().len().to_string();
+    let out = run(&["generate", "--model", &p("spm-f32.gguf"), "--prompt", prompt, "--max-tokens", &n, "--temperature", "0", "--json", "--lora", &la, "--lora", &lb]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_object().unwrap().keys().collect::<Vec<_>>(), ["prompt_tokens", "text", "tokens"]);
+    assert_eq!(v["tokens"], want["greedy"]);
+    // No scale: 1. A model as an adapter: one error line.
+    let plain = run(&["generate", "--model", &p("spm-f32.gguf"), "--prompt", prompt, "--max-tokens", "4", "--temperature", "0", "--json", "--lora", &p("lora-a.gguf")]);
+    let one = run(&["generate", "--model", &p("spm-f32.gguf"), "--prompt", prompt, "--max-tokens", "4", "--temperature", "0", "--json", "--lora", &format!("{}:1", p("lora-a.gguf"))]);
+    assert_eq!(plain.stdout, one.stdout);
+    let out = run(&["logits", "--model", &p("spm-f32.gguf"), "--prompt", prompt, "--json", "--lora", &p("spm-f32.gguf")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.starts_with("hearth: error [not_an_adapter]: ") && stderr.lines().count() == 1, "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
