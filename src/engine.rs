@@ -181,32 +181,32 @@ impl<B: Backend + Clone> Engine<B> {
     }
 
     /// Load an adapter from its whole GGUF bytes and use it with `scale`; returns its id.
-    pub fn load_adapter(&mut self, bytes: &[u8], scale: f32) -> Result<u32> {
+    pub fn load_adapter(&self, bytes: &[u8], scale: f32) -> Result<u32> {
         let mut loader = self.adapter_loader();
         loader.feed(bytes)?;
         let adapter = loader.finish()?;
-        self.model.adapters.add(adapter, scale)
+        self.add_adapter(adapter, scale)
     }
 }
 
 impl<B: Backend> Engine<B> {
     /// Use a loaded adapter with `scale` (llama.cpp's: the deltas are multiplied by scale ·
     /// alpha / rank); returns its id.
-    pub fn add_adapter(&mut self, adapter: crate::model::Adapter<B>, scale: f32) -> Result<u32> {
-        self.model.adapters.add(adapter, scale)
+    pub fn add_adapter(&self, adapter: crate::model::Adapter<B>, scale: f32) -> Result<u32> {
+        self.model.adapters_mut().add(adapter, scale)
     }
 
-    pub fn set_adapter_scale(&mut self, id: u32, scale: f32) -> Result<()> {
-        self.model.adapters.set_scale(id, scale)
+    pub fn set_adapter_scale(&self, id: u32, scale: f32) -> Result<()> {
+        self.model.adapters_mut().set_scale(id, scale)
     }
 
-    pub fn remove_adapter(&mut self, id: u32) -> Result<()> {
-        self.model.adapters.remove(id)
+    pub fn remove_adapter(&self, id: u32) -> Result<()> {
+        self.model.adapters_mut().remove(id)
     }
 
     /// The adapters in use, in the order their deltas are added.
     pub fn adapters(&self) -> Vec<AdapterInfo> {
-        self.model.adapters.info()
+        self.model.adapters().info()
     }
 
     /// The vocabulary indexed for constrained output (built once, on first use).
@@ -393,7 +393,7 @@ impl<B: Backend> Session<B> {
         if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= n_vocab) {
             return Err(HearthError::InvalidArgument(format!("token id {bad} is outside the vocabulary of {n_vocab}")));
         }
-        if self.seq.adapters != engine.model.adapters.epoch {
+        if self.seq.adapters != engine.model.adapters().epoch {
             // Computed under other adapters or scales: nothing in the cache can be reused.
             self.seq.len = 0;
         }

@@ -96,7 +96,7 @@ fn parse_lora(s: &str) -> std::result::Result<(PathBuf, f32), String> {
 }
 
 /// Load the `--lora` adapters into the engine, streamed from their files.
-fn load_loras<B: Backend + Clone>(engine: &mut Engine<B>, loras: &[(PathBuf, f32)]) -> Result<()> {
+fn load_loras<B: Backend + Clone>(engine: &Engine<B>, loras: &[(PathBuf, f32)]) -> Result<()> {
     for (path, scale) in loras {
         let mut f = std::fs::File::open(path).map_err(|e| HearthError::Io(format!("{}: {e}", path.display())))?;
         let mut loader = engine.adapter_loader();
@@ -564,7 +564,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate { model, prompt, max_tokens, sampling, stop, ctx_size, stop_at_eos, kv, lora, json } => {
             let mut engine = load(&model)?;
             engine.kv_type = kv.kv_type;
-            load_loras(&mut engine, &lora.lora)?;
+            load_loras(&engine, &lora.lora)?;
             let prompt_tokens = engine.tokenize_prompt(&prompt);
             let n_ctx = ctx_size.unwrap_or(engine.model.config.context_length.min(4096));
             let opts = GenerateOptions {
@@ -591,7 +591,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logits { model, prompt, top, kv, lora, json } => {
             let mut engine = load(&model)?;
             engine.kv_type = kv.kv_type;
-            load_loras(&mut engine, &lora.lora)?;
+            load_loras(&engine, &lora.lora)?;
             let tokens = engine.tokenize_prompt(&prompt);
             let logits = engine.prompt_logits(&tokens)?;
             let n_vocab = engine.model.config.n_vocab;

@@ -99,7 +99,7 @@ impl<B: Backend> ModelLoader<B> {
             });
         }
         let rope = Rope { n_rot: config.n_rot, freq_base: config.rope_base, freq_scale: config.rope_freq_scale, freq_factors };
-        Ok(Llama { config, backend: self.backend.take().unwrap(), tok_embd, output, output_norm, layers, rope, adapters: Adapters::default() })
+        Ok(Llama { config, backend: self.backend.take().unwrap(), tok_embd, output, output_norm, layers, rope, adapters: std::sync::RwLock::new(Adapters::default()) })
     }
 }
 

@@ -14,6 +14,7 @@ pub use name::{display_name, split_file_name};
 
 use crate::backend::{Backend, KvType, Rope};
 use crate::error::{HearthError, Result};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub struct Layer<B: Backend> {
     pub attn_norm: B::Vector,
@@ -36,8 +37,10 @@ pub struct Llama<B: Backend> {
     pub output_norm: B::Vector,
     pub layers: Vec<Layer<B>>,
     pub rope: Rope,
-    /// LoRA adapters in use (none after a load).
-    pub adapters: Adapters<B>,
+    /// LoRA adapters in use (none after a load). Behind a lock so that they can change while the
+    /// model is shared (the browser engine's `Rc`): a pass reads them under the lock, and a
+    /// change waits for no pass since both happen on the engine's one thread.
+    pub adapters: RwLock<Adapters<B>>,
 }
 
 /// Which logits a forward pass returns.
@@ -75,7 +78,7 @@ impl<B: Backend> Llama<B> {
             )));
         }
         let cache = self.backend.new_kv_cache(self.config.n_layer, n_ctx, self.config.kv_dim(), kv_type)?;
-        Ok(Sequence { cache, n_ctx, len: 0, kv_type, adapters: self.adapters.epoch })
+        Ok(Sequence { cache, n_ctx, len: 0, kv_type, adapters: self.adapters().epoch })
     }
 
     /// Run `tokens` at positions `seq.len..`, appending them to the sequence. Returns the logits
@@ -100,14 +103,25 @@ impl<B: Backend> Llama<B> {
         if seq.len + tokens.len() > seq.n_ctx {
             return Err(HearthError::ContextOverflow { tokens: seq.len + tokens.len(), context: seq.n_ctx });
         }
+        let epoch = self.adapters().epoch;
         if seq.len == 0 {
-            seq.adapters = self.adapters.epoch;
-        } else if seq.adapters != self.adapters.epoch {
+            seq.adapters = epoch;
+        } else if seq.adapters != epoch {
             return Err(HearthError::InvalidArgument(
                 "the LoRA adapters changed since this sequence's KV cache was computed: start it again".into(),
             ));
         }
         self.backend.pass(|| self.run(seq, tokens, logits))
+    }
+
+    /// The adapters in use (a poisoned lock still holds a consistent set: every change is one
+    /// push, store or remove).
+    pub fn adapters(&self) -> RwLockReadGuard<'_, Adapters<B>> {
+        self.adapters.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn adapters_mut(&self) -> RwLockWriteGuard<'_, Adapters<B>> {
+        self.adapters.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The base model's matrices an adapter is checked against.
@@ -116,10 +130,10 @@ impl<B: Backend> Llama<B> {
     }
 
     /// x · Wᵀ plus every adapter's scaled B (A x) for `t`, added in the adapters' order.
-    fn mm(&self, x: &B::Tensor, w: &B::Weight, t: Target) -> Result<B::Tensor> {
+    fn mm(&self, ad: &Adapters<B>, x: &B::Tensor, w: &B::Weight, t: Target) -> Result<B::Tensor> {
         let be = &self.backend;
         let mut y = be.matmul(x, w)?;
-        for (p, factor) in self.adapters.for_target(t) {
+        for (p, factor) in ad.for_target(t) {
             let d = be.matmul(&be.matmul(x, &p.a)?, &p.b)?;
             be.add_scaled(&mut y, &d, factor)?;
         }
@@ -127,10 +141,10 @@ impl<B: Backend> Llama<B> {
     }
 
     /// Embedding rows plus every adapter's scaled B (A[ids]) (llama.cpp's build_inp_embd).
-    fn embed(&self, tokens: &[u32]) -> Result<B::Tensor> {
+    fn embed(&self, ad: &Adapters<B>, tokens: &[u32]) -> Result<B::Tensor> {
         let be = &self.backend;
         let mut x = be.embed(&self.tok_embd, tokens)?;
-        for (p, factor) in self.adapters.for_target(Target::TokEmbd) {
+        for (p, factor) in ad.for_target(Target::TokEmbd) {
             let d = be.matmul(&be.embed(&p.a, tokens)?, &p.b)?;
             be.add_scaled(&mut x, &d, factor)?;
         }
@@ -140,13 +154,14 @@ impl<B: Backend> Llama<B> {
     fn run(&self, seq: &mut Sequence<B>, tokens: &[u32], logits: Logits) -> Result<Option<B::Tensor>> {
         let (c, be) = (&self.config, &self.backend);
         let pos0 = seq.len;
-        let mut x = self.embed(tokens)?;
+        let ad = &*self.adapters();
+        let mut x = self.embed(ad, tokens)?;
         for (il, l) in self.layers.iter().enumerate() {
             let at = |m: usize| Target::Layer(il, m);
             let h = be.rms_norm(&x, &l.attn_norm, c.rms_eps)?;
-            let mut q = self.mm(&h, &l.wq, at(0))?;
-            let mut k = self.mm(&h, &l.wk, at(1))?;
-            let v = self.mm(&h, &l.wv, at(2))?;
+            let mut q = self.mm(ad, &h, &l.wq, at(0))?;
+            let mut k = self.mm(ad, &h, &l.wk, at(1))?;
+            let v = self.mm(ad, &h, &l.wv, at(2))?;
             be.rope(&mut q, c.head_dim, pos0, &self.rope)?;
             be.rope(&mut k, c.head_dim, pos0, &self.rope)?;
             let a = match seq.kv_type.rotation(c.head_dim) {
@@ -162,11 +177,11 @@ impl<B: Backend> Llama<B> {
                     a
                 }
             };
-            be.add_assign(&mut x, &self.mm(&a, &l.wo, at(3))?)?;
+            be.add_assign(&mut x, &self.mm(ad, &a, &l.wo, at(3))?)?;
 
             let h = be.rms_norm(&x, &l.ffn_norm, c.rms_eps)?;
-            let g = be.silu_mul(&self.mm(&h, &l.w_gate, at(4))?, &self.mm(&h, &l.w_up, at(5))?)?;
-            be.add_assign(&mut x, &self.mm(&g, &l.w_down, at(6))?)?;
+            let g = be.silu_mul(&self.mm(ad, &h, &l.w_gate, at(4))?, &self.mm(ad, &h, &l.w_up, at(5))?)?;
+            be.add_assign(&mut x, &self.mm(ad, &g, &l.w_down, at(6))?)?;
         }
         seq.len += tokens.len();
         let x = match logits {
@@ -176,7 +191,7 @@ impl<B: Backend> Llama<B> {
         };
         let x = be.rms_norm(&x, &self.output_norm, c.rms_eps)?;
         match &self.output {
-            Some(w) => self.mm(&x, w, Target::Output).map(Some),
+            Some(w) => self.mm(ad, &x, w, Target::Output).map(Some),
             // Tied: no adapter can hold a pair for it (AdapterBase refuses the embedding's).
             None => be.matmul(&x, &self.tok_embd).map(Some),
         }

@@ -713,12 +713,101 @@ impl WasmEngine {
         })
     }
 
+    /// A loader for a LoRA adapter of this model (llama.cpp's GGUF adapter format): feed it the
+    /// adapter's bytes, then `addAdapter(loader, scale)`. The header is checked against the model
+    /// as soon as it is in (`not_an_adapter`, `adapter_mismatch` naming the tensor).
+    #[wasm_bindgen(js_name = adapterLoader)]
+    pub fn adapter_loader(&self) -> WasmAdapterLoader {
+        let inner = match &self.core {
+            AnyCore::Cpu(c) => AnyAdapterLoader::Cpu(c.engine.adapter_loader()),
+            AnyCore::Gpu(c) => AnyAdapterLoader::Gpu(c.engine.adapter_loader()),
+        };
+        WasmAdapterLoader { inner: Some(inner) }
+    }
+
+    /// Use the adapter a loader has read whole, with `scale`; returns its id. Spends the loader.
+    /// The chat session's KV cache is recomputed at the next generation.
+    #[wasm_bindgen(js_name = addAdapter)]
+    pub fn add_adapter(&self, loader: &mut WasmAdapterLoader, scale: f64) -> Result<u32, JsValue> {
+        let r = match (&self.core, loader.inner.take()) {
+            (AnyCore::Cpu(c), Some(AnyAdapterLoader::Cpu(l))) => l.finish().and_then(|a| c.engine.add_adapter(a, scale as f32)),
+            (AnyCore::Gpu(c), Some(AnyAdapterLoader::Gpu(l))) => l.finish().and_then(|a| c.engine.add_adapter(a, scale as f32)),
+            (_, None) => return Err(invalid("this adapter loader has already finished or failed")),
+            _ => return Err(invalid("this adapter loader belongs to another engine")),
+        };
+        r.map_err(js_error)
+    }
+
+    /// Change an adapter's scale (0 turns it off without unloading it).
+    #[wasm_bindgen(js_name = setAdapterScale)]
+    pub fn set_adapter_scale(&self, id: u32, scale: f64) -> Result<(), JsValue> {
+        core_do!(&self.core, c => c.engine.set_adapter_scale(id, scale as f32)).map_err(js_error)
+    }
+
+    #[wasm_bindgen(js_name = removeAdapter)]
+    pub fn remove_adapter(&self, id: u32) -> Result<(), JsValue> {
+        core_do!(&self.core, c => c.engine.remove_adapter(id)).map_err(js_error)
+    }
+
+    /// [{id, name, scale, alpha, rank, tensors}] in the order their deltas are added.
+    pub fn adapters(&self) -> js_sys::Array {
+        let list = core_do!(&self.core, c => c.engine.adapters());
+        let out = js_sys::Array::new();
+        for a in list {
+            let o = js_sys::Object::new();
+            set(&o, "id", a.id);
+            set(&o, "name", a.name);
+            set(&o, "scale", a.scale as f64);
+            set(&o, "alpha", a.alpha as f64);
+            set(&o, "rank", a.rank as f64);
+            set(&o, "tensors", a.tensors as f64);
+            out.push(&o);
+        }
+        out
+    }
+
     /// "cpu" or "webgpu".
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
         match self.core {
             AnyCore::Cpu(_) => "cpu".into(),
             AnyCore::Gpu(_) => "webgpu".into(),
+        }
+    }
+}
+
+enum AnyAdapterLoader {
+    Cpu(crate::model::AdapterLoader<Cpu>),
+    Gpu(crate::model::AdapterLoader<Gpu>),
+}
+
+/// Feeds a LoRA adapter's GGUF to the engine chunk by chunk (`Engine.adapterLoader`).
+#[wasm_bindgen(js_name = AdapterLoader)]
+pub struct WasmAdapterLoader {
+    inner: Option<AnyAdapterLoader>,
+}
+
+#[wasm_bindgen(js_class = AdapterLoader)]
+impl WasmAdapterLoader {
+    /// The next chunk of the adapter file. After an error the loader is spent.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
+        let r = match self.inner.as_mut() {
+            Some(AnyAdapterLoader::Cpu(l)) => l.feed(chunk),
+            Some(AnyAdapterLoader::Gpu(l)) => l.feed(chunk),
+            None => return Err(invalid("this adapter loader has already finished or failed")),
+        };
+        if r.is_err() {
+            self.inner = None;
+        }
+        r.map_err(js_error)
+    }
+
+    /// Bytes fed so far.
+    pub fn received(&self) -> f64 {
+        match &self.inner {
+            Some(AnyAdapterLoader::Cpu(l)) => l.received() as f64,
+            Some(AnyAdapterLoader::Gpu(l)) => l.received() as f64,
+            None => 0.0,
         }
     }
 }

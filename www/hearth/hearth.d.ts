@@ -417,6 +417,37 @@ export interface ModelInspection {
   warnings: string[];
 }
 
+/** A LoRA adapter in use (`llm.adapters`). */
+export interface AdapterInfo {
+  /** Unique for the model's lifetime. */
+  id: number;
+  /** The adapter file's general.name ("" when it has none). */
+  name: string;
+  scale: number;
+  /** adapter.lora.alpha (0: the deltas are scaled by `scale` alone, as llama.cpp). */
+  alpha: number;
+  rank: number;
+  /** How many of the model's tensors it changes. */
+  tensors: number;
+}
+
+/**
+ * LoRA adapters in llama.cpp's GGUF adapter format (F32, F16, Q8_0, ... halves), several at once:
+ * each matrix W becomes W x + Σ scale · alpha / rank · B (A x), as llama.cpp applies them; the base
+ * weights are never modified. An adapter made for another model fails with HearthError
+ * "adapter_mismatch" (the message names the tensor or "general.architecture"); a file that is no
+ * LoRA adapter with "not_an_adapter". A change takes effect at the next request, which reads its
+ * prompt again (the KV cache computed under other adapters is dropped). Calls wait for the
+ * requests queued before them.
+ */
+export interface Adapters {
+  load(source: string | URL | File | Blob | ArrayBuffer | Uint8Array, options?: { scale?: number; signal?: AbortSignal }): Promise<AdapterInfo>;
+  /** A scale of 0 turns an adapter off without unloading it. */
+  setScale(id: number, scale: number): Promise<AdapterInfo>;
+  remove(id: number): Promise<true>;
+  list(): Promise<AdapterInfo[]>;
+}
+
 export class Hearth {
   static load(source: ModelSource, options?: LoadOptions): Promise<Hearth>;
   /**
@@ -447,6 +478,8 @@ export class Hearth {
   applyChatTemplate(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean; tools?: Tool[]; toolChoice?: ToolChoice }): Promise<string>;
   tokenize(text: string, options?: { addSpecial?: boolean; parseSpecial?: boolean }): Promise<number[]>;
   decode(ids: number[] | Uint32Array): Promise<string>;
+  /** LoRA adapters of the loaded model (a new `load` starts without any). */
+  readonly adapters: Adapters;
   stats(): Promise<EngineStats>;
   unload(): Promise<void>;
 }

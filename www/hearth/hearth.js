@@ -273,6 +273,23 @@ export class Hearth {
     const chat = (messages, options = {}) => this._chat(messages, options);
     chat.completions = new Completions(this);
     this.chat = chat;
+    /** LoRA adapters: `load(source, {scale})`, `setScale(id, scale)`, `remove(id)`, `list()`. */
+    this.adapters = new Adapters(this);
+  }
+
+  /** Run `f` after every request queued before it (adapters never change during a generation). */
+  async _serial(f) {
+    let release;
+    const prev = this._queue;
+    this._queue = new Promise((r) => (release = r));
+    try {
+      await prev;
+      return await f();
+    } catch (e) {
+      throw asHearthError(e);
+    } finally {
+      release();
+    }
   }
 
   /**
@@ -532,6 +549,45 @@ export class Hearth {
   }
 }
 
+/**
+ * LoRA adapters of the loaded model (llama.cpp's GGUF adapter format: `general.type = adapter`,
+ * `adapter.type = lora`, tensors `<base tensor>.lora_a/.lora_b`), several at once, each with a
+ * scale (the deltas are multiplied by scale · alpha / rank, as llama.cpp). The base weights are
+ * never modified; a change takes effect at the next request, whose prompt is then read again.
+ * Each call waits for the requests queued before it.
+ */
+class Adapters {
+  constructor(llm) {
+    this._llm = llm;
+  }
+  /**
+   * @param {string|URL|File|Blob|ArrayBuffer|Uint8Array} source
+   * @param {{scale?: number, signal?: AbortSignal}} [options]
+   * @returns {Promise<{id: number, name: string, scale: number, alpha: number, rank: number, tensors: number}>}
+   */
+  load(source, { scale = 1, signal } = {}) {
+    return this._llm._serial(async () => {
+      if (signal?.aborted) throw abortError("loading the adapter");
+      const src = isUrl(source) ? resolveUrl(source) : source;
+      if (!isUrl(src) && !(typeof Blob !== "undefined" && src instanceof Blob) && !bytesOf(src)) {
+        throw new HearthError("invalid_argument", "an adapter source must be a URL, File, Blob, ArrayBuffer or Uint8Array");
+      }
+      return raceAbort(this._llm._impl.loadAdapter(src, scale, signal), signal, "loading the adapter");
+    });
+  }
+  /** @returns {Promise<{id: number, name: string, scale: number, alpha: number, rank: number, tensors: number}>} */
+  setScale(id, scale) {
+    return this._llm._serial(() => this._llm._impl.adapterCall("adapter-scale", { id, scale }));
+  }
+  remove(id) {
+    return this._llm._serial(() => this._llm._impl.adapterCall("adapter-remove", { id }));
+  }
+  /** @returns {Promise<Array<{id: number, name: string, scale: number, alpha: number, rank: number, tensors: number}>>} */
+  list() {
+    return this._llm._serial(() => this._llm._impl.adapterCall("adapter-list", {}));
+  }
+}
+
 class WorkerImpl {
   constructor(threads) {
     this.threads = threads;
@@ -611,6 +667,22 @@ class WorkerImpl {
   tokenize(text, addSpecial, parseSpecial) {
     return this.call("tokenize", { text: String(text), addSpecial, parseSpecial });
   }
+  async loadAdapter(source, scale, signal) {
+    if (this.lost) throw this.lost;
+    // Bytes are copied into the Worker (an adapter is small); the caller's buffer stays usable.
+    const src = isUrl(source) || (typeof Blob !== "undefined" && source instanceof Blob) ? source : bytesOf(source).slice();
+    const [rid, done] = this.t.request("adapter-load", { source: src, scale });
+    const onAbort = () => this.t.abort(rid);
+    signal?.addEventListener("abort", onAbort);
+    try {
+      return await done;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+  adapterCall(op, args) {
+    return this.call(op, args);
+  }
   decode(ids) {
     return this.call("decode", { ids });
   }
@@ -686,6 +758,20 @@ class LocalImpl {
   }
   async tokenize(text, addSpecial, parseSpecial) {
     return this.wrap(() => this.host.tokenize(text, addSpecial, parseSpecial));
+  }
+  async loadAdapter(source, scale, signal) {
+    try {
+      return await this.host.loadAdapter(source, { scale, fetchSignal: signal, isAborted: () => !!signal?.aborted });
+    } catch (e) {
+      throw this.fail(e);
+    }
+  }
+  async adapterCall(op, { id, scale }) {
+    return this.wrap(() => {
+      if (op === "adapter-scale") return this.host.setAdapterScale(id, scale);
+      if (op === "adapter-remove") return this.host.removeAdapter(id);
+      return this.host.adapters();
+    });
   }
   async decode(ids) {
     return this.wrap(() => this.host.decode(ids));

@@ -941,6 +941,73 @@ export class Host {
     this.info.backendFallback = `the GPU device was lost while running on ${prev?.gpu?.name || "WebGPU"}`;
   }
 
+  // ---- LoRA adapters -------------------------------------------------------------------------
+
+  /**
+   * Load a LoRA adapter of the loaded model (a URL, Blob or bytes; llama.cpp's GGUF adapter
+   * format), streamed into the engine and checked against the model, and use it with `scale`.
+   * Returns its entry of `adapters()`. The chat session's cache is recomputed at the next turn.
+   */
+  async loadAdapter(source, { scale = 1, isAborted = () => false, fetchSignal } = {}) {
+    this.check();
+    if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
+    checkScale(scale);
+    const check = () => {
+      if (isAborted()) throw codeError("aborted", "loading the adapter was aborted");
+    };
+    const loader = this.engine.adapterLoader();
+    try {
+      if (typeof source === "string" || source instanceof URL) {
+        const resp = await fetchModel(source, { signal: fetchSignal, check });
+        const reader = resp.body.getReader();
+        let loaded = 0;
+        for (;;) {
+          const r = await readChunk(reader, source, loaded, check);
+          if (r.done) break;
+          loaded += r.value.byteLength;
+          loader.feed(r.value);
+        }
+      } else if (typeof Blob !== "undefined" && source instanceof Blob) {
+        const reader = source.stream().getReader();
+        for (;;) {
+          const r = await reader.read();
+          check();
+          if (r.done) break;
+          loader.feed(r.value);
+        }
+      } else {
+        loader.feed(toBytes(source));
+      }
+      check();
+      const id = this.engine.addAdapter(loader, scale);
+      return this.adapters().find((a) => a.id === id);
+    } finally {
+      loader.free();
+    }
+  }
+
+  setAdapterScale(id, scale) {
+    this.check();
+    if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
+    checkScale(scale);
+    this.engine.setAdapterScale(adapterId(id), scale);
+    return this.adapters().find((a) => a.id === id);
+  }
+
+  removeAdapter(id) {
+    this.check();
+    if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
+    this.engine.removeAdapter(adapterId(id));
+    return true;
+  }
+
+  /** [{id, name, scale, alpha, rank, tensors}], in the order their deltas are added. */
+  adapters() {
+    this.check();
+    if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
+    return Array.from(this.engine.adapters());
+  }
+
   tokenize(text, addSpecial = true, parseSpecial = false) {
     this.check();
     if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
@@ -991,6 +1058,15 @@ const utf8 = new TextDecoder("utf-8", { fatal: false });
 function logprobEntry(chosen, top = []) {
   const one = (x) => ({ token: utf8.decode(x.bytes), id: x.id, logprob: x.logprob, bytes: Array.from(x.bytes) });
   return { ...one(chosen), topLogprobs: top.map(one) };
+}
+
+function checkScale(scale) {
+  if (typeof scale !== "number" || !Number.isFinite(scale)) throw codeError("invalid_argument", `a LoRA scale must be a finite number, got ${String(scale)}`);
+}
+
+function adapterId(id) {
+  if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) throw codeError("invalid_argument", `no LoRA adapter has id ${String(id)}`);
+  return id;
 }
 
 export function toBytes(source) {

@@ -91,6 +91,14 @@ async function handle(msg) {
       });
       return reply(rid, "result", { value: result });
     }
+    case "adapter-load":
+      return reply(rid, "result", { value: await host.loadAdapter(msg.source, { scale: msg.scale, isAborted: () => aborted.has(rid) }) });
+    case "adapter-scale":
+      return reply(rid, "result", { value: host.setAdapterScale(msg.id, msg.scale) });
+    case "adapter-remove":
+      return reply(rid, "result", { value: host.removeAdapter(msg.id) });
+    case "adapter-list":
+      return reply(rid, "result", { value: host.adapters() });
     case "tokenize":
       return reply(rid, "result", { value: host.tokenize(msg.text, msg.addSpecial, msg.parseSpecial) });
     case "decode":
