@@ -147,7 +147,7 @@ fn matches_llama_cpp_on_the_real_model() {
 fn adapters_move_the_logits_and_scale_zero_is_the_base() {
     let g = common::read_json("lora-spm-f32.json");
     let (base, adapters) = golden_inputs(&g, common::fixture_bytes(g["base"].as_str().unwrap()));
-    let mut engine = common::load(&base, 1 << 20);
+    let engine = common::load(&base, 1 << 20);
     let tokens = engine.tokenize_prompt("Once upon a time");
     let plain = engine.prompt_logits(&tokens).unwrap();
     for (name, bytes) in &adapters {
@@ -168,7 +168,7 @@ fn adapters_move_the_logits_and_scale_zero_is_the_base() {
 fn changing_adapters_drops_the_kv_cache() {
     let g = common::read_json("lora-spm-f32.json");
     let (base, adapters) = golden_inputs(&g, common::fixture_bytes(g["base"].as_str().unwrap()));
-    let mut engine = common::load(&base, 1 << 20);
+    let engine = common::load(&base, 1 << 20);
     let prompt = engine.tokenize_prompt("Once upon a time there was");
     let opts = greedy(8);
     let mut session = engine.new_session(128).unwrap();

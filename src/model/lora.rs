@@ -199,6 +199,9 @@ pub struct AdapterLoader<B: Backend> {
     sink: Sink<B>,
 }
 
+/// A pair's halves as their bytes arrive.
+type Halves<B> = (Option<<B as Backend>::Weight>, Option<<B as Backend>::Weight>);
+
 struct Sink<B: Backend> {
     backend: B,
     base: AdapterBase,
@@ -206,7 +209,7 @@ struct Sink<B: Backend> {
     alpha: f32,
     /// Base tensor name -> (A, B) as announced.
     pairs: BTreeMap<String, (Option<Half>, Option<Half>)>,
-    weights: HashMap<String, (Option<B::Weight>, Option<B::Weight>)>,
+    weights: HashMap<String, Halves<B>>,
     header_seen: bool,
 }
 

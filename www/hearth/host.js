@@ -937,8 +937,14 @@ export class Host {
     }
     const { source, contextSize, kvType, cache, sha256 } = this.source;
     const prev = this.info;
+    let adapters = 0;
+    try {
+      adapters = this.engine ? this.engine.adapters().length : 0;
+    } catch {}
     await this.load(source, { backend: "cpu", contextSize, kvType, cache, sha256 });
-    this.info.backendFallback = `the GPU device was lost while running on ${prev?.gpu?.name || "WebGPU"}`;
+    // Adapters are not reloaded (their sources are not kept): say so rather than run without them unseen.
+    const dropped = adapters ? `; its ${adapters} LoRA adapter(s) were dropped: load them again` : "";
+    this.info.backendFallback = `the GPU device was lost while running on ${prev?.gpu?.name || "WebGPU"}${dropped}`;
   }
 
   // ---- LoRA adapters -------------------------------------------------------------------------
