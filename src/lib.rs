@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod chat;
+pub mod embed;
 pub mod engine;
 pub mod error;
 #[cfg(not(any(target_arch = "wasm32", target_arch = "wasm64")))]

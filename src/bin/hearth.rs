@@ -7,6 +7,7 @@ mod fuzz;
 use clap::{Parser, Subcommand};
 use hearth::backend::cpu::Cpu;
 use hearth::backend::{Backend, KvType};
+use hearth::embed::{EmbedOptions, Pooling};
 use hearth::sampler::SamplerConfig;
 use hearth::{Engine, EngineLoader, GenerateOptions, HearthError, Result};
 use serde_json::json;
@@ -120,6 +121,13 @@ fn parse_kv_type(s: &str) -> std::result::Result<KvType, String> {
     })
 }
 
+fn parse_pooling(s: &str) -> std::result::Result<Pooling, String> {
+    Pooling::parse(s).map_err(|e| match e {
+        hearth::HearthError::InvalidArgument(why) => why,
+        e => e.message(),
+    })
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Tokenize text (no BOS, special-token text treated as plain text).
@@ -154,6 +162,31 @@ enum Command {
         kv: KvArg,
         #[command(flatten)]
         lora: LoraArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Embeddings of texts, as llama.cpp's embeddings mode computes them: the hidden states
+    /// after the output norm, pooled as the GGUF's pooling_type says (none: one vector per
+    /// token) and normalized to unit length. JSON: {"embedding": [...]} for one --text,
+    /// {"embeddings": [[...], ...]} for several (with pooling none each is a list of per-token
+    /// vectors).
+    Embed {
+        #[arg(long)]
+        model: PathBuf,
+        /// A text to embed (BOS as the model asks, special-token text as plain text); repeatable.
+        #[arg(long, required = true)]
+        text: Vec<String>,
+        /// Override the model's pooling: none, mean, cls or last.
+        #[arg(long, value_parser = parse_pooling)]
+        pooling: Option<Pooling>,
+        /// Leave the vectors as the model makes them (not scaled to unit length).
+        #[arg(long)]
+        no_normalize: bool,
+        /// The most tokens a text may have (default: the model's context, at most 4096).
+        #[arg(long)]
+        ctx_size: Option<usize>,
+        #[command(flatten)]
+        kv: KvArg,
         #[arg(long)]
         json: bool,
     },
@@ -283,6 +316,9 @@ enum Command {
         /// Give the models this general.name.
         #[arg(long)]
         name: Option<String>,
+        /// Give the models this llama.pooling_type (none, mean, cls or last), for embeddings.
+        #[arg(long, value_parser = parse_pooling)]
+        pooling_type: Option<Pooling>,
     },
     /// Write a test LoRA adapter for a model (llama.cpp's GGUF adapter format; deterministic
     /// random A and B): --spec a (F32, rank 16, alpha 32, every matrix), b (F16, rank 8, alpha 0,
@@ -588,6 +624,47 @@ fn run(cli: Cli) -> Result<()> {
                 println!();
             }
         }
+        Command::Embed { model, text, pooling, no_normalize, ctx_size, kv, json } => {
+            let mut engine = load(&model)?;
+            engine.kv_type = kv.kv_type;
+            let opts = EmbedOptions {
+                pooling,
+                normalize: !no_normalize,
+                n_ctx: ctx_size.unwrap_or(engine.model.config.context_length.min(4096)),
+                ..EmbedOptions::default()
+            };
+            let texts: Vec<&str> = text.iter().map(String::as_str).collect();
+            let embeddings = engine.embed(&texts, &opts)?;
+            // A pooled embedding is one vector; with pooling none, one vector per token. Serialized
+            // as f32 (shortest round-trip digits), not widened to f64 as json! would.
+            #[derive(serde::Serialize)]
+            #[serde(untagged)]
+            enum Vector<'a> {
+                Pooled(&'a [f32]),
+                PerToken(Vec<&'a [f32]>),
+            }
+            fn vector(e: &hearth::embed::Embedding) -> Vector<'_> {
+                match e.pooling {
+                    Pooling::None => Vector::PerToken(e.rows().collect()),
+                    _ => Vector::Pooled(&e.values),
+                }
+            }
+            if json {
+                use std::collections::BTreeMap;
+                let line = match embeddings.as_slice() {
+                    [one] => serde_json::to_string(&BTreeMap::from([("embedding", vector(one))])),
+                    many => serde_json::to_string(&BTreeMap::from([("embeddings", many.iter().map(vector).collect::<Vec<_>>())])),
+                };
+                println!("{}", line.expect("vectors serialize"));
+            } else {
+                for (t, e) in texts.iter().zip(&embeddings) {
+                    println!("{t:?}: {} tokens, pooling {}, {} values", e.tokens, e.pooling, e.n_embd);
+                    for row in e.rows() {
+                        println!("{}", row.iter().map(|x| format!("{x:.6}")).collect::<Vec<_>>().join(" "));
+                    }
+                }
+            }
+        }
         Command::Logits { model, prompt, top, kv, lora, json } => {
             let mut engine = load(&model)?;
             engine.kv_type = kv.kv_type;
@@ -691,8 +768,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Fuzz(args) => std::process::exit(fuzz::fuzz(&args)),
         Command::FuzzCase(args) => fuzz::fuzz_case(&args),
-        Command::Fixture { out, only, bench, big, chat_template, name } => {
+        Command::Fixture { out, only, bench, big, chat_template, name, pooling_type } => {
             let mut set = Vec::new();
+            if let Some(p) = pooling_type {
+                set.push(("llama.pooling_type", hearth::gguf::Value::U32(p.gguf())));
+            }
             if let Some(path) = chat_template {
                 let text = std::fs::read_to_string(&path).map_err(|e| HearthError::Io(format!("{}: {e}", path.display())))?;
                 set.push(("tokenizer.chat_template", hearth::gguf::Value::String(text)));

@@ -1,5 +1,6 @@
 //! Llama hyperparameters read from GGUF metadata, the way llama.cpp reads them.
 
+use crate::embed::Pooling;
 use crate::error::{HearthError, Result};
 use crate::gguf::Metadata;
 
@@ -19,6 +20,9 @@ pub struct LlamaConfig {
     pub rope_freq_scale: f32,
     pub context_length: usize,
     pub attention_scale: f32,
+    /// How embeddings pool the tokens' hidden states (`llama.pooling_type`): None (one vector per
+    /// token) when the file does not say, as llama.cpp's default for a llama model.
+    pub pooling: Pooling,
 }
 
 fn bad(key: &str, why: impl Into<String>) -> HearthError {
@@ -106,6 +110,15 @@ impl LlamaConfig {
             Some(_) => usize_of(md, &k("vocab_size"), MAX_VOCAB)?,
             None => md.opt_array("tokenizer.ggml.tokens")?.map(|a| a.len()).ok_or_else(|| HearthError::MissingMetadata("tokenizer.ggml.tokens".into()))?,
         };
+        let pooling = match md.opt_u64(&k("pooling_type"))? {
+            None => Pooling::None,
+            Some(v) => Pooling::from_gguf(v).ok_or_else(|| bad(&k("pooling_type"), format!("{v} is not a pooling type (0 none, 1 mean, 2 cls, 3 last, 4 rank)")))?,
+        };
+        // llama.cpp reads this for every architecture; our attention is causal only, so a file
+        // asking for bidirectional attention (an embedding model) would be computed wrongly.
+        if md.opt_bool(&k("attention.causal"))? == Some(false) {
+            return Err(bad(&k("attention.causal"), "non-causal (bidirectional) attention is not supported"));
+        }
         Ok(Self {
             n_vocab,
             n_embd,
@@ -120,6 +133,7 @@ impl LlamaConfig {
             rope_freq_scale,
             context_length,
             attention_scale,
+            pooling,
         })
     }
 

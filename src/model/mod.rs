@@ -43,12 +43,17 @@ pub struct Llama<B: Backend> {
     pub adapters: RwLock<Adapters<B>>,
 }
 
-/// Which logits a forward pass returns.
+/// What a forward pass returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Logits {
     None,
+    /// The last row's logits, `n_vocab` values.
     Last,
+    /// Every row's logits.
     All,
+    /// Every row's hidden state after the output norm, `n_embd` values per row, no projection:
+    /// what llama.cpp's embeddings mode reads for a llama model (`t_embd`, "result_norm").
+    Embeddings,
 }
 
 /// The per-sequence state: the KV cache and how many positions it holds.
@@ -82,7 +87,7 @@ impl<B: Backend> Llama<B> {
     }
 
     /// Run `tokens` at positions `seq.len..`, appending them to the sequence. Returns the logits
-    /// asked for, `n_vocab` per row.
+    /// asked for, `n_vocab` per row (or the normed hidden states, `n_embd` per row).
     pub fn forward(&self, seq: &mut Sequence<B>, tokens: &[u32], logits: Logits) -> Result<Vec<f32>> {
         crate::backend::now(self.forward_async(seq, tokens, logits))
     }
@@ -187,9 +192,12 @@ impl<B: Backend> Llama<B> {
         let x = match logits {
             Logits::None => return Ok(None),
             Logits::Last => be.last_row(&x)?,
-            Logits::All => x,
+            Logits::All | Logits::Embeddings => x,
         };
         let x = be.rms_norm(&x, &self.output_norm, c.rms_eps)?;
+        if logits == Logits::Embeddings {
+            return Ok(Some(x));
+        }
         match &self.output {
             Some(w) => self.mm(ad, &x, w, Target::Output).map(Some),
             // Tied: no adapter can hold a pair for it (AdapterBase refuses the embedding's).
