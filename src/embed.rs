@@ -17,7 +17,7 @@
 //! One difference: llama.cpp pools over one micro-batch (512 tokens by default), so a longer input
 //! is pooled over its last micro-batch only; here the whole input is pooled.
 
-use crate::backend::{now, Backend};
+use crate::backend::{now, Backend, KvType};
 use crate::engine::Engine;
 use crate::error::{HearthError, Result};
 use crate::model::Logits;
@@ -92,11 +92,13 @@ pub struct EmbedOptions {
     pub n_ctx: usize,
     /// Tokens per forward pass.
     pub batch: usize,
+    /// The KV cache type of the passes (None: the engine's, F16 unless set, as llama.cpp's).
+    pub kv_type: Option<KvType>,
 }
 
 impl Default for EmbedOptions {
     fn default() -> Self {
-        Self { pooling: None, normalize: true, n_ctx: 2048, batch: 64 }
+        Self { pooling: None, normalize: true, n_ctx: 2048, batch: 64, kv_type: None }
     }
 }
 
@@ -220,7 +222,7 @@ impl<B: Backend> Engine<B> {
     pub async fn embed_tokens_async(&self, tokens: &[u32], opts: &EmbedOptions) -> Result<Embedding> {
         let pooling = self.check_embed_input(tokens, opts)?;
         let n_embd = self.model.config.n_embd;
-        let mut seq = self.new_sequence(tokens.len())?;
+        let mut seq = self.new_sequence_with(tokens.len(), opts.kv_type.unwrap_or(self.kv_type))?;
         let mut hidden = Vec::with_capacity(tokens.len() * n_embd);
         for chunk in tokens.chunks(opts.batch.max(1)) {
             hidden.extend(self.model.forward_async(&mut seq, chunk, Logits::Embeddings).await?);

@@ -625,9 +625,9 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Embed { model, text, pooling, no_normalize, ctx_size, kv, json } => {
-            let mut engine = load(&model)?;
-            engine.kv_type = kv.kv_type;
+            let engine = load(&model)?;
             let opts = EmbedOptions {
+                kv_type: Some(kv.kv_type),
                 pooling,
                 normalize: !no_normalize,
                 n_ctx: ctx_size.unwrap_or(engine.model.config.context_length.min(4096)),

@@ -21,6 +21,7 @@ use crate::backend::cpu::Cpu;
 use crate::backend::gpu::{Gpu, GpuOptions};
 use crate::backend::{Backend, KvType};
 use crate::chat::{build_prompt_with_tools, ChatMessage, ChatTemplate, ContextPolicy, Date};
+use crate::embed::{EmbedOptions, Pooling};
 use crate::engine::{Engine, EngineLoader, GenerateOptions, Session, StopReason, TextOutput};
 use crate::perplexity::Perplexity;
 use crate::error::HearthError;
@@ -511,6 +512,7 @@ impl WasmEngine {
             set(&o, "bos", t.bos().map_or(JsValue::NULL, |v| (v as f64).into()));
             set(&o, "eos", t.eos().map_or(JsValue::NULL, |v| (v as f64).into()));
             set(&o, "addBos", t.add_bos());
+            set(&o, "pooling", e.pooling().name());
             let eog = js_sys::Array::new();
             for id in t.eog_ids() {
                 eog.push(&(id as f64).into());
@@ -766,6 +768,32 @@ impl WasmEngine {
         out
     }
 
+    /// Check one input to embed and tokenize it: `input` is text (tokenized as a prompt) or token
+    /// ids; options as `embed`'s. Returns its ids (Uint32Array), or fails as `embed` would (empty,
+    /// over the context: "context_overflow", ids outside the vocabulary, a pooling Hearth does not
+    /// compute), so that a batch can be checked whole before any of it runs.
+    #[wasm_bindgen(js_name = embedPrepare)]
+    pub fn embed_prepare(&self, input: JsValue, options: JsValue) -> Result<js_sys::Uint32Array, JsValue> {
+        let opts = self.embed_options(&options)?;
+        let ids = self.prompt_ids(&input, "input")?;
+        core_do!(&self.core, c => c.engine.check_embed_input(&ids, &opts)).map_err(js_error)?;
+        Ok(js_sys::Uint32Array::from(ids.as_slice()))
+    }
+
+    /// The embedding of one input (text or token ids), as llama.cpp's embeddings mode computes
+    /// it (`crate::embed`: the hidden states after the output norm, from an empty cache of their
+    /// own, pooled, normalized). Options: {pooling: "none" | "mean" | "cls" | "last" (default:
+    /// the model's, `info().pooling`), normalize (default true), contextSize (the most tokens an
+    /// input may have; default as generation's), batch, kvType (default "f16")}. Resolves to {embedding: Float32Array
+    /// (nEmbd values; with pooling none, nEmbd per token), tokens, pooling, nEmbd}.
+    pub fn embed(&self, input: JsValue, options: JsValue) -> js_sys::Promise {
+        let prepared = self.embed_options(&options).and_then(|o| Ok((self.prompt_ids(&input, "input")?, o)));
+        match &self.core {
+            AnyCore::Cpu(c) => embed_promise(c.engine.clone(), prepared),
+            AnyCore::Gpu(c) => embed_promise(c.engine.clone(), prepared),
+        }
+    }
+
     /// "cpu" or "webgpu".
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
@@ -810,6 +838,19 @@ impl WasmAdapterLoader {
             None => 0.0,
         }
     }
+}
+
+fn embed_promise<B: Backend + 'static>(engine: Rc<Engine<B>>, prepared: Result<(Vec<u32>, EmbedOptions), JsValue>) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        let (ids, opts) = prepared?;
+        let e = engine.embed_tokens_async(&ids, &opts).await.map_err(js_error)?;
+        let o = js_sys::Object::new();
+        set(&o, "embedding", js_sys::Float32Array::from(e.values.as_slice()));
+        set(&o, "tokens", e.tokens as f64);
+        set(&o, "pooling", e.pooling.name());
+        set(&o, "nEmbd", e.n_embd as f64);
+        Ok(o.into())
+    })
 }
 
 fn perplexity_step_promise<B: Backend + 'static>(c: Core<B>) -> js_sys::Promise {
@@ -869,6 +910,54 @@ impl WasmEngine {
         }
     }
 
+    /// Text (tokenized with BOS as the model asks, special-token text kept as text) or token ids
+    /// (an array or a Uint32Array); `what` names it in errors.
+    fn prompt_ids(&self, prompt: &JsValue, what: &str) -> Result<Vec<u32>, JsValue> {
+        if let Some(text) = prompt.as_string() {
+            Ok(core_do!(&self.core, c => c.engine.tokenize_prompt(&text)))
+        } else if let Some(arr) = prompt.dyn_ref::<js_sys::Uint32Array>() {
+            Ok(arr.to_vec())
+        } else if js_sys::Array::is_array(prompt) {
+            let arr: &js_sys::Array = prompt.unchecked_ref();
+            let mut v = Vec::with_capacity(arr.length() as usize);
+            for x in arr.iter() {
+                match x.as_f64() {
+                    Some(f) if f.fract() == 0.0 && f >= 0.0 && f <= u32::MAX as f64 => v.push(f as u32),
+                    _ => return Err(invalid(format!("{what} token ids must be non-negative integers"))),
+                }
+            }
+            Ok(v)
+        } else {
+            Err(invalid(format!("the {what} must be a string or an array of token ids")))
+        }
+    }
+
+    /// `embed`'s options, checked.
+    fn embed_options(&self, options: &JsValue) -> Result<EmbedOptions, JsValue> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "camelCase", default)]
+        struct Opts {
+            pooling: Option<String>,
+            normalize: Option<bool>,
+            context_size: Option<f64>,
+            batch: Option<f64>,
+            kv_type: Option<String>,
+        }
+        let o: Opts = if options.is_undefined() || options.is_null() {
+            Opts::default()
+        } else {
+            serde_wasm_bindgen::from_value(options.clone()).map_err(|e| invalid(format!("bad embedding options: {e}")))?
+        };
+        let d = EmbedOptions::default();
+        Ok(EmbedOptions {
+            pooling: o.pooling.as_deref().map(Pooling::parse).transpose().map_err(js_error)?,
+            normalize: o.normalize.unwrap_or(d.normalize),
+            n_ctx: count("contextSize", o.context_size, self.default_context(), 1)?,
+            batch: count("batch", o.batch, d.batch, 1)?,
+            kv_type: Some(kv_type(o.kv_type.as_deref())?),
+        })
+    }
+
     fn prepare(&self, prompt: JsValue, options: JsValue) -> Result<Prepared, JsValue> {
         let opts: StartOptions = if options.is_undefined() || options.is_null() {
             StartOptions::default()
@@ -876,23 +965,7 @@ impl WasmEngine {
             serde_wasm_bindgen::from_value(options.clone()).map_err(|e| invalid(format!("bad generation options: {e}")))?
         };
         // Ids are checked against the vocabulary by `Session::start`.
-        let ids: Vec<u32> = if let Some(text) = prompt.as_string() {
-            core_do!(&self.core, c => c.engine.tokenize_prompt(&text))
-        } else if let Some(arr) = prompt.dyn_ref::<js_sys::Uint32Array>() {
-            arr.to_vec()
-        } else if js_sys::Array::is_array(&prompt) {
-            let arr: &js_sys::Array = prompt.unchecked_ref();
-            let mut v = Vec::with_capacity(arr.length() as usize);
-            for x in arr.iter() {
-                match x.as_f64() {
-                    Some(f) if f.fract() == 0.0 && f >= 0.0 && f <= u32::MAX as f64 => v.push(f as u32),
-                    _ => return Err(invalid("prompt token ids must be non-negative integers")),
-                }
-            }
-            v
-        } else {
-            return Err(invalid("the prompt must be a string or an array of token ids"));
-        };
+        let ids = self.prompt_ids(&prompt, "prompt")?;
         let (n_vocab, n_layer, kv_dim) = core_do!(&self.core, c => {
             let cfg = &c.engine.model.config;
             (cfg.n_vocab, cfg.n_layer, cfg.kv_dim())

@@ -94,6 +94,12 @@ export interface ModelInfo {
   nHeadKv: number;
   bos: number | null;
   eos: number | null;
+  /**
+   * How embeddings pool the tokens, as the GGUF's pooling_type says: "none" (a vector per token;
+   * also when the file says nothing, as llama.cpp reads a llama model), "mean", "cls", "last", or
+   * "rank" (a reranker's head, not computed: pass a pooling).
+   */
+  pooling: "none" | "mean" | "cls" | "last" | "rank";
   backend: "cpu" | "webgpu";
   /** The WebGPU adapter, when backend is "webgpu". */
   gpu: { name: string; backend: string; deviceType: string; shaderF16: boolean } | null;
@@ -265,6 +271,57 @@ export interface PerplexityResult {
   seconds: number;
   /** Tokens evaluated per second (chunks × contextSize / seconds). */
   tokensPerSecond: number;
+}
+
+/** One input to embed: a text (tokenized as a prompt: BOS as the model asks) or token ids. */
+export type EmbedInput = string | number[] | Uint32Array;
+
+export interface EmbedOptions {
+  /** Override the model's pooling (`info.pooling`). */
+  pooling?: "none" | "mean" | "cls" | "last";
+  /** Scale each vector to unit Euclidean length, as llama.cpp's embd_normalize 2 (default true). */
+  normalize?: boolean;
+  /** Stops between inputs: HearthError "aborted"; the model stays usable. */
+  signal?: AbortSignal;
+}
+
+export interface EmbedResult {
+  /** One vector (nEmbd values) per input; with pooling "none", one per token of each input. */
+  embeddings: Array<Float32Array | Float32Array[]>;
+  /** Tokens of each input. */
+  tokens: number[];
+  pooling: "none" | "mean" | "cls" | "last";
+  nEmbd: number;
+  promptTokens: number;
+}
+
+/** OpenAI's embeddings request (the fields Hearth supports; see openai.js). */
+export interface EmbeddingCreateRequest {
+  input: string | string[] | number[] | number[][];
+  /** Echoed in the response (default: the model's general.name). */
+  model?: string;
+  /** "float" (default): number[]; "base64": the little-endian float32 bytes. */
+  encoding_format?: "float" | "base64";
+  /** Only the model's width (info.nEmbd): Hearth does not shorten embeddings. */
+  dimensions?: number;
+  user?: string;
+  /** Hearth: override the GGUF's pooling; needed when it is "none" (this shape has one vector per input). */
+  pooling?: "mean" | "cls" | "last";
+  /** Hearth: false leaves the vectors as the model makes them (default true: unit length). */
+  normalize?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface CreateEmbeddingResponse {
+  object: "list";
+  data: Array<{ object: "embedding"; index: number; embedding: number[] | string }>;
+  model: string;
+  usage: { prompt_tokens: number; total_tokens: number };
+}
+
+export interface Embeddings {
+  create(request: EmbeddingCreateRequest & { encoding_format?: "float" }, options?: { signal?: AbortSignal }): Promise<CreateEmbeddingResponse & { data: Array<{ object: "embedding"; index: number; embedding: number[] }> }>;
+  create(request: EmbeddingCreateRequest, options?: { signal?: AbortSignal }): Promise<CreateEmbeddingResponse>;
 }
 
 export class HearthError extends Error {
@@ -472,6 +529,14 @@ export class Hearth {
   generate(prompt: string | number[] | Uint32Array, options?: GenerateOptions): AsyncGenerator<Chunk, void, unknown>;
   /** Stream a reply to [{role, content}] with the model's chat template; `chat.completions.create` speaks OpenAI's shapes. */
   readonly chat: ((messages: ChatMessage[], options?: GenerateOptions) => AsyncGenerator<Chunk, void, unknown>) & { completions: Completions };
+  /**
+   * Embeddings as llama.cpp's embeddings mode computes them (the hidden states after the output
+   * norm, pooled, unit length); every input is checked first (HearthError "context_overflow" for
+   * one longer than the context, "invalid_argument" for an empty one).
+   */
+  embed(input: EmbedInput | EmbedInput[], options?: EmbedOptions): Promise<EmbedResult>;
+  /** OpenAI's embeddings shapes: `embeddings.create({input})`. */
+  readonly embeddings: Embeddings;
   /** Perplexity of `text` as llama.cpp's llama-perplexity measures it (HearthError "invalid_argument" when it is shorter than two chunks). */
   perplexity(text: string, options?: PerplexityOptions): Promise<PerplexityResult>;
   /** The prompt text the chat template makes of `messages`. */

@@ -8,7 +8,7 @@
 // By default the engine runs in a dedicated module Worker (worker.js), so the page's thread never
 // runs a long task; `worker: false` runs it in the current thread (e.g. inside your own worker).
 
-import { Completions } from "./openai.js";
+import { Completions, Embeddings } from "./openai.js";
 import { toolOptions } from "./tools.js";
 import { ModelStore, requestPersistence, storeAvailable } from "./store.js";
 
@@ -259,6 +259,19 @@ function generationOptions(o = {}) {
   return out;
 }
 
+/**
+ * `embed`'s input as an array of inputs, each a text or token ids: a text, token ids (numbers or a
+ * Uint32Array), or a non-empty array of either. Checked here so a mistake fails before any work.
+ */
+function embedInputs(input) {
+  const ids = (x) => x instanceof Uint32Array || (Array.isArray(x) && x.length > 0 && x.every((n) => typeof n === "number"));
+  const one = (x) => typeof x === "string" || ids(x);
+  const plain = (x) => (x instanceof Uint32Array ? Array.from(x) : x);
+  if (one(input)) return [plain(input)];
+  if (Array.isArray(input) && input.length > 0 && input.every(one)) return input.map(plain);
+  throw new HearthError("invalid_argument", "the input to embed must be a text, token ids, or a non-empty array of texts or of token-id arrays");
+}
+
 export class Hearth {
   /** @private use Hearth.load */
   constructor(impl, info) {
@@ -273,6 +286,8 @@ export class Hearth {
     const chat = (messages, options = {}) => this._chat(messages, options);
     chat.completions = new Completions(this);
     this.chat = chat;
+    /** `embeddings.create(request)`: OpenAI's embeddings shapes over `embed()` (see openai.js). */
+    this.embeddings = new Embeddings(this);
     /** LoRA adapters: `load(source, {scale})`, `setScale(id, scale)`, `remove(id)`, `list()`. */
     this.adapters = new Adapters(this);
   }
@@ -451,6 +466,52 @@ export class Hearth {
       } finally {
         signal?.removeEventListener("abort", onAbort);
       }
+    } catch (e) {
+      throw asHearthError(e);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Embeddings of `input` (a text, token ids, or an array of either) as llama.cpp's embeddings
+   * mode computes them: each input tokenized as a prompt and run from an empty context, the
+   * hidden states after the output norm pooled as the GGUF's pooling_type says (`info.pooling`;
+   * "none", also when the file says nothing: a vector per token) or as `pooling` asks ("none",
+   * "mean", "cls", "last"), scaled to unit length unless `normalize: false`. Every input is
+   * checked before any runs (one over the context fails with "context_overflow"). Waits for a
+   * generation in progress; `signal` stops it between inputs ("aborted").
+   * Resolves to {embeddings: one Float32Array per input (with pooling "none", an array of one per
+   * token), tokens: each input's token count, pooling, nEmbd, promptTokens}.
+   * @param {string|number[]|Uint32Array|Array<string|number[]|Uint32Array>} input
+   * @param {{pooling?: "none"|"mean"|"cls"|"last", normalize?: boolean, signal?: AbortSignal}} [options]
+   */
+  async embed(input, { pooling, normalize, signal } = {}) {
+    if (this._closed) throw new HearthError("invalid_argument", "the model has been unloaded");
+    const inputs = embedInputs(input);
+    let release;
+    const prev = this._queue;
+    this._queue = new Promise((r) => (release = r));
+    try {
+      await prev;
+      if (signal?.aborted) throw abortError("the embedding");
+      const job = this._impl.embed(inputs, { pooling, normalize });
+      const onAbort = () => job.abort();
+      signal?.addEventListener("abort", onAbort);
+      let r;
+      try {
+        r = await job.done;
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+      }
+      const rows = (v) => Array.from({ length: v.length / r.nEmbd }, (_, i) => v.subarray(i * r.nEmbd, (i + 1) * r.nEmbd));
+      return {
+        embeddings: r.data.map((d) => (r.pooling === "none" ? rows(d.embedding) : d.embedding)),
+        tokens: r.data.map((d) => d.tokens),
+        pooling: r.pooling,
+        nEmbd: r.nEmbd,
+        promptTokens: r.promptTokens,
+      };
     } catch (e) {
       throw asHearthError(e);
     } finally {
@@ -664,6 +725,11 @@ class WorkerImpl {
     const [rid, done] = this.t.request("perplexity", { text, contextSize, batch, kvType }, onProgress);
     return { done, abort: () => this.t.abort(rid) };
   }
+  embed(inputs, { pooling, normalize }) {
+    if (this.lost) return { done: Promise.reject(this.lost), abort: () => {} };
+    const [rid, done] = this.t.request("embed", { inputs, pooling, normalize });
+    return { done, abort: () => this.t.abort(rid) };
+  }
   tokenize(text, addSpecial, parseSpecial) {
     return this.call("tokenize", { text: String(text), addSpecial, parseSpecial });
   }
@@ -752,6 +818,13 @@ class LocalImpl {
   perplexity(text, { contextSize, batch, kvType }, onProgress) {
     let aborted = false;
     const done = this.host.perplexity(text, { contextSize, batch, kvType, onProgress, isAborted: () => aborted }).catch((e) => {
+      throw this.fail(e);
+    });
+    return { done, abort: () => (aborted = true) };
+  }
+  embed(inputs, { pooling, normalize }) {
+    let aborted = false;
+    const done = this.host.embed(inputs, { pooling, normalize, isAborted: () => aborted }).catch((e) => {
       throw this.fail(e);
     });
     return { done, abort: () => (aborted = true) };

@@ -490,6 +490,9 @@ export class Host {
       nHeadKv: raw.nHeadKv,
       bos: raw.bos,
       eos: raw.eos,
+      // How embeddings pool tokens, as the GGUF's pooling_type says: "none" (a vector per token:
+      // also when the file says nothing, as llama.cpp), "mean", "cls", "last" or "rank".
+      pooling: raw.pooling,
       backend: raw.backend,
       // The adapter ({name, backend, deviceType, shaderF16}) on WebGPU; why "auto" chose the CPU.
       gpu: raw.gpu,
@@ -894,6 +897,37 @@ export class Host {
       // Frees the run's KV cache (a finished or failed run is gone already).
       if (this.alive()) e.perplexityCancel();
     }
+  }
+
+  /**
+   * Embeddings of `inputs` (an array of texts or token-id arrays) as llama.cpp's embeddings mode
+   * computes them (src/embed.rs): every input is checked and tokenized first (none over the
+   * context, none empty), then each runs from an empty KV cache of its own, with an event-loop
+   * hop between inputs so that `isAborted()` can be seen. `pooling` overrides the model's
+   * (`info.pooling`); `normalize` (default true) scales each vector to unit length. Resolves to
+   * {data: [{embedding: Float32Array (nEmbd values; with pooling "none" nEmbd per token), tokens}],
+   * pooling, nEmbd, promptTokens}.
+   */
+  async embed(inputs, { pooling, normalize, isAborted = () => false } = {}) {
+    this.check();
+    if (this.deviceLost) await this.reloadOnCpu();
+    const e = this.engine;
+    if (!e) throw codeError("invalid_argument", "no model is loaded");
+    if (!Array.isArray(inputs) || inputs.length === 0) throw codeError("invalid_argument", "the input must be a text, token ids, or a non-empty array of them");
+    const opts = { contextSize: this.contextSize, kvType: this.kvType };
+    if (pooling != null) opts.pooling = pooling;
+    if (normalize != null) opts.normalize = normalize;
+    const ids = inputs.map((x) => e.embedPrepare(x, opts));
+    const data = [];
+    let last = null;
+    for (const input of ids) {
+      await yieldToEventLoop();
+      this.check();
+      if (isAborted()) throw codeError("aborted", "the embedding was aborted");
+      last = await this.guard(e.embed(input, opts));
+      data.push({ embedding: last.embedding, tokens: last.tokens });
+    }
+    return { data, pooling: last.pooling, nEmbd: last.nEmbd, promptTokens: data.reduce((n, d) => n + d.tokens, 0) };
   }
 
   /**

@@ -205,3 +205,61 @@ export class Completions {
     }
   }
 }
+
+// `llm.embeddings.create(request)`: OpenAI's embeddings request and response over Hearth's
+// embed():
+//
+//   const r = await llm.embeddings.create({ input: ["first text", "second text"] });
+//   r.data[1].embedding; // number[] of llm.info.nEmbd values, unit length
+//
+// Supported: input (a string, an array of strings, token ids, or an array of token-id arrays),
+// model (echoed), encoding_format ("float", the default, or "base64": the little-endian float32
+// bytes), dimensions (only the model's own width: Hearth does not shorten vectors), user (ignored),
+// and Hearth's own pooling ("mean" | "cls" | "last": overrides the GGUF's) and normalize (default
+// true). A model whose GGUF pools nothing (pooling "none", also when it says nothing, as llama.cpp
+// reads it) gives a vector per token, which this shape cannot carry: as llama-server does, the
+// request fails ("invalid_argument") unless it names a pooling; llm.embed() gives per-token vectors.
+
+const EMBED_KNOWN = new Set(["input", "model", "encoding_format", "dimensions", "user", "pooling", "normalize", "signal"]);
+
+/** A Float32Array's little-endian bytes in base64, as OpenAI's encoding_format "base64". */
+function base64Of(v) {
+  const bytes = new Uint8Array(v.length * 4);
+  const view = new DataView(bytes.buffer);
+  v.forEach((x, i) => view.setFloat32(i * 4, x, true));
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+export class Embeddings {
+  constructor(llm) {
+    this._llm = llm;
+  }
+
+  /** Resolves to OpenAI's `{object: "list", data: [{object: "embedding", index, embedding}], model, usage}`. */
+  async create(req, { signal: optSignal } = {}) {
+    if (!req || typeof req !== "object") throw bad("create() takes a request object");
+    for (const k of Object.keys(req)) if (!EMBED_KNOWN.has(k)) throw bad(`unsupported request field "${k}"`);
+    if (req.input == null) throw bad("input is required: a string, an array of strings, token ids or an array of token-id arrays");
+    const format = req.encoding_format ?? "float";
+    if (format !== "float" && format !== "base64") throw bad(`encoding_format must be "float" or "base64", got ${JSON.stringify(format)}`);
+    const info = this._llm.info ?? {};
+    if (req.dimensions != null && req.dimensions !== info.nEmbd) throw bad(`dimensions must be ${info.nEmbd}, the model's width (Hearth does not shorten embeddings)`);
+    const pooling = req.pooling ?? info.pooling;
+    if (pooling === "none") {
+      throw bad(
+        req.pooling == null
+          ? "this model's GGUF sets no pooling (llama.cpp's \"none\": a vector per token), which OpenAI's embeddings shape cannot carry: pass pooling \"mean\", \"cls\" or \"last\", or use llm.embed() for per-token vectors"
+          : "pooling \"none\" gives a vector per token, which OpenAI's embeddings shape cannot carry: use llm.embed()",
+      );
+    }
+    const r = await this._llm.embed(req.input, { pooling: req.pooling ?? undefined, normalize: req.normalize ?? undefined, signal: req.signal ?? optSignal });
+    return {
+      object: "list",
+      data: r.embeddings.map((e, index) => ({ object: "embedding", index, embedding: format === "base64" ? base64Of(e) : Array.from(e) })),
+      model: req.model ?? info.name ?? "hearth",
+      usage: { prompt_tokens: r.promptTokens, total_tokens: r.promptTokens },
+    };
+  }
+}

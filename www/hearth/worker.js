@@ -99,6 +99,10 @@ async function handle(msg) {
       return reply(rid, "result", { value: host.removeAdapter(msg.id) });
     case "adapter-list":
       return reply(rid, "result", { value: host.adapters() });
+    case "embed": {
+      const result = await host.embed(msg.inputs, { pooling: msg.pooling, normalize: msg.normalize, isAborted: () => aborted.has(rid) });
+      return reply(rid, "result", { value: result });
+    }
     case "tokenize":
       return reply(rid, "result", { value: host.tokenize(msg.text, msg.addSpecial, msg.parseSpecial) });
     case "decode":
