@@ -17,7 +17,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
-import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, cliBinary, onlyIn, root } from "./harness.mjs";
+import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, cliBinary, onlyIn, knownIssue, root } from "./harness.mjs";
+
+// The ranking page keeps the default model in the model store, as the chat page does
+// (real-model.test.mjs has the same TODO).
+const STORE_TODO = knownIssue({ webkit: "store.js ensureRoom calls navigator.storage.estimate() and WebKitGTK has no navigator.storage: the ranking page's model never loads" });
 
 const REAL_URL = "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const FIXTURE = "spm-q8_0.gguf";
@@ -239,7 +243,7 @@ test("errors are typed: over the context, bad requests, abort; the model goes on
   assert.equal(r.after, r.nEmbd);
 });
 
-test("the ranking page ranks pasted paragraphs by the model's embeddings", { timeout: TIMEOUT }, async () => {
+test("the ranking page ranks pasted paragraphs by the model's embeddings", { ...STORE_TODO, timeout: TIMEOUT }, async () => {
   const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
   const problems = [];
   try {
@@ -256,7 +260,9 @@ test("the ranking page ranks pasted paragraphs by the model's embeddings", { tim
     assert.equal(paragraphs.length, 5);
     await p.locator('[data-testid="rank-button"]').click();
     await p.waitForFunction(() => document.querySelectorAll('[data-testid="rank-results"] li').length > 0 && document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
-    const shown = await p.locator('[data-testid="rank-results"] li').evaluateAll((lis) => lis.map((li) => ({ score: Number(li.querySelector(".score").textContent), text: li.lastChild.textContent })));
+    const shown = await p.evaluate(() =>
+      [...document.querySelectorAll('[data-testid="rank-results"] li')].map((li) => ({ score: Number(li.querySelector(".score").textContent), text: li.lastChild.textContent })),
+    );
     // The native CLI's vectors, ranked the same way.
     const [q, ...rest] = native(process.env.HEARTH_REAL_MODEL, [query, ...paragraphs], ["--pooling", "mean"]);
     const expected = rest.map((e, i) => ({ text: paragraphs[i], score: cosine(q, e) })).sort((a, b) => b.score - a.score);
