@@ -17,11 +17,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
-import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, cliBinary, onlyIn, knownIssue, root } from "./harness.mjs";
-
-// The ranking page keeps the default model in the model store, as the chat page does
-// (real-model.test.mjs has the same TODO).
-const STORE_TODO = knownIssue({ webkit: "store.js ensureRoom calls navigator.storage.estimate() and WebKitGTK has no navigator.storage: the ranking page's model never loads" });
+import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, cliBinary, onlyIn, root } from "./harness.mjs";
 
 const REAL_URL = "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const FIXTURE = "spm-q8_0.gguf";
@@ -243,7 +239,7 @@ test("errors are typed: over the context, bad requests, abort; the model goes on
   assert.equal(r.after, r.nEmbd);
 });
 
-test("the ranking page ranks pasted paragraphs by the model's embeddings", { ...STORE_TODO, timeout: TIMEOUT }, async () => {
+test("the ranking page ranks pasted paragraphs by the model's embeddings", { timeout: TIMEOUT }, async () => {
   const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
   const problems = [];
   try {

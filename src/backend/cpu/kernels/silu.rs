@@ -30,7 +30,7 @@ pub fn exp_ref(x: f32) -> f32 {
 pub fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
     assert!(g.len() == u.len() && out.len() == g.len());
     // Values done 4 at a time (wasm); the scalar steps take the rest.
-    #[allow(unused_mut)]
+    #[allow(unused_mut, unused_assignments)]
     let mut done = 0;
     #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
     {
