@@ -112,6 +112,7 @@ impl HearthError {
     }
 }
 
+#[cfg(not(any(target_arch = "wasm32", target_arch = "wasm64")))]
 impl From<candle_core::Error> for HearthError {
     fn from(e: candle_core::Error) -> Self {
         HearthError::Compute(e.to_string())

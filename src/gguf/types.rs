@@ -107,6 +107,8 @@ impl TensorType {
         (elements / bs).checked_mul(ts)
     }
 
+    /// candle's name for the type, to encode fixtures (native only).
+    #[cfg(not(any(target_arch = "wasm32", target_arch = "wasm64")))]
     pub fn to_candle(self) -> Option<candle_core::quantized::GgmlDType> {
         use candle_core::quantized::GgmlDType as G;
         Some(match self {
