@@ -228,6 +228,60 @@ fn elementwise(gpu: &Gpu) {
     assert_eq!(pollster::block_on(gpu.argmax(&gl)).unwrap(), Some(want as u32), "argmax of the last row");
 }
 
+/// The mixture-of-experts ops on both kernel paths against the CPU backend: routing (softmax
+/// renormalized, sigmoid on the logits; 6 tokens, 8 experts, 2 or 1 chosen), the chosen experts'
+/// matvecs for several weight types (input per token and per choice, weights split across
+/// buffers too), the weighted and plain sums, and Llama 4's weighed input.
+#[test]
+fn moe_kernels_match_the_cpu_backend() {
+    use hearth::backend::{Gating, Routing};
+    let mut rng = Rng::new(11);
+    let (rows, n_expert, n, k) = (6, 8, 48, 256);
+    let logits = random(&mut rng, rows * n_expert, 3.0);
+    for gpu in gpus() {
+        let (cl, gl) = both(&gpu, rows, n_expert, &logits);
+        for (gating, top, normalize) in [(Gating::Softmax, 2, true), (Gating::Sigmoid, 1, false), (Gating::Softmax, 3, false)] {
+            let r = Routing { n_expert, k: top, gating, normalize, scale: 0.0 };
+            let (cr, gr) = (Cpu.route(&cl, &r).unwrap(), gpu.route(&gl, &r).unwrap());
+            assert_eq!(gpu.route_experts(&gr).unwrap(), cr.ids, "{} routing {r:?}", path(&gpu));
+            let x = random(&mut rng, rows * k, 1.0);
+            let (cx, gx) = both(&gpu, rows, k, &x);
+            for ty in [TensorType::F32, TensorType::F16, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K] {
+                let dims = [k as u64, n as u64, n_expert as u64];
+                let values = random(&mut rng, n_expert * n * k, 0.1);
+                let data = hearth::fixture::encode(&values, &dims, ty).unwrap();
+                let i = info("blk.0.ffn_up_exps.weight", &dims, ty);
+                // The exact products: the CPU backend on the weights dequantized to f32.
+                let deq = hearth::backend::cpu::kernels::dequantize_any(ty, &data, k, &(0..n_expert * n).collect::<Vec<_>>());
+                let exact = Cpu.upload(&info("e", &dims, TensorType::F32), &deq.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>()).unwrap();
+                let want = Cpu.matmul_experts(&cx, &exact, &cr).unwrap();
+                let got = gpu.matmul_experts(&gx, &gpu.upload(&i, &data).unwrap(), &gr).unwrap();
+                let d = max_diff(&gpu.to_vec(&got).unwrap(), &want.data);
+                assert!(d < 1e-4, "{} matmul_experts {ty}: {d}", path(&gpu));
+                // The stacked weight split across buffers of a few expert rows each.
+                let split = gpu_with(GpuOptions { max_chunk_bytes: Some(3000), disable_f16: !gpu.info().f16, ..GpuOptions::default() });
+                let (sr, sx) = (split.route(&both(&split, rows, n_expert, &logits).1, &r).unwrap(), both(&split, rows, k, &x).1);
+                let got_split = split.matmul_experts(&sx, &split.upload(&i, &data).unwrap(), &sr).unwrap();
+                assert_eq!(split.to_vec(&got_split).unwrap(), gpu.to_vec(&got).unwrap(), "{} matmul_experts {ty} split", path(&gpu));
+                // One input row per choice (the down projection's).
+                let y = random(&mut rng, rows * top * k, 1.0);
+                let (cy, gy) = both(&gpu, rows * top, k, &y);
+                let want = Cpu.matmul_experts(&cy, &exact, &cr).unwrap();
+                let got = gpu.matmul_experts(&gy, &gpu.upload(&i, &data).unwrap(), &gr).unwrap();
+                assert!(max_diff(&gpu.to_vec(&got).unwrap(), &want.data) < 1e-4, "{} matmul_experts per choice {ty}", path(&gpu));
+            }
+            let y = random(&mut rng, rows * top * n, 1.0);
+            let (cy, gy) = both(&gpu, rows * top, n, &y);
+            for weighted in [true, false] {
+                let d = max_diff(&gpu.to_vec(&gpu.moe_combine(&gy, &gr, weighted).unwrap()).unwrap(), &Cpu.moe_combine(&cy, &cr, weighted).unwrap().data);
+                assert!(d < 1e-5, "{} moe_combine weighted {weighted}: {d}", path(&gpu));
+            }
+            let d = max_diff(&gpu.to_vec(&gpu.moe_weigh_input(&gx, &gr).unwrap()).unwrap(), &Cpu.moe_weigh_input(&cx, &cr).unwrap().data);
+            assert!(d < 1e-5, "{} moe_weigh_input: {d}", path(&gpu));
+        }
+    }
+}
+
 /// Values as a KV cache of type `kv` holds them (rows of `kv_dim`): rounded to f16, or quantized
 /// to Q8_0 and back, as the CPU backend stores them.
 fn kv_rounded(x: &[f32], kv: KvType) -> Vec<f32> {
@@ -292,6 +346,7 @@ impl Backend for Dequantized {
     type Weight = <Cpu as Backend>::Weight;
     type Vector = <Cpu as Backend>::Vector;
     type KvCache = (<Cpu as Backend>::KvCache, KvType);
+    type Route = <Cpu as Backend>::Route;
 
     fn upload(&self, info: &TensorInfo, data: &[u8]) -> hearth::Result<Self::Weight> {
         let k = info.dims[0] as usize;
@@ -339,6 +394,21 @@ impl Backend for Dequantized {
     }
     fn add_scaled(&self, a: &mut Self::Tensor, b: &Self::Tensor, s: f32) -> hearth::Result<()> {
         Cpu.add_scaled(a, b, s)
+    }
+    fn route(&self, logits: &Self::Tensor, r: &hearth::backend::Routing) -> hearth::Result<Self::Route> {
+        Cpu.route(logits, r)
+    }
+    fn matmul_experts(&self, x: &Self::Tensor, w: &Self::Weight, route: &Self::Route) -> hearth::Result<Self::Tensor> {
+        Cpu.matmul_experts(x, w, route)
+    }
+    fn moe_combine(&self, y: &Self::Tensor, route: &Self::Route, weighted: bool) -> hearth::Result<Self::Tensor> {
+        Cpu.moe_combine(y, route, weighted)
+    }
+    fn moe_weigh_input(&self, x: &Self::Tensor, route: &Self::Route) -> hearth::Result<Self::Tensor> {
+        Cpu.moe_weigh_input(x, route)
+    }
+    fn route_experts(&self, route: &Self::Route) -> hearth::Result<Vec<u32>> {
+        Cpu.route_experts(route)
     }
     fn last_row(&self, x: &Self::Tensor) -> hearth::Result<Self::Tensor> {
         Cpu.last_row(x)
@@ -401,9 +471,11 @@ fn forward_matches_the_goldens(disable_f16: bool) {
     let mut failures = Vec::new();
     let gpu = gpu_with(GpuOptions { disable_f16, ..GpuOptions::default() });
     assert_eq!(gpu.info().f16, !disable_f16, "{}: the f16 path needs shader-f16", gpu.info().name);
+    let filter = std::env::var("HEARTH_GOLDEN_FILTER").ok();
     for entry in std::fs::read_dir(common::golden_dir()).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        if !name.starts_with("model-") {
+        // HEARTH_GOLDEN_FILTER=moe: only the goldens whose file name contains it.
+        if !name.starts_with("model-") || filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
             continue;
         }
         let g = common::read_json(&name);
@@ -440,7 +512,7 @@ fn forward_matches_the_goldens(disable_f16: bool) {
     let path = if disable_f16 { "f32" } else { "f16" };
     eprintln!("max |logit diff| of the GPU backend ({path} path): fixture, KV cache, vs exact, vs CPU backend, vs llama.cpp\n{}", report.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(checked > 2 * hearth::fixture::QUANTS.len(), "every fixture (both vocabularies, every quant) and the other KV caches' goldens run on the GPU");
+    assert!(filter.is_some() || checked > 2 * hearth::fixture::QUANTS.len() + 2 * hearth::fixture::MOE_QUANTS.len(), "every fixture (both vocabularies, every quant) and the other KV caches' goldens run on the GPU");
 }
 
 /// Generation on the GPU: greedy steps pick the token on the device (four bytes read back);

@@ -113,6 +113,29 @@ pub struct Rope {
     pub freq_factors: Option<Vec<f32>>,
 }
 
+/// How a mixture-of-experts router's logits become the chosen experts and their weights
+/// (llama.cpp's `build_moe_ffn`: gating, top-k, `norm_w`, `w_scale`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Routing {
+    pub n_expert: usize,
+    /// Experts chosen per token.
+    pub k: usize,
+    pub gating: Gating,
+    /// Divide the chosen weights by their sum (clamped below at 2^-14, as llama.cpp).
+    pub normalize: bool,
+    /// Multiply the weights by this, unless it is 0 or 1.
+    pub scale: f32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gating {
+    /// Weights from a softmax over all experts; the top k of those are chosen (Mixtral).
+    Softmax,
+    /// Weights are sigmoid(logit); the top k logits are chosen (Llama 4: sigmoid saturates to
+    /// ties in f32, so llama.cpp selects on the logits).
+    Sigmoid,
+}
+
 // The async methods are only awaited on one thread (the engine's worker): no Send bound wanted.
 #[allow(async_fn_in_trait)]
 pub trait Backend {
@@ -122,6 +145,8 @@ pub trait Backend {
     type Weight;
     /// A small f32 vector the ops read (norm weights).
     type Vector;
+    /// A mixture-of-experts routing: per token, the chosen experts and their weights.
+    type Route;
     /// Keys and values of every layer for one sequence.
     type KvCache;
 
@@ -170,6 +195,22 @@ pub trait Backend {
         n_head_kv: usize,
         scale: f32,
     ) -> Result<Self::Tensor>;
+    /// Route each row of router logits (`[rows, n_expert]`): per row, the `k` experts with the
+    /// largest selection score, in descending order, and their weights (see `Routing`).
+    fn route(&self, logits: &Self::Tensor, routing: &Routing) -> Result<Self::Route>;
+    /// The chosen experts' matmuls, reading only their rows: `w` stacks `n_expert` matrices of
+    /// `n` rows (a GGUF 3-D expert tensor); output row `t·k + s` is x-row · W_eᵀ for the `s`-th
+    /// expert `e` chosen for token `t`, where the x-row is row `t` when `x` has one row per token,
+    /// row `t·k + s` when it has one per choice. `[rows·k, n]`.
+    fn matmul_experts(&self, x: &Self::Tensor, w: &Self::Weight, route: &Self::Route) -> Result<Self::Tensor>;
+    /// Per token, the sum over its `k` choices (in order) of their rows of `y` (`[rows·k, n]`),
+    /// each times its weight first when `weighted` (ggml_mul, then ggml_add in slot order).
+    fn moe_combine(&self, y: &Self::Tensor, route: &Self::Route, weighted: bool) -> Result<Self::Tensor>;
+    /// Llama 4 weighs the experts' input instead of their output: row `t·k + s` is x-row `t`
+    /// times the `s`-th weight of token `t`. `[rows·k, cols]`.
+    fn moe_weigh_input(&self, x: &Self::Tensor, route: &Self::Route) -> Result<Self::Tensor>;
+    /// The chosen experts, `k` per token (tests and tools; a GPU reads them back).
+    fn route_experts(&self, route: &Self::Route) -> Result<Vec<u32>>;
     /// silu(gate) * up, elementwise.
     fn silu_mul(&self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;
     /// a += b.

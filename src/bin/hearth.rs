@@ -310,6 +310,10 @@ enum Command {
         /// vocabulary 532,480, tied F16 embeddings), for loads past wasm32's 4 GiB.
         #[arg(long, conflicts_with = "bench")]
         big: bool,
+        /// Write the mixture-of-experts fixtures instead (moe-*, moe1-*: architecture llama with
+        /// expert_count 8 / 4).
+        #[arg(long, conflicts_with_all = ["bench", "big"])]
+        moe: bool,
         /// Give the models this chat template (tokenizer.chat_template), read from a file.
         #[arg(long)]
         chat_template: Option<PathBuf>,
@@ -768,7 +772,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Fuzz(args) => std::process::exit(fuzz::fuzz(&args)),
         Command::FuzzCase(args) => fuzz::fuzz_case(&args),
-        Command::Fixture { out, only, bench, big, chat_template, name, pooling_type } => {
+        Command::Fixture { out, only, bench, big, moe, chat_template, name, pooling_type } => {
             let mut set = Vec::new();
             if let Some(p) = pooling_type {
                 set.push(("llama.pooling_type", hearth::gguf::Value::U32(p.gguf())));
@@ -780,7 +784,12 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(name) = name {
                 set.push(("general.name", hearth::gguf::Value::String(name)));
             }
-            for p in hearth::fixture::write_all(&out, only.as_deref(), bench, big)? {
+            for p in hearth::fixture::write_all(&out, only.as_deref(), match (bench, big, moe) {
+                (true, _, _) => hearth::fixture::Set::Bench,
+                (_, true, _) => hearth::fixture::Set::Big,
+                (_, _, true) => hearth::fixture::Set::Moe,
+                _ => hearth::fixture::Set::Test,
+            })? {
                 if !set.is_empty() {
                     let bytes = std::fs::read(&p)?;
                     std::fs::write(&p, hearth::gguf::with_metadata(&bytes, &set)?)?;

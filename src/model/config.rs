@@ -23,6 +23,12 @@ pub struct LlamaConfig {
     /// How embeddings pool the tokens' hidden states (`llama.pooling_type`): None (one vector per
     /// token) when the file does not say, as llama.cpp's default for a llama model.
     pub pooling: Pooling,
+    /// Mixture of experts (`llama.expert_count`): 0 for a dense model; then every layer's
+    /// feed-forward is `n_expert` stacked experts of `n_ff` and a router choosing `n_expert_used`.
+    pub n_expert: usize,
+    pub n_expert_used: usize,
+    /// `expert_weights_scale`: the chosen experts' weights times this (0 and 1: unscaled).
+    pub expert_weights_scale: f32,
 }
 
 fn bad(key: &str, why: impl Into<String>) -> HearthError {
@@ -38,6 +44,8 @@ const MAX_WIDTH: u64 = 1 << 17;
 const MAX_HEADS: u64 = 1 << 12;
 const MAX_CONTEXT: u64 = 1 << 24;
 const MAX_VOCAB: u64 = 1 << 22;
+/// llama.cpp's LLAMA_MAX_EXPERTS.
+const MAX_EXPERTS: u64 = 512;
 
 fn usize_of(md: &Metadata, key: &str, max: u64) -> Result<usize> {
     let v = md.u64(key)?;
@@ -54,9 +62,21 @@ impl LlamaConfig {
             return Err(HearthError::UnsupportedArchitecture(arch.to_string()));
         }
         let k = |s: &str| format!("llama.{s}");
-        if md.opt_u64(&k("expert_count"))?.unwrap_or(0) > 0 {
-            return Err(bad(&k("expert_count"), "mixture-of-experts models are not supported"));
+        // As llama.cpp: expert_count 0 (or absent) is a dense model; otherwise the router chooses
+        // expert_used_count of them, which must be given.
+        let n_expert = match md.opt_u64(&k("expert_count"))?.unwrap_or(0) {
+            0 => 0,
+            _ => usize_of(md, &k("expert_count"), MAX_EXPERTS)?,
+        };
+        let n_expert_used = match (n_expert, md.opt_u64(&k("expert_used_count"))?) {
+            (0, _) => 0,
+            (_, None) => return Err(HearthError::MissingMetadata(k("expert_used_count"))),
+            (n, Some(_)) => usize_of(md, &k("expert_used_count"), n as u64)?,
+        };
+        if md.opt_u64(&k("expert_shared_feed_forward_length"))?.unwrap_or(0) > 0 {
+            return Err(bad(&k("expert_shared_feed_forward_length"), "shared experts in a llama model (Granite MoE) are not supported"));
         }
+        let expert_weights_scale = md.opt_f64(&k("expert_weights_scale"))?.unwrap_or(0.0) as f32;
         let n_embd = usize_of(md, &k("embedding_length"), MAX_WIDTH)?;
         let n_layer = usize_of(md, &k("block_count"), MAX_LAYERS)?;
         let n_ff = match md.get(&k("feed_forward_length")) {
@@ -134,7 +154,14 @@ impl LlamaConfig {
             context_length,
             attention_scale,
             pooling,
+            n_expert,
+            n_expert_used,
+            expert_weights_scale,
         })
+    }
+
+    pub fn is_moe(&self) -> bool {
+        self.n_expert > 0
     }
 
     pub fn kv_dim(&self) -> usize {

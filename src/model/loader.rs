@@ -1,7 +1,7 @@
 //! Builds a `Llama` from a GGUF stream: the header fixes the config and the expected shape of
 //! every tensor; each tensor is checked and placed in the backend the moment its bytes arrive.
 
-use super::{Adapters, Layer, Llama, LlamaConfig};
+use super::{Adapters, Ffn, Layer, Llama, LlamaConfig};
 use crate::backend::{Backend, Rope};
 use crate::error::{HearthError, Result};
 use crate::gguf::{Header, TensorInfo, TensorSink};
@@ -93,9 +93,15 @@ impl<B: Backend> ModelLoader<B> {
                 wv: self.take(&n("attn_v"))?,
                 wo: self.take(&n("attn_output"))?,
                 ffn_norm: self.take_vector(&n("ffn_norm"))?,
-                w_gate: self.take(&n("ffn_gate"))?,
-                w_up: self.take(&n("ffn_up"))?,
-                w_down: self.take(&n("ffn_down"))?,
+                ffn: match config.is_moe() {
+                    false => Ffn::Dense { gate: self.take(&n("ffn_gate"))?, up: self.take(&n("ffn_up"))?, down: self.take(&n("ffn_down"))? },
+                    true => Ffn::Moe {
+                        router: self.take(&n("ffn_gate_inp"))?,
+                        gate: self.take(&n("ffn_gate_exps"))?,
+                        up: self.take(&n("ffn_up_exps"))?,
+                        down: self.take(&n("ffn_down_exps"))?,
+                    },
+                },
             });
         }
         let rope = Rope { n_rot: config.n_rot, freq_base: config.rope_base, freq_scale: config.rope_freq_scale, freq_factors };
@@ -192,6 +198,11 @@ pub(super) fn tensor_shapes(c: &LlamaConfig) -> Vec<(String, Vec<u64>)> {
     x.push(("output_norm.weight".to_string(), vec![e]));
     x.push(("rope_freqs.weight".to_string(), vec![c.n_rot as u64 / 2]));
     for i in 0..c.n_layer {
+        let ffn = match c.n_expert as u64 {
+            0 => [("ffn_gate", vec![e, ff]), ("ffn_up", vec![e, ff]), ("ffn_down", vec![ff, e]), ("", vec![])],
+            // As llama.cpp names and shapes them: experts stacked along a third dimension.
+            x => [("ffn_gate_inp", vec![e, x]), ("ffn_gate_exps", vec![e, ff, x]), ("ffn_up_exps", vec![e, ff, x]), ("ffn_down_exps", vec![ff, e, x])],
+        };
         for (s, d) in [
             ("attn_norm", vec![e]),
             ("attn_q", vec![e, q]),
@@ -199,10 +210,10 @@ pub(super) fn tensor_shapes(c: &LlamaConfig) -> Vec<(String, Vec<u64>)> {
             ("attn_v", vec![e, kv]),
             ("attn_output", vec![q, e]),
             ("ffn_norm", vec![e]),
-            ("ffn_gate", vec![e, ff]),
-            ("ffn_up", vec![e, ff]),
-            ("ffn_down", vec![ff, e]),
-        ] {
+        ]
+        .into_iter()
+        .chain(ffn.into_iter().filter(|(s, _)| !s.is_empty()))
+        {
             x.push((format!("blk.{i}.{s}.weight"), d));
         }
     }

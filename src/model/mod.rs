@@ -12,7 +12,7 @@ use loader::tensor_shapes;
 pub use lora::{Adapter, AdapterBase, AdapterInfo, AdapterLoader, Adapters, LoraPair, Target, LAYER_MATRICES};
 pub use name::{display_name, split_file_name};
 
-use crate::backend::{Backend, KvType, Rope};
+use crate::backend::{Backend, Gating, KvType, Rope, Routing};
 use crate::error::{HearthError, Result};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -23,9 +23,15 @@ pub struct Layer<B: Backend> {
     pub wv: B::Weight,
     pub wo: B::Weight,
     pub ffn_norm: B::Vector,
-    pub w_gate: B::Weight,
-    pub w_up: B::Weight,
-    pub w_down: B::Weight,
+    pub ffn: Ffn<B>,
+}
+
+/// A layer's feed-forward: one SwiGLU, or a mixture of experts.
+pub enum Ffn<B: Backend> {
+    Dense { gate: B::Weight, up: B::Weight, down: B::Weight },
+    /// `ffn_gate_inp` (the router, `[n_expert, n_embd]`) and the experts' SwiGLU matrices
+    /// stacked (`ffn_{gate,up,down}_exps`, GGUF 3-D tensors).
+    Moe { router: B::Weight, gate: B::Weight, up: B::Weight, down: B::Weight },
 }
 
 pub struct Llama<B: Backend> {
@@ -185,8 +191,21 @@ impl<B: Backend> Llama<B> {
             be.add_assign(&mut x, &self.mm(ad, &a, &l.wo, at(3))?)?;
 
             let h = be.rms_norm(&x, &l.ffn_norm, c.rms_eps)?;
-            let g = be.silu_mul(&self.mm(ad, &h, &l.w_gate, at(4))?, &self.mm(ad, &h, &l.w_up, at(5))?)?;
-            be.add_assign(&mut x, &self.mm(ad, &g, &l.w_down, at(6))?)?;
+            let y = match &l.ffn {
+                Ffn::Dense { gate, up, down } => {
+                    let g = be.silu_mul(&self.mm(ad, &h, gate, at(4))?, &self.mm(ad, &h, up, at(5))?)?;
+                    self.mm(ad, &g, down, at(6))?
+                }
+                // llama.cpp's build_moe_ffn for llama: softmax over every expert, the top k
+                // renormalized, each chosen expert's SwiGLU times its weight, summed.
+                Ffn::Moe { router, gate, up, down } => {
+                    let routing = Routing { n_expert: c.n_expert, k: c.n_expert_used, gating: Gating::Softmax, normalize: true, scale: c.expert_weights_scale };
+                    let route = be.route(&be.matmul(&h, router)?, &routing)?;
+                    let g = be.silu_mul(&be.matmul_experts(&h, gate, &route)?, &be.matmul_experts(&h, up, &route)?)?;
+                    be.moe_combine(&be.matmul_experts(&g, down, &route)?, &route, true)?
+                }
+            };
+            be.add_assign(&mut x, &y)?;
         }
         seq.len += tokens.len();
         let x = match logits {

@@ -7,7 +7,8 @@
 
 pub mod kernels;
 
-use super::{Backend, KvType, Rope};
+use super::{Backend, KvType, Rope, Routing};
+use std::sync::atomic::{AtomicU64, Ordering};
 use kernels::attn;
 use rayon::prelude::*;
 use crate::error::{HearthError, Result};
@@ -15,6 +16,26 @@ use crate::gguf::{TensorInfo, TensorType};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu;
+
+/// Bytes of weights the matmuls have read, all CPU backends of the process together: a
+/// mixture-of-experts decode reads only its chosen experts' rows, and this measures it
+/// (`weight_bytes_read`; `hearth logits --weight-bytes`, tests/moe.rs).
+static WEIGHT_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes of weights every matmul so far has read (each weight row counted once per matmul).
+pub fn weight_bytes_read() -> u64 {
+    WEIGHT_BYTES.load(Ordering::Relaxed)
+}
+
+/// The chosen experts of each token, `k` per token, and their weights.
+#[derive(Clone, Debug)]
+pub struct CpuRoute {
+    pub rows: usize,
+    pub k: usize,
+    pub n_expert: usize,
+    pub ids: Vec<u32>,
+    pub weights: Vec<f32>,
+}
 
 /// A value moved to a pool thread and back while its owner waits (`Cpu::pass`).
 struct Unshared<T>(T);
@@ -128,6 +149,7 @@ impl Backend for Cpu {
     type Weight = CpuWeight;
     type Vector = Vec<f32>;
     type KvCache = CpuKvCache;
+    type Route = CpuRoute;
 
     /// The pass runs on a pool thread: a parallel op started there has its first worker running
     /// at once and wakes the others, where one started outside the pool waits for a worker to
@@ -193,24 +215,82 @@ impl Backend for Cpu {
     }
 
     fn matmul(&self, x: &CpuTensor, w: &CpuWeight) -> Result<CpuTensor> {
-        if x.cols != w.cols {
-            return Err(HearthError::Compute(format!("matmul: input has {} columns, weight rows are {} long", x.cols, w.cols)));
+        let data = matmul_rows(&x.data, x.rows, x.cols, w, 0, w.rows)?;
+        Ok(CpuTensor { data, rows: x.rows, cols: w.rows })
+    }
+
+    fn route(&self, logits: &CpuTensor, r: &Routing) -> Result<CpuRoute> {
+        if logits.cols != r.n_expert || r.k == 0 || r.k > r.n_expert {
+            return Err(HearthError::Compute(format!("route: {} logits per token for {} experts, {} chosen", logits.cols, r.n_expert, r.k)));
         }
-        let qk = kernels::block_values(w.ty).unwrap_or(1);
-        if w.stride % qk != 0 {
-            return Err(HearthError::Compute(format!("matmul: {} rows of {} values do not split into {qk}-value blocks", w.ty, w.cols)));
+        let mut ids = vec![0u32; logits.rows * r.k];
+        let mut weights = vec![0f32; logits.rows * r.k];
+        let mut probs = Vec::new();
+        for ((row, id), w) in logits.data.chunks_exact(logits.cols).zip(ids.chunks_exact_mut(r.k)).zip(weights.chunks_exact_mut(r.k)) {
+            kernels::moe::route_row(row, r, &mut probs, id, w);
         }
-        let mut out = vec![0f32; x.rows * w.rows];
-        if w.stride == w.cols {
-            kernels::matmul(w.ty, &w.data, w.rows, w.cols, &x.data, x.rows, &mut out);
-        } else {
-            let mut padded = vec![0f32; x.rows * w.stride];
-            for (src, dst) in x.data.chunks_exact(x.cols).zip(padded.chunks_exact_mut(w.stride)) {
-                dst[..x.cols].copy_from_slice(src);
+        Ok(CpuRoute { rows: logits.rows, k: r.k, n_expert: r.n_expert, ids, weights })
+    }
+
+    fn matmul_experts(&self, x: &CpuTensor, w: &CpuWeight, route: &CpuRoute) -> Result<CpuTensor> {
+        let (k, n_out) = (route.k, route.rows * route.k);
+        let per_choice = match x.rows {
+            r if r == n_out => true,
+            r if r == route.rows => false,
+            r => return Err(HearthError::Compute(format!("matmul_experts: {r} input rows for {} tokens of {k} experts", route.rows))),
+        };
+        if !w.rows.is_multiple_of(route.n_expert) {
+            return Err(HearthError::Compute(format!("matmul_experts: {} rows do not split into {} experts", w.rows, route.n_expert)));
+        }
+        let n = w.rows / route.n_expert;
+        let mut out = vec![0f32; n_out * n];
+        // One matmul per chosen expert over the rows routed to it (prefill keeps its tiles), its
+        // results scattered back: an expert nobody chose is never read.
+        for e in 0..route.n_expert as u32 {
+            let rows: Vec<usize> = (0..n_out).filter(|&i| route.ids[i] == e).collect();
+            if rows.is_empty() {
+                continue;
             }
-            kernels::matmul(w.ty, &w.data, w.rows, w.stride, &padded, x.rows, &mut out);
+            let mut xs = Vec::with_capacity(rows.len() * x.cols);
+            for &i in &rows {
+                let r = if per_choice { i } else { i / k };
+                xs.extend_from_slice(&x.data[r * x.cols..(r + 1) * x.cols]);
+            }
+            let y = matmul_rows(&xs, rows.len(), x.cols, w, e as usize * n, n)?;
+            for (&i, yr) in rows.iter().zip(y.chunks_exact(n)) {
+                out[i * n..(i + 1) * n].copy_from_slice(yr);
+            }
         }
-        Ok(CpuTensor { data: out, rows: x.rows, cols: w.rows })
+        Ok(CpuTensor { data: out, rows: n_out, cols: n })
+    }
+
+    fn moe_combine(&self, y: &CpuTensor, route: &CpuRoute, weighted: bool) -> Result<CpuTensor> {
+        if y.rows != route.rows * route.k {
+            return Err(HearthError::Compute(format!("moe_combine: {} rows for {} tokens of {} experts", y.rows, route.rows, route.k)));
+        }
+        let n = y.cols;
+        let mut out = vec![0f32; route.rows * n];
+        for (t, o) in out.chunks_exact_mut(n).enumerate() {
+            let w = weighted.then(|| &route.weights[t * route.k..(t + 1) * route.k]);
+            kernels::moe::combine_row(&y.data[t * route.k * n..(t + 1) * route.k * n], n, w, o);
+        }
+        Ok(CpuTensor { data: out, rows: route.rows, cols: n })
+    }
+
+    fn moe_weigh_input(&self, x: &CpuTensor, route: &CpuRoute) -> Result<CpuTensor> {
+        if x.rows != route.rows {
+            return Err(HearthError::Compute(format!("moe_weigh_input: {} rows for {} tokens", x.rows, route.rows)));
+        }
+        let mut data = Vec::with_capacity(x.data.len() * route.k);
+        for (i, &w) in route.weights.iter().enumerate() {
+            let t = i / route.k;
+            data.extend(x.data[t * x.cols..(t + 1) * x.cols].iter().map(|&v| v * w));
+        }
+        Ok(CpuTensor { data, rows: route.rows * route.k, cols: x.cols })
+    }
+
+    fn route_experts(&self, route: &CpuRoute) -> Result<Vec<u32>> {
+        Ok(route.ids.clone())
     }
 
     fn rms_norm(&self, x: &CpuTensor, weight: &Vec<f32>, eps: f32) -> Result<CpuTensor> {
@@ -355,6 +435,32 @@ impl Backend for Cpu {
     fn to_vec(&self, x: &CpuTensor) -> Result<Vec<f32>> {
         Ok(x.data.clone())
     }
+}
+
+/// `m` rows of `x` (`cols` each) times weight rows `row0..row0 + n` (the kernels' padded rows
+/// where a float weight has them), counted in `WEIGHT_BYTES`.
+fn matmul_rows(x: &[f32], m: usize, cols: usize, w: &CpuWeight, row0: usize, n: usize) -> Result<Vec<f32>> {
+    if cols != w.cols {
+        return Err(HearthError::Compute(format!("matmul: input has {cols} columns, weight rows are {} long", w.cols)));
+    }
+    let qk = kernels::block_values(w.ty).unwrap_or(1);
+    if w.stride % qk != 0 {
+        return Err(HearthError::Compute(format!("matmul: {} rows of {} values do not split into {qk}-value blocks", w.ty, w.cols)));
+    }
+    let row_bytes = w.data.len() / w.rows;
+    let wd = &w.data[row0 * row_bytes..(row0 + n) * row_bytes];
+    WEIGHT_BYTES.fetch_add(wd.len() as u64, Ordering::Relaxed);
+    let mut out = vec![0f32; m * n];
+    if w.stride == w.cols {
+        kernels::matmul(w.ty, wd, n, w.cols, x, m, &mut out);
+    } else {
+        let mut padded = vec![0f32; m * w.stride];
+        for (src, dst) in x.chunks_exact(cols).zip(padded.chunks_exact_mut(w.stride)) {
+            dst[..cols].copy_from_slice(src);
+        }
+        kernels::matmul(w.ty, wd, n, w.stride, &padded, m, &mut out);
+    }
+    Ok(out)
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -30,6 +30,12 @@ pub enum Kernel {
     Argmax,
     /// Walsh-Hadamard rotation of groups of values (around a Q8_0 KV cache).
     Fwht,
+    /// Mixture of experts: routing, the chosen experts' matvecs (any weight type), the weighted
+    /// sum of their outputs, and Llama 4's weighing of their input.
+    MoeRoute,
+    MatvecExperts,
+    MoeCombine,
+    MoeWeigh,
 }
 
 /// Weight rows per workgroup of `MatvecFast` (its ROWS).
@@ -57,6 +63,10 @@ impl Kernel {
             Kernel::AddScaled => include_str!("wgsl/add_scaled.wgsl"),
             Kernel::Argmax => include_str!("wgsl/argmax.wgsl"),
             Kernel::Fwht => include_str!("wgsl/fwht.wgsl"),
+            Kernel::MoeRoute => include_str!("wgsl/moe_route.wgsl"),
+            Kernel::MatvecExperts => include_str!("wgsl/matvec_experts.wgsl"),
+            Kernel::MoeCombine => include_str!("wgsl/moe_combine.wgsl"),
+            Kernel::MoeWeigh => include_str!("wgsl/moe_weigh.wgsl"),
         }
     }
 }
@@ -126,10 +136,10 @@ pub fn module_source(kernel: Kernel, ty: Option<TensorType>, f16: bool) -> Optio
         (Kernel::KvStore | Kernel::Attention, Some(ty)) => format!("{}\n{}", kv_source(ty, f16)?, kernel.source()),
         (Kernel::KvStore | Kernel::Attention, None) => return None,
         (Kernel::MatvecFast, Some(ty)) => format!("{bytes}\n{}\n{}", kernel.source(), fast_source(ty)?.0),
-        (Kernel::Matvec | Kernel::Matmul | Kernel::Embed, Some(ty)) => {
+        (Kernel::Matvec | Kernel::Matmul | Kernel::Embed | Kernel::MatvecExperts, Some(ty)) => {
             format!("{bytes}\n{}\n{}\n{}", include_str!("wgsl/common.wgsl"), type_source(ty)?, kernel.source())
         }
-        (Kernel::Matvec | Kernel::MatvecFast | Kernel::Matmul | Kernel::Embed, None) => return None,
+        (Kernel::Matvec | Kernel::MatvecFast | Kernel::Matmul | Kernel::Embed | Kernel::MatvecExperts, None) => return None,
         (_, _) => kernel.source().to_string(),
     };
     Some(format!("{prelude}\n{body}"))

@@ -11,7 +11,7 @@ mod kernels;
 
 use std::rc::Rc;
 
-use super::{Backend, KvType, Rope};
+use super::{Backend, Gating, KvType, Rope, Routing};
 use crate::backend::cpu::kernels as cpu_kernels;
 use crate::error::{HearthError, Result};
 use crate::gguf::{TensorInfo, TensorType};
@@ -47,6 +47,14 @@ struct Chunk {
     buf: wgpu::Buffer,
     row0: usize,
     rows: usize,
+}
+
+/// A mixture-of-experts routing on the GPU: `rows · k` expert ids, then as many weights' bits.
+pub struct GpuRoute {
+    buf: context::Pooled,
+    pub rows: usize,
+    pub k: usize,
+    pub n_expert: usize,
 }
 
 /// A small f32 vector (norm weights) on the GPU.
@@ -207,6 +215,7 @@ impl Backend for Gpu {
     type Weight = GpuWeight;
     type Vector = GpuVector;
     type KvCache = GpuKvCache;
+    type Route = GpuRoute;
 
     fn upload(&self, info: &TensorInfo, data: &[u8]) -> Result<GpuWeight> {
         let qk = cpu_kernels::block_values(info.ty);
@@ -300,6 +309,67 @@ impl Backend for Gpu {
             }
         }
         Ok(out)
+    }
+
+    fn route(&self, logits: &GpuTensor, r: &Routing) -> Result<GpuRoute> {
+        if logits.cols != r.n_expert || r.k == 0 || r.k > r.n_expert {
+            return Err(HearthError::Compute(format!("route: {} logits per token for {} experts, {} chosen", logits.cols, r.n_expert, r.k)));
+        }
+        let n = logits.rows * r.k;
+        let route = GpuRoute { buf: self.ctx.alloc(2 * n as u64 * 4)?, rows: logits.rows, k: r.k, n_expert: r.n_expert };
+        let p = [logits.rows as u32, r.n_expert as u32, r.k as u32, (r.gating == Gating::Sigmoid) as u32, r.normalize as u32, r.scale.to_bits()];
+        self.ctx.dispatch(Kernel::MoeRoute, None, &p, &[&logits.buf, &route.buf], [logits.rows.div_ceil(64) as u32, 1, 1])?;
+        Ok(route)
+    }
+
+    fn matmul_experts(&self, x: &GpuTensor, w: &GpuWeight, route: &GpuRoute) -> Result<GpuTensor> {
+        let choices = route.rows * route.k;
+        let x_div = match x.rows {
+            r if r == choices => 1,
+            r if r == route.rows => route.k,
+            r => return Err(HearthError::Compute(format!("matmul_experts: {r} input rows for {} tokens of {} experts", route.rows, route.k))),
+        };
+        if x.cols != w.cols || !w.cols.is_multiple_of(4) || !w.rows.is_multiple_of(route.n_expert) || choices > 65535 {
+            return Err(HearthError::Compute(format!("matmul_experts: {choices} choices of {} columns against {} rows of {}", x.cols, w.rows, w.cols)));
+        }
+        let n = w.rows / route.n_expert;
+        let out = self.tensor(choices, n)?;
+        let (gx, gy) = grid(n);
+        // Each chunk of rows in its own dispatch; a workgroup whose expert row lies elsewhere idles.
+        for c in &w.chunks {
+            let p = [n as u32, w.cols as u32, w.row_bytes as u32, c.row0 as u32, c.rows as u32, x_div as u32];
+            self.ctx.dispatch(Kernel::MatvecExperts, Some(w.ty), &p, &[&c.buf, &x.buf, &route.buf, &out.buf], [gx, gy, choices as u32])?;
+        }
+        Ok(out)
+    }
+
+    fn moe_combine(&self, y: &GpuTensor, route: &GpuRoute, weighted: bool) -> Result<GpuTensor> {
+        if y.rows != route.rows * route.k {
+            return Err(HearthError::Compute(format!("moe_combine: {} rows for {} tokens of {} experts", y.rows, route.rows, route.k)));
+        }
+        let out = self.tensor(route.rows, y.cols)?;
+        let (gx, gy) = grid((route.rows * y.cols).div_ceil(64));
+        let p = [y.cols as u32, route.rows as u32, route.k as u32, weighted as u32, gx * 64];
+        self.ctx.dispatch(Kernel::MoeCombine, None, &p, &[&y.buf, &route.buf, &out.buf], [gx, gy, 1])?;
+        Ok(out)
+    }
+
+    fn moe_weigh_input(&self, x: &GpuTensor, route: &GpuRoute) -> Result<GpuTensor> {
+        if x.rows != route.rows {
+            return Err(HearthError::Compute(format!("moe_weigh_input: {} rows for {} tokens", x.rows, route.rows)));
+        }
+        let choices = route.rows * route.k;
+        let out = self.tensor(choices, x.cols)?;
+        let (gx, gy) = grid((choices * x.cols).div_ceil(64));
+        let p = [x.cols as u32, choices as u32, route.k as u32, gx * 64];
+        self.ctx.dispatch(Kernel::MoeWeigh, None, &p, &[&x.buf, &route.buf, &out.buf], [gx, gy, 1])?;
+        Ok(out)
+    }
+
+    fn route_experts(&self, route: &GpuRoute) -> Result<Vec<u32>> {
+        let n = route.rows * route.k;
+        let bytes = super::now(self.ctx.read(&route.buf, n as u64 * 4))?;
+        Ok(bytes.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect())
     }
 
     fn rms_norm(&self, x: &GpuTensor, weight: &GpuVector, eps: f32) -> Result<GpuTensor> {

@@ -16,6 +16,7 @@ mod kquants;
 mod lanes;
 mod legacy;
 mod matmul;
+pub mod moe;
 mod quantize;
 mod silu;
 
