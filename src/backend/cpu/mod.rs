@@ -444,7 +444,7 @@ fn matmul_rows(x: &[f32], m: usize, cols: usize, w: &CpuWeight, row0: usize, n: 
         return Err(HearthError::Compute(format!("matmul: input has {cols} columns, weight rows are {} long", w.cols)));
     }
     let qk = kernels::block_values(w.ty).unwrap_or(1);
-    if w.stride % qk != 0 {
+    if !w.stride.is_multiple_of(qk) {
         return Err(HearthError::Compute(format!("matmul: {} rows of {} values do not split into {qk}-value blocks", w.ty, w.cols)));
     }
     let row_bytes = w.data.len() / w.rows;

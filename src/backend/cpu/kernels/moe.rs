@@ -35,7 +35,7 @@ pub fn route_row(logits: &[f32], r: &Routing, probs: &mut Vec<f32>, ids: &mut [u
         w[s] = probs[e];
     }
     if r.normalize {
-        let sum = (w.iter().map(|&v| v as f64).sum::<f64>() as f32).max(6.103515625e-5);
+        let sum = (w.iter().map(|&v| v as f64).sum::<f64>() as f32).max(6.103_515_6e-5);
         w.iter_mut().for_each(|v| *v /= sum);
     }
     if r.scale != 0.0 && r.scale != 1.0 {
