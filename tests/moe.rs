@@ -12,6 +12,14 @@ use hearth::model::{Ffn, Logits};
 use hearth::sampler::SamplerConfig;
 use hearth::{GenerateOptions, HearthError};
 
+/// `weight_bytes_read` counts every CPU matmul of the process: the tests of this binary that run
+/// passes take turns, so that the counting test sees only its own.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn moe_goldens() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(common::golden_dir())
         .unwrap()
@@ -52,6 +60,7 @@ fn every_moe_fixture_has_goldens() {
 
 #[test]
 fn moe_matches_llama_cpp() {
+    let _serial = serial();
     let mut failures = Vec::new();
     eprintln!("|logit diff| vs llama.cpp (F16 KV cache): fixture, median, max; greedy tokens agreeing");
     for file in moe_goldens() {
@@ -110,6 +119,7 @@ fn swap_rows(bytes: &[u8], name: &str, a: usize, b: usize) -> Vec<u8> {
 /// checks that the prompt spreads its choices over every expert of every layer.
 #[test]
 fn every_layer_and_every_expert_changes_the_logits() {
+    let _serial = serial();
     for name in ["moe", "moe1"] {
         let spec = hearth::fixture::spec(name).unwrap();
         let bytes = hearth::fixture::build(&spec, "f32").unwrap();
@@ -134,6 +144,7 @@ fn every_layer_and_every_expert_changes_the_logits() {
 /// minus the router. Printed for the report.
 #[test]
 fn decode_reads_only_the_chosen_experts() {
+    let _serial = serial();
     for name in ["moe", "moe1"] {
         let spec = hearth::fixture::spec(name).unwrap();
         for quant in ["f32", "q4_k_m"] {
@@ -173,6 +184,7 @@ fn decode_reads_only_the_chosen_experts() {
 /// The chosen experts, as the backend reports them, are in range and distinct per token.
 #[test]
 fn routing_chooses_distinct_experts_per_token() {
+    let _serial = serial();
     let spec = hearth::fixture::spec("moe").unwrap();
     let engine = common::load(&hearth::fixture::build(&spec, "q8_0").unwrap(), 1 << 20);
     let Ffn::Moe { router, .. } = &engine.model.layers[0].ffn else { panic!("a MoE layer") };
@@ -194,6 +206,7 @@ fn routing_chooses_distinct_experts_per_token() {
 /// larger than expert_count.
 #[test]
 fn inconsistent_experts_are_typed_errors() {
+    let _serial = serial();
     let spec = hearth::fixture::spec("moe").unwrap();
     let bytes = hearth::fixture::build(&spec, "q8_0").unwrap();
     let load = |b: &[u8]| {
