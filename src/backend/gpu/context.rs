@@ -341,12 +341,14 @@ impl Ctx {
         #[cfg(not(target_arch = "wasm32"))]
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| HearthError::Gpu(e.to_string()))?;
         let ok = mapped.await;
-        self.check()?;
         if !ok {
             // Our staging buffer is neither unmapped nor destroyed while it maps, so a failed map
-            // means the device is gone; Firefox fails the map before it reports the loss.
-            return Err(HearthError::DeviceLost("reading results back from the GPU failed: the device stopped answering".into()));
+            // means the device is gone: Firefox fails the map (after a validation error about the
+            // buffer) before it reports the loss.
+            let seen = self.error.lock().unwrap().take().map(|e| format!(" ({e})")).unwrap_or_default();
+            return Err(HearthError::DeviceLost(format!("reading results back from the GPU failed: the device stopped answering{seen}")));
         }
+        self.check()?;
         let out = staging.slice(..).get_mapped_range().map_err(|e| HearthError::Gpu(e.to_string()))?.to_vec();
         staging.unmap();
         Ok(out)
