@@ -12,6 +12,7 @@ pub mod error;
 pub mod fixture;
 pub mod gguf;
 pub mod grammar;
+pub mod guard;
 pub mod memory;
 pub mod model;
 pub mod perplexity;

@@ -190,6 +190,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Llama Guard moderation of conversations, one JSON line per --messages, checked in turn by
+    /// one moderator (so the second check reuses the taxonomy's KV cache): {"safe", "categories":
+    /// [{"code", "name"}], "role": "User" | "Agent", "raw", "prompt_tokens", "cached_tokens",
+    /// "generated_tokens", "ms", "model_template"}. The model's own Llama Guard template, else
+    /// the built-in Llama Guard 3 1B one.
+    Moderate {
+        #[arg(long)]
+        model: PathBuf,
+        /// A conversation as JSON: [{"role": "user", "content": "..."}, ...]; repeatable.
+        #[arg(long, required = true)]
+        messages: Vec<String>,
+        /// Custom categories as a JSON object {"S1": "description", ...} (in order).
+        #[arg(long)]
+        categories: Option<String>,
+        /// A category code not to check; repeatable.
+        #[arg(long)]
+        exclude: Vec<String>,
+        #[arg(long, default_value_t = 2048)]
+        ctx_size: usize,
+        /// Print the rendered prompt of each check (JSON: a "prompt" field).
+        #[arg(long)]
+        print_prompt: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Top-K logits at every prompt position.
     Logits {
         #[arg(long)]
@@ -626,6 +651,60 @@ fn run(cli: Cli) -> Result<()> {
                 print(json!({ "prompt_tokens": g.prompt_tokens, "tokens": g.tokens, "text": g.text }));
             } else {
                 println!();
+            }
+        }
+        Command::Moderate { model, messages, categories, exclude, ctx_size, print_prompt, json } => {
+            use hearth::chat::{ChatMessage, ChatTemplate};
+            use hearth::guard::{GuardOptions, Moderator};
+            let engine = load(&model)?;
+            let template = ChatTemplate::for_model(&engine.metadata, &engine.tokenizer)?;
+            let categories = match categories {
+                None => None,
+                Some(c) => {
+                    let v: serde_json::Value = serde_json::from_str(&c).map_err(|e| HearthError::InvalidArgument(format!("--categories: {e}")))?;
+                    // serde_json's map is sorted: read the object's order from the text instead.
+                    let obj = v.as_object().ok_or_else(|| HearthError::InvalidArgument("--categories must be a JSON object".into()))?;
+                    let mut pairs: Vec<(String, String)> = obj
+                        .iter()
+                        .map(|(k, d)| Ok((k.clone(), d.as_str().ok_or_else(|| HearthError::InvalidArgument(format!("--categories: {k} must be a string")))?.to_string())))
+                        .collect::<Result<_>>()?;
+                    pairs.sort_by_key(|(k, _)| c.find(&serde_json::to_string(k).unwrap()).unwrap_or(usize::MAX));
+                    Some(pairs)
+                }
+            };
+            let opts = GuardOptions { categories, excluded: exclude };
+            let mut moderator = Moderator::new(&template, ctx_size);
+            let today = hearth::chat::Date { year: 2026, month: 1, day: 1 }; // Llama Guard templates print no date
+            for m in &messages {
+                let conv: Vec<ChatMessage> = serde_json::from_str(m).map_err(|e| HearthError::InvalidArgument(format!("--messages: {e}")))?;
+                let t0 = std::time::Instant::now();
+                let r = moderator.moderate(&engine, &conv, &opts, today)?;
+                let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                let cats: Vec<_> = r.verdict.categories.iter().map(|(c, n)| json!({"code": c, "name": n})).collect();
+                if json {
+                    let mut o = json!({
+                        "safe": r.verdict.safe, "categories": cats, "role": r.role.as_str(), "raw": r.raw,
+                        "prompt_tokens": r.prompt_tokens, "cached_tokens": r.cached_tokens,
+                        "generated_tokens": r.generated_tokens, "ms": ms, "model_template": r.model_template,
+                    });
+                    if print_prompt {
+                        o["prompt"] = json!(r.prompt);
+                    }
+                    print(o);
+                } else {
+                    if print_prompt {
+                        println!("{}", r.prompt);
+                    }
+                    let names: Vec<String> = r.verdict.categories.iter().map(|(c, n)| format!("{c} {n}")).collect();
+                    println!(
+                        "{} {}{} ({} prompt tokens, {} cached, {ms:.1} ms)",
+                        r.role.as_str(),
+                        if r.verdict.safe { "safe" } else { "unsafe: " },
+                        names.join(", "),
+                        r.prompt_tokens,
+                        r.cached_tokens
+                    );
+                }
             }
         }
         Command::Embed { model, text, pooling, no_normalize, ctx_size, kv, json } => {

@@ -172,6 +172,27 @@ impl ChatTemplate {
 
     /// `render` under the given limits; also returns the steps (minijinja fuel) it took.
     fn render_within(&self, messages: &[ChatMessage], tools: Option<&ToolRequest>, add_generation_prompt: bool, today: Date, limits: RenderLimits) -> Result<(String, u64)> {
+        let messages = Value::from(messages.iter().map(ChatMessage::template_value).collect::<Vec<Value>>());
+        self.render_value(messages, tools, Vec::new(), add_generation_prompt, today, limits)
+    }
+
+    /// Render a conversation given as the template's `messages` value, with more variables
+    /// (`extra`: Llama Guard's `categories`, `excluded_category_keys`), within limits sized for
+    /// `input_bytes` of conversation and options. `crate::guard` renders moderation prompts so.
+    pub(crate) fn render_extra(&self, messages: Value, count: usize, input_bytes: usize, extra: Vec<(&'static str, Value)>, today: Date) -> Result<String> {
+        let limits = RenderLimits::for_bytes(count, input_bytes + self.bos_token.len() + self.eos_token.len());
+        Ok(self.render_value(messages, None, extra, true, today, limits)?.0)
+    }
+
+    fn render_value(
+        &self,
+        messages: Value,
+        tools: Option<&ToolRequest>,
+        extra: Vec<(&'static str, Value)>,
+        add_generation_prompt: bool,
+        today: Date,
+        limits: RenderLimits,
+    ) -> Result<(String, u64)> {
         let mut env = Environment::new();
         // Hugging Face renders with trim_blocks and lstrip_blocks on.
         let syntax = minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build();
@@ -201,13 +222,14 @@ impl ChatTemplate {
         };
         let tmpl = env.template_from_str(&self.source).map_err(|e| fail(e, false))?;
         let mut ctx = vec![
-            ("messages", Value::from(messages.iter().map(ChatMessage::template_value).collect::<Vec<Value>>())),
+            ("messages", messages),
             ("add_generation_prompt", Value::from(add_generation_prompt)),
             ("bos_token", Value::from(self.bos_token.as_str())),
             ("eos_token", Value::from(self.eos_token.as_str())),
         ];
         // As transformers passes it: the list, or None when no tools are offered.
         ctx.push(("tools", tools.map_or(Value::from(()), ToolRequest::template_value)));
+        ctx.extend(extra);
         let ctx = Value::from_pairs(ctx);
         let state = tmpl.render_captured_to(ctx, &mut out);
         let steps = match &state {

@@ -32,7 +32,13 @@ pub(crate) enum Node {
     /// One of these exact byte strings (true/false/null, enum, const).
     Lit(Vec<Vec<u8>>),
     AnyOf(Vec<NodeId>),
+    /// A Llama Guard verdict, not JSON: `safe`, or `unsafe\n` and one or more of `codes` (each
+    /// at most once) separated by commas. At most 64 codes.
+    Verdict { codes: Vec<Vec<u8>> },
 }
+
+/// The two ways a verdict begins.
+pub(crate) const VERDICT_HEADS: [&[u8]; 2] = [b"safe", b"unsafe\n"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ObjSt {
@@ -81,6 +87,9 @@ pub(crate) enum Frame {
     Num { integer: bool, st: NumSt, digits: u8 },
     Lit { node: NodeId, alive: u64, pos: u16 },
     Key { node: NodeId, alive: u64, pos: u16 },
+    /// In a verdict: `codes` false while matching a head (`alive` over `VERDICT_HEADS`), true
+    /// while matching a code (`alive` over the node's codes, `seen` those already written).
+    Verdict { node: NodeId, codes: bool, alive: u64, seen: u64, pos: u16 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,6 +181,7 @@ impl Grammar {
             Node::Number { .. } => 1,
             Node::Lit(alts) => alts.iter().map(|a| a.len() as u32).min().unwrap_or(INF),
             Node::AnyOf(alts) => alts.iter().map(|&a| m(a)).min().unwrap_or(INF),
+            Node::Verdict { .. } => VERDICT_HEADS[0].len() as u32,
         };
         v.min(INF)
     }
@@ -305,6 +315,11 @@ impl Grammar {
                             *s.frames.last_mut().unwrap() = Frame::Lit { node: n, alive, pos: 1 };
                             self.lit_maybe_done(&mut s);
                             return accept(s, out);
+                        }
+                        Node::Verdict { .. } => {
+                            // The frame reads the first byte itself.
+                            *s.frames.last_mut().unwrap() = Frame::Verdict { node: n, codes: false, alive: 0b11, seen: 0, pos: 0 };
+                            continue;
                         }
                         _ => return,
                     };
@@ -561,6 +576,7 @@ impl Grammar {
                         None => return,
                     }
                 }
+                Frame::Verdict { .. } => return self.feed_verdict(s, b, out),
                 Frame::Lit { node, alive, pos } => {
                     let Node::Lit(alts) = &self.nodes[node as usize] else { return };
                     let p = pos as usize;
@@ -591,6 +607,57 @@ impl Grammar {
         }
     }
 
+    /// One byte of a verdict (`Node::Verdict`).
+    fn feed_verdict(&self, mut s: Stack, b: u8, out: &mut Vec<Stack>) {
+        let Some(&Frame::Verdict { node, codes, alive, seen, pos }) = s.frames.last() else { return };
+        let Node::Verdict { codes: list } = &self.nodes[node as usize] else { return };
+        let p = pos as usize;
+        if !codes {
+            let mut next = 0u64;
+            for (i, h) in VERDICT_HEADS.iter().enumerate() {
+                if alive >> i & 1 == 1 && h.get(p) == Some(&b) {
+                    next |= 1 << i;
+                }
+            }
+            if next == 0 {
+                return;
+            }
+            // The heads differ at their first byte, so one is alive from here.
+            let head = next.trailing_zeros() as usize;
+            if p + 1 == VERDICT_HEADS[head].len() {
+                if head == 0 {
+                    pop_finish(&mut s); // "safe": the whole verdict
+                } else {
+                    let all = if list.len() == 64 { u64::MAX } else { (1u64 << list.len()) - 1 };
+                    *s.frames.last_mut().unwrap() = Frame::Verdict { node, codes: true, alive: all, seen, pos: 0 };
+                }
+            } else {
+                *s.frames.last_mut().unwrap() = Frame::Verdict { node, codes: false, alive: next, seen, pos: pos + 1 };
+            }
+            return accept(s, out);
+        }
+        let ended = (0..list.len()).find(|&i| alive >> i & 1 == 1 && list[i].len() == p);
+        if let (Some(i), b',') = (ended, b) {
+            let all = if list.len() == 64 { u64::MAX } else { (1u64 << list.len()) - 1 };
+            let seen = seen | 1 << i;
+            if all & !seen != 0 {
+                let mut c = s.clone();
+                *c.frames.last_mut().unwrap() = Frame::Verdict { node, codes: true, alive: all & !seen, seen, pos: 0 };
+                accept(c, out);
+            }
+        }
+        let mut next = 0u64;
+        for (i, c) in list.iter().enumerate() {
+            if alive >> i & 1 == 1 && c.get(p) == Some(&b) {
+                next |= 1 << i;
+            }
+        }
+        if next != 0 {
+            *s.frames.last_mut().unwrap() = Frame::Verdict { node, codes: true, alive: next, seen, pos: pos + 1 };
+            accept(s, out);
+        }
+    }
+
     /// Pop a literal as soon as every alternative still alive has been matched in full.
     fn lit_maybe_done(&self, s: &mut Stack) {
         if let Some(&Frame::Lit { node, alive, pos }) = s.frames.last() {
@@ -610,6 +677,10 @@ impl Grammar {
             Some(Frame::Num { st, .. }) => num_can_end(*st),
             Some(Frame::Lit { node, alive, pos }) => match &self.nodes[*node as usize] {
                 Node::Lit(alts) => alts.iter().enumerate().any(|(j, a)| alive >> j & 1 == 1 && a.len() == *pos as usize),
+                _ => false,
+            },
+            Some(Frame::Verdict { node, codes: true, alive, pos, .. }) => match &self.nodes[*node as usize] {
+                Node::Verdict { codes } => codes.iter().enumerate().any(|(j, c)| alive >> j & 1 == 1 && c.len() == *pos as usize),
                 _ => false,
             },
             _ => false,
@@ -728,6 +799,18 @@ impl Grammar {
                     NumSt::Minus | NumSt::Dot | NumSt::Exp | NumSt::ExpSign => 1,
                     _ => 0,
                 },
+                Frame::Verdict { node, codes, alive, pos, .. } => {
+                    let Node::Verdict { codes: list } = &self.nodes[node as usize] else { return INF };
+                    let left = |c: &[u8]| (c.len() - (pos as usize).min(c.len())) as u32;
+                    let shortest = list.iter().map(|c| c.len() as u32).min().unwrap_or(INF);
+                    if codes {
+                        list.iter().enumerate().filter(|(j, _)| alive >> j & 1 == 1).map(|(_, c)| left(c)).min().unwrap_or(INF)
+                    } else if alive & 1 == 1 {
+                        left(VERDICT_HEADS[0])
+                    } else {
+                        left(VERDICT_HEADS[1]).saturating_add(shortest)
+                    }
+                }
                 Frame::Lit { node, alive, pos } => {
                     let Node::Lit(alts) = &self.nodes[node as usize] else { return INF };
                     alts.iter()

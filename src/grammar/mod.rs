@@ -221,6 +221,24 @@ impl Constraint {
         Self::from_compiler(c, root)
     }
 
+    /// A Llama Guard verdict: `safe`, or `unsafe`, a newline and one or more of `codes` (each at
+    /// most once, in any order) separated by commas, after at most two whitespace bytes (the
+    /// official templates end at the assistant header, and the models answer `\n\nsafe`).
+    pub fn verdict(codes: &[&str]) -> Result<Self> {
+        if codes.is_empty() || codes.len() > 64 {
+            return Err(HearthError::InvalidArgument(format!("a verdict needs 1 to 64 category codes, not {}", codes.len())));
+        }
+        for (i, c) in codes.iter().enumerate() {
+            if c.is_empty() || c.bytes().any(|b| b == b',' || b.is_ascii_whitespace()) || codes[..i].contains(c) {
+                return Err(HearthError::InvalidArgument(format!("category code {c:?} is empty, repeated, or holds a comma or whitespace")));
+            }
+        }
+        let empty = serde_json::Value::Null;
+        let mut c = schema::Compiler::new(&empty);
+        let root = c.push_node(automaton::Node::Verdict { codes: codes.iter().map(|c| c.as_bytes().to_vec()).collect() });
+        Ok(Self::from_compiler(c, root)?.with_max_whitespace(2))
+    }
+
     /// Nesting deeper than this many objects/arrays is not allowed (default 32).
     pub fn with_max_depth(mut self, depth: usize) -> Self {
         self.grammar.max_depth = depth;
