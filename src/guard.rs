@@ -145,7 +145,7 @@ pub fn render(template: &ChatTemplate, messages: &[ChatMessage], opts: &GuardOpt
     let mut bytes: usize = msgs.iter().map(|m| m.role.len() + m.content.len()).sum();
     if let Some(cats) = &opts.categories {
         bytes += cats.iter().map(|(c, d)| c.len() + d.len()).sum::<usize>();
-        extra.push(("categories", Value::from_iter(cats.iter().map(|(c, d)| (c.clone(), d.clone())))));
+        extra.push(("categories", Value::from_pairs(cats.iter().map(|(c, d)| (c.as_str(), d.as_str())))));
     }
     bytes += opts.excluded.iter().map(String::len).sum::<usize>();
     // Always defined (as the model cards pass it), so `key not in excluded_category_keys` works.
