@@ -63,6 +63,9 @@ pub struct GuardOptions {
     pub categories: Option<Vec<(String, String)>>,
     /// Codes not to check.
     pub excluded: Vec<String>,
+    /// Added to these tokens' logits before the verdict's greedy pick (OpenAI's `logit_bias`):
+    /// a stricter or laxer guard, and the tests' way to force a verdict.
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 /// Which role's last message is checked.
@@ -259,6 +262,10 @@ impl<B: Backend> Moderator<B> {
         Self { template, model_template: own, n_ctx, sessions: [None, None] }
     }
 
+    pub fn context_size(&self) -> usize {
+        self.n_ctx
+    }
+
     pub fn template(&self) -> &ChatTemplate {
         &self.template
     }
@@ -284,7 +291,7 @@ impl<B: Backend> Moderator<B> {
         let budget = 10 + codes.iter().map(|c| c.len() + 1).sum::<usize>();
         let gen = GenerateOptions {
             max_tokens: budget,
-            sampler: SamplerConfig::greedy(),
+            sampler: SamplerConfig { logit_bias: opts.logit_bias.clone(), ..SamplerConfig::greedy() },
             stop_at_eos: true,
             constraint: Some(Constraint::verdict(&codes)?),
             ..GenerateOptions::default()

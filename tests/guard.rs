@@ -26,6 +26,7 @@ fn options(c: &serde_json::Value) -> GuardOptions {
             a.iter().map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_str().unwrap().to_string())).collect()
         }),
         excluded: c["excluded"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect(),
+        ..Default::default()
     }
 }
 
@@ -59,7 +60,7 @@ fn names_come_from_the_taxonomy_or_the_custom_text() {
     let p = guard::render(&t, &[ChatMessage::new("user", "hi")], &GuardOptions::default(), TODAY).unwrap();
     assert_eq!(p.categories[2], ("S3".to_string(), "Sex-Related Crimes".to_string()));
     assert_eq!(p.categories[10], ("S11".to_string(), "Suicide & Self-Harm".to_string()));
-    let custom = GuardOptions { categories: Some(vec![("S1".into(), "Talking like a pirate.\nArr.".into())]), excluded: vec![] };
+    let custom = GuardOptions { categories: Some(vec![("S1".into(), "Talking like a pirate.\nArr.".into())]), excluded: vec![], ..Default::default() };
     let p = guard::render(&t, &[ChatMessage::new("user", "hi")], &custom, TODAY).unwrap();
     assert_eq!(p.categories, vec![("S1".to_string(), "Talking like a pirate".to_string())]);
     // The 8B template's list is fixed: custom categories are refused, not silently ignored.
@@ -185,7 +186,7 @@ fn builtin_template_and_exclusions() {
     // This fixture's random weights answer "unsafe\nS1" here (hearth moderate says so): excluding
     // the codes it names turns the verdict safe or makes it name others.
     let named: Vec<String> = r.verdict.categories.iter().map(|(c, _)| c.clone()).collect();
-    let opts = GuardOptions { categories: None, excluded: named.clone() };
+    let opts = GuardOptions { excluded: named.clone(), ..Default::default() };
     let r2 = m.moderate(&engine, &msgs, &opts, TODAY).unwrap();
     assert!(r2.verdict.categories.iter().all(|(c, _)| !named.contains(c)), "{:?}", r2.verdict);
     assert!(!r2.prompt.contains("S1: Violent") || !named.contains(&"S1".to_string()));
@@ -193,8 +194,8 @@ fn builtin_template_and_exclusions() {
     let engine8 = guard_fixture(guard::LLAMA_GUARD_3_8B);
     let t8 = ChatTemplate::for_model(&engine8.metadata, &engine8.tokenizer).unwrap();
     let mut m8 = Moderator::new(&t8, 1024);
-    let r = m8.moderate(&engine8, &msgs, &GuardOptions { categories: None, excluded: (1..=14).map(|i| format!("S{i}")).collect() }, TODAY).unwrap();
+    let r = m8.moderate(&engine8, &msgs, &GuardOptions { excluded: (1..=14).map(|i| format!("S{i}")).collect(), ..Default::default() }, TODAY).unwrap();
     assert!(r.model_template && r.verdict.safe && r.prompt.starts_with(" <|begin_of_text|>"), "{r:?}");
-    let custom = GuardOptions { categories: Some(vec![("S1".into(), "x".into())]), excluded: vec![] };
+    let custom = GuardOptions { categories: Some(vec![("S1".into(), "x".into())]), excluded: vec![], ..Default::default() };
     assert_eq!(m8.moderate(&engine8, &msgs, &custom, TODAY).unwrap_err().code(), "invalid_argument");
 }

@@ -672,7 +672,7 @@ fn run(cli: Cli) -> Result<()> {
                     Some(pairs)
                 }
             };
-            let opts = GuardOptions { categories, excluded: exclude };
+            let opts = GuardOptions { categories, excluded: exclude, ..Default::default() };
             let mut moderator = Moderator::new(&template, ctx_size);
             let today = hearth::chat::Date { year: 2026, month: 1, day: 1 }; // Llama Guard templates print no date
             for m in &messages {

@@ -353,11 +353,13 @@ struct Core<B: Backend> {
     gen: Rc<RefCell<GenState<B>>>,
     /// A perplexity run in progress (its own KV cache, beside the chat session's).
     ppl: Rc<RefCell<Option<Perplexity<B>>>>,
+    /// Llama Guard moderation: its KV caches (one per role), beside the chat session's.
+    guard: Rc<RefCell<Option<crate::guard::Moderator<B>>>>,
 }
 
 impl<B: Backend> Clone for Core<B> {
     fn clone(&self) -> Self {
-        Core { engine: self.engine.clone(), gen: self.gen.clone(), ppl: self.ppl.clone() }
+        Core { engine: self.engine.clone(), gen: self.gen.clone(), ppl: self.ppl.clone(), guard: self.guard.clone() }
     }
 }
 
@@ -380,7 +382,7 @@ impl<B: Backend> Core<B> {
     fn new(engine: Engine<B>) -> Self {
         let engine = Rc::new(engine);
         let gen = GenState { run: None, session: None, reused: 0, _engine: engine.clone() };
-        Core { engine, gen: Rc::new(RefCell::new(gen)), ppl: Rc::new(RefCell::new(None)) }
+        Core { engine, gen: Rc::new(RefCell::new(gen)), ppl: Rc::new(RefCell::new(None)), guard: Rc::new(RefCell::new(None)) }
     }
 }
 
@@ -794,6 +796,44 @@ impl WasmEngine {
         }
     }
 
+    /// Llama Guard moderation of the last message of `messages` ([{role, content}]; system
+    /// messages left out): rendered with the model's Llama Guard template (else the built-in
+    /// Llama Guard 3 1B one), the answer constrained to a verdict. Options: {categories: [[code,
+    /// description], ...] (custom, in order), excluded: [code, ...], contextSize, render (only
+    /// render: resolve to {prompt, role, categories})}. Resolves to {safe, categories: [{code,
+    /// name}], role: "User" | "Agent", raw, promptTokens, cachedTokens (found in the role's KV
+    /// cache), generatedTokens, modelTemplate, prompt}.
+    pub fn moderate(&self, messages: JsValue, options: JsValue) -> js_sys::Promise {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "camelCase", default)]
+        struct Opts {
+            categories: Option<Vec<(String, String)>>,
+            excluded: Vec<String>,
+            context_size: Option<f64>,
+            render: bool,
+            logit_bias: Option<HashMap<String, f64>>,
+        }
+        let prepared = (|| {
+            let messages = messages_from(messages)?;
+            let o: Opts = if options.is_undefined() || options.is_null() {
+                Opts::default()
+            } else {
+                serde_wasm_bindgen::from_value(options).map_err(|e| invalid(format!("bad moderation options: {e}")))?
+            };
+            let n_ctx = count("contextSize", o.context_size, self.default_context(), 1)?;
+            let mut logit_bias = Vec::new();
+            for (k, v) in o.logit_bias.unwrap_or_default() {
+                let id = k.parse::<u32>().map_err(|_| invalid(format!("logitBias keys must be token ids, got {k:?}")))?;
+                logit_bias.push((id, real("logitBias", Some(v), 0.0, -1000.0, 1000.0)?));
+            }
+            Ok((messages, crate::guard::GuardOptions { categories: o.categories, excluded: o.excluded, logit_bias }, n_ctx, o.render))
+        })();
+        match &self.core {
+            AnyCore::Cpu(c) => moderate_promise(c.clone(), self.template.clone(), prepared),
+            AnyCore::Gpu(c) => moderate_promise(c.clone(), self.template.clone(), prepared),
+        }
+    }
+
     /// "cpu" or "webgpu".
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
@@ -882,6 +922,54 @@ fn perplexity_step_promise<B: Backend + 'static>(c: Core<B>) -> js_sys::Promise 
             set(&o, "chunkPerplexities", running);
             *slot = None;
         }
+        Ok(o.into())
+    })
+}
+
+fn moderate_promise<B: Backend + 'static>(
+    c: Core<B>,
+    template: ChatTemplate,
+    prepared: Result<(Vec<ChatMessage>, crate::guard::GuardOptions, usize, bool), JsValue>,
+) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        let (messages, opts, n_ctx, render_only) = prepared?;
+        let today = date_from(None); // the Llama Guard templates print no date
+        let cats = |cs: &[(String, String)]| {
+            let a = js_sys::Array::new();
+            for (code, name) in cs {
+                let o = js_sys::Object::new();
+                set(&o, "code", code.as_str());
+                set(&o, "name", name.as_str());
+                a.push(&o);
+            }
+            a
+        };
+        // The moderator (and its caches) is kept while the context size stays the same.
+        let mut slot = c.guard.try_borrow_mut().map_err(|_| invalid("a moderation is already running on this model"))?;
+        if slot.as_ref().is_some_and(|m| m.context_size() != n_ctx) {
+            *slot = None;
+        }
+        let template = &template;
+        let m = slot.get_or_insert_with(|| crate::guard::Moderator::new(template, n_ctx));
+        let o = js_sys::Object::new();
+        if render_only {
+            let p = m.render(&messages, &opts, today).map_err(js_error)?;
+            set(&o, "prompt", p.text.as_str());
+            set(&o, "role", p.role.as_str());
+            set(&o, "categories", cats(&p.categories));
+            set(&o, "modelTemplate", p.model_template);
+            return Ok(o.into());
+        }
+        let r = m.moderate_async(&c.engine, &messages, &opts, today).await.map_err(js_error)?;
+        set(&o, "safe", r.verdict.safe);
+        set(&o, "categories", cats(&r.verdict.categories));
+        set(&o, "role", r.role.as_str());
+        set(&o, "raw", r.raw.as_str());
+        set(&o, "promptTokens", r.prompt_tokens as f64);
+        set(&o, "cachedTokens", r.cached_tokens as f64);
+        set(&o, "generatedTokens", r.generated_tokens as f64);
+        set(&o, "modelTemplate", r.model_template);
+        set(&o, "prompt", r.prompt.as_str());
         Ok(o.into())
     })
 }

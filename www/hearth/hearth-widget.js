@@ -51,6 +51,7 @@ li.user { align-self: flex-end; background: var(--user-bg); }
 li.assistant { align-self: flex-start; background: var(--surface); border: 1px solid var(--border); }
 li.note { align-self: center; max-width: 100%; color: var(--muted); font-size: 12px; padding: 2px; }
 li.error { align-self: stretch; max-width: 100%; color: var(--error); border: 1px solid currentColor; }
+li.notice { align-self: stretch; max-width: 100%; font-style: italic; border: 1px dashed currentColor; }
 progress { width: 100%; height: 4px; display: block; accent-color: var(--accent); }
 progress[hidden] { display: none; }
 form { display: flex; gap: 8px; padding: 10px; border-top: 1px solid var(--border); background: var(--surface); margin: 0; }
@@ -79,7 +80,7 @@ function h(tag, props = {}, ...children) {
 }
 
 export class HearthChat extends HTMLElement {
-  static observedAttributes = ["title", "placeholder", "model"];
+  static observedAttributes = ["title", "placeholder", "model", "guard-model"];
 
   constructor() {
     super();
@@ -130,7 +131,7 @@ export class HearthChat extends HTMLElement {
   }
 
   attributeChangedCallback(name) {
-    if (name === "model" && this.llm) {
+    if ((name === "model" || name === "guard-model") && this.llm) {
       // A new model: drop the old one; it loads on next use.
       this.llm.unload();
       this.llm = null;
@@ -178,8 +179,11 @@ export class HearthChat extends HTMLElement {
     e.status.textContent = "loading…";
     e.progress.hidden = false;
     const cache = Hearth.models.available;
+    // guard-model: a Llama Guard GGUF that checks each message and each reply (a second engine).
+    const guard = this.getAttribute("guard-model");
     this.loading = Hearth.load(new URL(url, document.baseURI).href, {
       cache,
+      guard: guard ? { model: new URL(guard, document.baseURI).href } : undefined,
       onProgress: (p) => {
         if (p.total) e.progress.value = p.loaded / p.total;
       },
@@ -220,6 +224,7 @@ export class HearthChat extends HTMLElement {
     this.busy = ctl;
     e.send.textContent = "Stop";
     let reply = "";
+    let flagged = null;
     try {
       const messages = [];
       const system = this.getAttribute("system-prompt");
@@ -238,6 +243,7 @@ export class HearthChat extends HTMLElement {
         signal: ctl.signal,
       });
       for await (const chunk of stream) {
+        if (chunk.choices[0]?.finish_reason === "content_filter") flagged = { stage: "output", moderation: chunk.hearth?.moderation?.output };
         const piece = chunk.choices[0]?.delta?.content;
         if (piece) {
           reply += piece;
@@ -246,10 +252,22 @@ export class HearthChat extends HTMLElement {
         }
       }
     } catch (err) {
-      if (err.code !== "aborted") this.note(err.message, "error");
+      if (err.code === "content_flagged") flagged = { stage: "input", moderation: err.moderation };
+      else if (err.code !== "aborted") this.note(err.message, "error");
     } finally {
       this.busy = null;
       e.send.textContent = "Send";
+    }
+    if (flagged) {
+      // A clear notice in place of the reply; the flagged turn leaves the history.
+      const what = (flagged.moderation?.categories ?? []).map((c) => c.name).join(", ");
+      li.className = "notice";
+      li.textContent =
+        (flagged.stage === "input" ? "This message was not answered: the safety check flagged it" : "The reply was withheld: the safety check flagged it") +
+        (what ? ` (${what}).` : ".");
+      this.history.pop();
+      this.dispatchEvent(new CustomEvent("hearth-flagged", { detail: flagged }));
+      return;
     }
     reply = reply.trim();
     li.textContent = reply || "(no reply)";

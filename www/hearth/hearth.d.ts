@@ -46,6 +46,13 @@ export interface LoadOptions {
   /** With cache: the file's expected sha256 (hex); a mismatch is HearthError "checksum_mismatch". */
   sha256?: string;
   /**
+   * A Llama Guard model (a source, a loaded Hearth, or {model, categories, excluded, logitBias,
+   * backend (default "cpu"), contextSize}) loaded into a second engine that checks each chat():
+   * the conversation before generating (flagged: HearthError "content_flagged" with `moderation`)
+   * and the reply once complete (flagged: finishReason "content_filter"). `llm.guard` is it.
+   */
+  guard?: ModelSource | Hearth | ({ model: ModelSource | Hearth; backend?: "auto" | "cpu" | "webgpu"; contextSize?: number } & Pick<ModerateOptions, "categories" | "excluded" | "logitBias">);
+  /**
    * Engine threads (default: the core count, at most 8). Above 1 and on a cross-origin isolated
    * page, the threaded build runs that many pool Workers; otherwise (or if it fails to start,
    * or outside a Worker) one thread. `info.threads` says what it got.
@@ -213,7 +220,7 @@ export interface TokenChunk {
 }
 
 /** "tool_calls": a chat() with tools whose reply called one or more. */
-export type FinishReason = "length" | "eos" | "context" | "stop" | "abort" | "tool_calls";
+export type FinishReason = "length" | "eos" | "context" | "stop" | "abort" | "tool_calls" | "content_filter";
 
 export interface FinalChunk {
   text: "";
@@ -226,6 +233,8 @@ export interface FinalChunk {
   toolCalls?: { id: string; name: string; arguments: string }[];
   /** cachedTokens: prompt tokens reused from the previous generation's KV cache (not re-read). */
   usage: { promptTokens: number; completionTokens: number; cachedTokens: number };
+  /** chat() on a model loaded with a guard: the checks of the conversation and of the reply (null when there was none). */
+  moderation?: { input: Moderation; output: Moderation | null };
   timing: { promptMs: number; decodeMs: number; ttftMs: number; tokensPerSecond: number };
 }
 
@@ -319,6 +328,53 @@ export interface CreateEmbeddingResponse {
   usage: { prompt_tokens: number; total_tokens: number };
 }
 
+/** Options of `moderate()`. */
+export interface ModerateOptions {
+  /** Custom categories, in order ({S1: "description"} or [[code, description]]), for templates that read them (Llama Guard 3 1B, 4). */
+  categories?: Record<string, string> | Array<[string, string]>;
+  /** Codes not to check (left out of the prompt, or out of the verdict for Llama Guard 3 8B's fixed list). */
+  excluded?: string[];
+  /** {token id: bias} added before the verdict's greedy pick, as OpenAI's logit_bias. */
+  logitBias?: Record<string, number>;
+  signal?: AbortSignal;
+}
+
+/** A Llama Guard verdict on the last message of a conversation. */
+export interface Moderation {
+  safe: boolean;
+  /** The violated categories, as the model named them ("S1", "Violent Crimes"). */
+  categories: Array<{ code: string; name: string }>;
+  /** Whose message was checked: "User", or "Agent" when the conversation ends with the assistant's. */
+  role: "User" | "Agent";
+  /** The model's answer as generated ("\n\nunsafe\nS1"). */
+  raw: string;
+  promptTokens: number;
+  /** Prompt tokens found in the KV cache of this role's last check (the taxonomy: not prefilled again). */
+  cachedTokens: number;
+  generatedTokens: number;
+  ms: number;
+  /** Whether the model's own Llama Guard template rendered it (else the built-in Llama Guard 3 1B one). */
+  modelTemplate: boolean;
+  /** The rendered prompt. */
+  prompt: string;
+}
+
+/** OpenAI's moderations response; `llama_guard` is Hearth's: the verdict's own codes. */
+export interface CreateModerationResponse {
+  id: string;
+  model: string;
+  results: Array<{
+    flagged: boolean;
+    categories: Record<string, boolean>;
+    category_scores: Record<string, number>;
+    llama_guard: { safe: boolean; categories: Array<{ code: string; name: string }> };
+  }>;
+}
+
+export interface Moderations {
+  create(request: { input: string | string[]; model?: string; categories?: ModerateOptions["categories"]; excluded?: string[]; signal?: AbortSignal }, options?: { signal?: AbortSignal }): Promise<CreateModerationResponse>;
+}
+
 export interface Embeddings {
   create(request: EmbeddingCreateRequest & { encoding_format?: "float" }, options?: { signal?: AbortSignal }): Promise<CreateEmbeddingResponse & { data: Array<{ object: "embedding"; index: number; embedding: number[] }> }>;
   create(request: EmbeddingCreateRequest, options?: { signal?: AbortSignal }): Promise<CreateEmbeddingResponse>;
@@ -332,8 +388,12 @@ export class HearthError extends Error {
    * bug or a stack overflow; "out_of_memory": an allocation failed); the request failed, so did every other one
    * in flight, and the engine was restarted (a fresh Worker) without its model: `load` it again
    * (the same object's `load`, or `Hearth.load`). The message says what happened, on one line.
+   * "content_flagged": a model loaded with a guard refused the conversation (`moderation` says why).
    */
   code: string;
+  /** "content_flagged": the guard's verdict on the user's message, and "input". */
+  moderation?: Moderation;
+  stage?: "input";
   constructor(code: string, message: string);
 }
 
@@ -537,6 +597,16 @@ export class Hearth {
   embed(input: EmbedInput | EmbedInput[], options?: EmbedOptions): Promise<EmbedResult>;
   /** OpenAI's embeddings shapes: `embeddings.create({input})`. */
   readonly embeddings: Embeddings;
+  /**
+   * Llama Guard moderation of the last message of `conversation` (a text is one user message):
+   * the model's Llama Guard template (else the built-in Llama Guard 3 1B one), the answer
+   * constrained to "safe" or "unsafe" and category codes; the taxonomy stays in the KV cache.
+   */
+  moderate(conversation: string | ChatMessage[], options?: ModerateOptions): Promise<Moderation>;
+  /** OpenAI's moderations shapes: `moderations.create({input})`. */
+  readonly moderations: Moderations;
+  /** The guard model of `Hearth.load(model, {guard})`, or null. */
+  readonly guard: Hearth | null;
   /** Perplexity of `text` as llama.cpp's llama-perplexity measures it (HearthError "invalid_argument" when it is shorter than two chunks). */
   perplexity(text: string, options?: PerplexityOptions): Promise<PerplexityResult>;
   /** The prompt text the chat template makes of `messages`. */

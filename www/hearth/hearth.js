@@ -8,7 +8,7 @@
 // By default the engine runs in a dedicated module Worker (worker.js), so the page's thread never
 // runs a long task; `worker: false` runs it in the current thread (e.g. inside your own worker).
 
-import { Completions, Embeddings } from "./openai.js";
+import { Completions, Embeddings, Moderations } from "./openai.js";
 import { toolOptions } from "./tools.js";
 import { ModelStore, requestPersistence, storeAvailable } from "./store.js";
 
@@ -251,6 +251,43 @@ function normalizeMessages(messages) {
   });
 }
 
+/**
+ * What a moderation checks: a text is one user message; messages are normalized and, for the
+ * Llama Guard templates (which want user/assistant turns alternating from a user's), reduced to
+ * user and assistant text with consecutive messages of a role joined.
+ */
+function moderationMessages(conversation) {
+  if (typeof conversation === "string") return [{ role: "user", content: conversation }];
+  const out = [];
+  for (const m of normalizeMessages(conversation)) {
+    if (m.role !== "user" && m.role !== "assistant") continue;
+    const last = out[out.length - 1];
+    if (last?.role === m.role) last.content += "\n\n" + m.content;
+    else if (out.length > 0 || m.role === "user") out.push({ role: m.role, content: m.content });
+  }
+  if (out.length === 0) throw new HearthError("invalid_argument", "moderation needs a text or a conversation with a user message");
+  return out;
+}
+
+/** Custom categories as the engine takes them: [[code, description], ...] from an object or pairs. */
+function categoryPairs(categories) {
+  if (categories == null) return undefined;
+  const pairs = Array.isArray(categories) ? categories.map((c) => (Array.isArray(c) ? c : [c?.code, c?.description ?? c?.name])) : Object.entries(categories);
+  for (const [code, desc] of pairs) {
+    if (typeof code !== "string" || typeof desc !== "string") throw new HearthError("invalid_argument", "categories must map codes to descriptions: {S1: \"...\"} or [[code, description], ...]");
+  }
+  return pairs;
+}
+
+/** The typed error a guarded chat fails with when the guard model flags the user's message. */
+function flaggedError(moderation) {
+  const names = moderation.categories.map((c) => `${c.code} ${c.name}`).join(", ");
+  const e = new HearthError("content_flagged", `the guard model flagged the message as unsafe (${names})`);
+  e.stage = "input";
+  e.moderation = moderation;
+  return e;
+}
+
 function generationOptions(o = {}) {
   const out = {};
   for (const k of ["maxTokens", "temperature", "topK", "topP", "minP", "typicalP", "repeatPenalty", "frequencyPenalty", "presencePenalty", "repeatLastN", "seed", "stop", "stopAtEos", "responseFormat", "logprobs", "logitBias", "contextPolicy", "tools", "toolChoice", "parallelToolCalls"]) {
@@ -290,6 +327,11 @@ export class Hearth {
     this.embeddings = new Embeddings(this);
     /** LoRA adapters: `load(source, {scale})`, `setScale(id, scale)`, `remove(id)`, `list()`. */
     this.adapters = new Adapters(this);
+    /** `moderations.create(request)`: OpenAI's moderations shapes over `moderate()` (see openai.js). */
+    this.moderations = new Moderations(this);
+    /** The guard model (`Hearth.load(model, {guard})`) that checks chat turns, or null. */
+    this.guard = null;
+    this._guardOptions = {};
   }
 
   /** Run `f` after every request queued before it (adapters never change during a generation). */
@@ -314,7 +356,7 @@ export class Hearth {
    * @param {{backend?: "auto"|"cpu"|"webgpu", contextSize?: number, kvType?: "f16"|"q8_0"|"f32", onProgress?: (p: {phase: "download"|"load", loaded: number, total: number, shard?: number, shards?: number}) => void, signal?: AbortSignal, worker?: boolean, threads?: number, cache?: boolean, sha256?: string}} [options]
    */
   static async load(source, options = {}) {
-    const { contextSize, kvType, onProgress, signal, worker = true, backend = "auto", cache = false, sha256, threads } = options;
+    const { contextSize, kvType, onProgress, signal, worker = true, backend = "auto", cache = false, sha256, threads, guard } = options;
     if (signal?.aborted) throw abortError("loading");
     if (!BACKENDS.includes(backend)) throw new HearthError("invalid_argument", `backend must be one of ${BACKENDS.join(", ")}; got ${backend}`);
     const useWorker = worker && typeof Worker !== "undefined";
@@ -322,7 +364,20 @@ export class Hearth {
     try {
       if (cache) requestPersistence();
       const info = await impl.load(source, { backend, contextSize, kvType, onProgress, signal, cache, sha256 });
-      return new Hearth(impl, info);
+      const llm = new Hearth(impl, info);
+      if (guard != null) {
+        // A second engine (its own Worker) that checks each user message and each reply.
+        const plain = typeof guard === "object" && !(guard instanceof Hearth) && !isUrl(guard) && !(typeof Blob !== "undefined" && guard instanceof Blob) && !bytesOf(guard) && !Array.isArray(guard);
+        const g = plain ? guard : { model: guard };
+        try {
+          llm.guard = g.model instanceof Hearth ? g.model : await Hearth.load(g.model, { worker, threads, signal, cache, backend: g.backend ?? "cpu", contextSize: g.contextSize });
+        } catch (e) {
+          await llm.unload();
+          throw e;
+        }
+        llm._guardOptions = { categories: g.categories, excluded: g.excluded, logitBias: g.logitBias };
+      }
+      return llm;
     } catch (e) {
       impl.close();
       throw asHearthError(e);
@@ -439,7 +494,70 @@ export class Hearth {
    * also says how many old messages `contextPolicy: "shift"` left out (`droppedMessages`).
    */
   _chat(messages, options) {
+    if (this.guard) return this._guardedChat(normalizeMessages(messages), options);
     return this._run({ messages: normalizeMessages(messages) }, options);
+  }
+
+  /**
+   * chat() with a guard model: the conversation is checked before generating (flagged: the
+   * HearthError "content_flagged", with `moderation`, and nothing is generated), the reply once
+   * complete (flagged: the final chunk's finishReason is "content_filter"; chunks already streamed
+   * stay streamed, so a UI replaces them with a notice, as the widget does). The final chunk
+   * carries `moderation: {input, output}`.
+   */
+  async *_guardedChat(messages, options) {
+    const check = (m) => this.guard.moderate(m, { ...this._guardOptions, signal: options.signal });
+    const input = await check(moderationMessages(messages));
+    if (!input.safe) throw flaggedError(input);
+    let text = "";
+    let final = null;
+    for await (const c of this._run({ messages }, options)) {
+      if (c.done) final = c;
+      else {
+        text += c.text;
+        yield c;
+      }
+    }
+    let output = null;
+    if (final.finishReason !== "abort" && text.trim()) {
+      output = await check(moderationMessages([...messages, { role: "assistant", content: text }]));
+      if (!output.safe) final = { ...final, finishReason: "content_filter" };
+    }
+    yield { ...final, moderation: { input, output } };
+  }
+
+  /**
+   * Llama Guard moderation: is the last message of `conversation` (a text: one user message; or
+   * [{role, content}]: the last user message, or the assistant's reply when the conversation ends
+   * with one) safe? Rendered with the model's Llama Guard template (else the built-in Llama Guard
+   * 3 1B one), the answer constrained to "safe" or "unsafe" and category codes, so it always
+   * parses. `categories` ({S1: "description", ...}, templates that read them) replaces the
+   * taxonomy; `excluded` codes are not checked. The taxonomy stays in the KV cache (one per role),
+   * so a second check prefills only what differs. Waits for a generation in progress.
+   * Resolves to {safe, categories: [{code, name}], role: "User" | "Agent", raw, promptTokens,
+   * cachedTokens, generatedTokens, ms, modelTemplate, prompt}.
+   * @param {string|Array<{role: string, content: string}>} conversation
+   * `logitBias` ({token id: bias}, as OpenAI's logit_bias) shifts the verdict's greedy pick (a
+   * stricter or laxer guard; tests force a verdict with it). `render: true` only renders the
+   * prompt: {prompt, role, categories, modelTemplate}.
+   * @param {{categories?: Record<string, string>|Array<[string, string]>, excluded?: string[], logitBias?: Record<string, number>, signal?: AbortSignal, render?: boolean}} [options]
+   */
+  async moderate(conversation, { categories, excluded, signal, logitBias, render = false } = {}) {
+    if (this._closed) throw new HearthError("invalid_argument", "the model has been unloaded");
+    const messages = moderationMessages(conversation);
+    const cats = categoryPairs(categories);
+    if (excluded != null && (!Array.isArray(excluded) || excluded.some((x) => typeof x !== "string"))) throw new HearthError("invalid_argument", "excluded must be an array of category codes");
+    return this._serial(async () => {
+      if (signal?.aborted) throw abortError("the moderation");
+      const job = this._impl.moderate(messages, { categories: cats, excluded, render, logitBias });
+      const onAbort = () => job.abort();
+      signal?.addEventListener("abort", onAbort);
+      try {
+        return await job.done;
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+      }
+    });
   }
 
   /**
@@ -563,6 +681,7 @@ export class Hearth {
     if (this._closed) return;
     this._closed = true;
     await this._impl.unload();
+    await this.guard?.unload();
   }
 
   async *_run(req, options) {
@@ -730,6 +849,11 @@ class WorkerImpl {
     const [rid, done] = this.t.request("embed", { inputs, pooling, normalize });
     return { done, abort: () => this.t.abort(rid) };
   }
+  moderate(messages, { categories, excluded, render, logitBias }) {
+    if (this.lost) return { done: Promise.reject(this.lost), abort: () => {} };
+    const [rid, done] = this.t.request("moderate", { messages, categories, excluded, render, logitBias });
+    return { done, abort: () => this.t.abort(rid) };
+  }
   tokenize(text, addSpecial, parseSpecial) {
     return this.call("tokenize", { text: String(text), addSpecial, parseSpecial });
   }
@@ -825,6 +949,13 @@ class LocalImpl {
   embed(inputs, { pooling, normalize }) {
     let aborted = false;
     const done = this.host.embed(inputs, { pooling, normalize, isAborted: () => aborted }).catch((e) => {
+      throw this.fail(e);
+    });
+    return { done, abort: () => (aborted = true) };
+  }
+  moderate(messages, { categories, excluded, render, logitBias }) {
+    let aborted = false;
+    const done = this.host.moderate(messages, { categories, excluded, render, logitBias, isAborted: () => aborted }).catch((e) => {
       throw this.fail(e);
     });
     return { done, abort: () => (aborted = true) };

@@ -931,6 +931,27 @@ export class Host {
   }
 
   /**
+   * Llama Guard moderation of the last message of `messages` (src/guard.rs; the engine's
+   * `moderate`): `categories` ([[code, description], ...], custom, in order), `excluded` codes;
+   * `render` only renders the prompt. The taxonomy stays in the engine's KV cache (one per role),
+   * so a second check prefills only what differs. Resolves to the engine's result plus `ms`.
+   */
+  async moderate(messages, { categories, excluded, render = false, logitBias, isAborted = () => false } = {}) {
+    this.check();
+    if (this.deviceLost) await this.reloadOnCpu();
+    const e = this.engine;
+    if (!e) throw codeError("invalid_argument", "no model is loaded");
+    if (isAborted()) throw codeError("aborted", "the moderation was aborted");
+    const opts = { contextSize: this.contextSize, excluded: excluded ?? [], render };
+    if (categories != null) opts.categories = categories;
+    if (logitBias != null) opts.logitBias = logitBias;
+    const t0 = performance.now();
+    const r = await this.guard(e.moderate(messages, opts));
+    r.ms = performance.now() - t0;
+    return r;
+  }
+
+  /**
    * Tests: lose the GPU device, now or after `afterSteps` tokens of the next generation (a
    * deterministic "mid-generation"); the step after it fails with "device_lost".
    */

@@ -26,7 +26,7 @@
 import { HearthError } from "./hearth.js";
 
 /** Engine finish reasons to OpenAI's: an end token or a stop string is "stop"; a full context, like max tokens, is "length". */
-const FINISH = { eos: "stop", stop: "stop", length: "length", context: "length", tool_calls: "tool_calls" };
+const FINISH = { eos: "stop", stop: "stop", length: "length", context: "length", tool_calls: "tool_calls", content_filter: "content_filter" };
 
 const KNOWN = new Set([
   "messages", "model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
@@ -124,6 +124,7 @@ function usageOf(final) {
 function extrasOf(final) {
   const t = final.timing;
   return {
+    ...(final.moderation ? { moderation: final.moderation } : {}),
     dropped_messages: final.droppedMessages ?? 0,
     timing: { prompt_ms: t.promptMs, ttft_ms: t.ttftMs, decode_ms: t.decodeMs, tokens_per_second: t.tokensPerSecond },
   };
@@ -163,6 +164,8 @@ export class Completions {
     }
     if (final.finishReason === "abort") throw new HearthError("aborted", "the completion was aborted");
     const calls = final.toolCalls ?? [];
+    // A reply the guard model flagged is withheld (OpenAI's content_filter: no content).
+    if (final.finishReason === "content_filter") content = "";
     const message = { role: "assistant", content: calls.length > 0 && content === "" ? null : content, refusal: null };
     if (calls.length > 0) message.tool_calls = calls.map(toolCallOf);
     return {
@@ -261,5 +264,60 @@ export class Embeddings {
       model: req.model ?? info.name ?? "hearth",
       usage: { prompt_tokens: r.promptTokens, total_tokens: r.promptTokens },
     };
+  }
+}
+
+// `llm.moderations.create(request)`: OpenAI's moderations request and response over Hearth's
+// moderate() (a Llama Guard model: src/guard.rs):
+//
+//   const r = await llm.moderations.create({ input: "How do I pick a lock?" });
+//   r.results[0].flagged; // true when Llama Guard answered "unsafe"
+//
+// Each input string is checked as one user message. Llama Guard's hazard codes map onto OpenAI's
+// category names where one fits (below); S5 Defamation, S6 Specialized Advice, S7 Privacy,
+// S8 Intellectual Property and S13 Elections have no OpenAI counterpart and set none (the result's
+// `llama_guard` field always lists the codes themselves). Scores are 1 for a flagged category and
+// 0 otherwise: the verdict is greedy, not a probability.
+export const OPENAI_CATEGORIES = {
+  S1: ["violence", "illicit/violent"],
+  S2: ["illicit"],
+  S3: ["sexual", "illicit"],
+  S4: ["sexual/minors"],
+  S9: ["illicit/violent", "violence"],
+  S10: ["hate"],
+  S11: ["self-harm"],
+  S12: ["sexual"],
+  S14: ["illicit"],
+};
+const OPENAI_NAMES = [
+  "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent", "self-harm",
+  "self-harm/intent", "self-harm/instructions", "sexual", "sexual/minors", "violence", "violence/graphic",
+];
+const MODERATION_KNOWN = new Set(["input", "model", "signal", "categories", "excluded"]);
+
+export class Moderations {
+  constructor(llm) {
+    this._llm = llm;
+  }
+
+  /** Resolves to OpenAI's `{id, model, results: [{flagged, categories, category_scores, llama_guard}]}`. */
+  async create(req, { signal: optSignal } = {}) {
+    if (!req || typeof req !== "object") throw bad("create() takes a request object");
+    for (const k of Object.keys(req)) if (!MODERATION_KNOWN.has(k)) throw bad(`unsupported request field "${k}"`);
+    const inputs = typeof req.input === "string" ? [req.input] : req.input;
+    if (!Array.isArray(inputs) || inputs.length === 0 || inputs.some((x) => typeof x !== "string")) {
+      throw bad("input must be a string or a non-empty array of strings (Hearth's Llama Guard checks text)");
+    }
+    const results = [];
+    for (const text of inputs) {
+      const v = await this._llm.moderate(text, { categories: req.categories, excluded: req.excluded, signal: req.signal ?? optSignal });
+      const categories = Object.fromEntries(OPENAI_NAMES.map((n) => [n, false]));
+      for (const c of v.categories) for (const n of OPENAI_CATEGORIES[c.code] ?? []) categories[n] = true;
+      const category_scores = Object.fromEntries(OPENAI_NAMES.map((n) => [n, categories[n] ? 1 : 0]));
+      results.push({ flagged: !v.safe, categories, category_scores, llama_guard: { safe: v.safe, categories: v.categories } });
+    }
+    const b = new Uint8Array(12);
+    crypto.getRandomValues(b);
+    return { id: "modr-" + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(""), model: req.model ?? this._llm.info?.name ?? "hearth", results };
   }
 }

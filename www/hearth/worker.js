@@ -103,6 +103,8 @@ async function handle(msg) {
       const result = await host.embed(msg.inputs, { pooling: msg.pooling, normalize: msg.normalize, isAborted: () => aborted.has(rid) });
       return reply(rid, "result", { value: result });
     }
+    case "moderate":
+      return reply(rid, "result", { value: await host.moderate(msg.messages, { categories: msg.categories, excluded: msg.excluded, render: msg.render, logitBias: msg.logitBias, isAborted: () => aborted.has(rid) }) });
     case "tokenize":
       return reply(rid, "result", { value: host.tokenize(msg.text, msg.addSpecial, msg.parseSpecial) });
     case "decode":
