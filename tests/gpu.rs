@@ -141,6 +141,61 @@ fn weights_split_across_buffers_give_the_same_results() {
     }
 }
 
+/// Weights written piece by piece as the stream delivers them (pieces of 1, 2, 3, 5 rows; rows
+/// of 54, 102 and 210 bytes, so that pieces and buffers start mid-word and the last word of a
+/// buffer is completed with zeros; buffers of 1000 bytes, so that pieces straddle them) give
+/// the same results, bit for bit, as the weight written at once; so do the CPU backend's, whose
+/// float rows of 172 values are padded as they arrive. Bytes beyond the shape, or too few, are
+/// typed errors.
+#[test]
+fn weights_written_in_pieces_equal_weights_written_whole() {
+    fn in_pieces<B: Backend>(b: &B, i: &TensorInfo, bytes: &[u8]) -> B::Weight {
+        let row = i.row_bytes() as usize;
+        let mut p = b.begin_weight(i).unwrap();
+        let (mut at, mut n) = (0, 0);
+        while at < bytes.len() {
+            let take = ([1, 2, 3, 5][n % 4] * row).min(bytes.len() - at);
+            b.write_weight(&mut p, &bytes[at..at + take]).unwrap();
+            at += take;
+            n += 1;
+        }
+        b.finish_weight(p).unwrap()
+    }
+    let mut rng = Rng::new(13);
+    for opts in [GpuOptions::default(), GpuOptions { max_chunk_bytes: Some(1000), ..GpuOptions::default() }, GpuOptions { max_chunk_bytes: Some(1000), disable_f16: true, ..GpuOptions::default() }] {
+        let gpu = gpu_with(opts.clone());
+        for (ty, k) in [(TensorType::Q4_0, 96), (TensorType::Q8_0, 96), (TensorType::Q6_K, 256), (TensorType::F16, 172), (TensorType::F32, 172)] {
+            let n = 41;
+            let bytes = hearth::fixture::encode(&random(&mut rng, n * k, 1.0), &[k as u64, n as u64], ty).unwrap();
+            let i = TensorInfo { size: bytes.len() as u64, ..info("w", &[k as u64, n as u64], ty) };
+            let ids: Vec<u32> = (0..n as u32).rev().collect();
+            let whole = gpu.upload(&i, &bytes).unwrap();
+            let pieces = in_pieces(&gpu, &i, &bytes);
+            let deq = hearth::backend::cpu::kernels::dequantize_any(ty, &bytes, k, &ids.iter().map(|&i| i as usize).collect::<Vec<_>>());
+            for w in [&whole, &pieces] {
+                assert_eq!(gpu.to_vec(&gpu.embed(w, &ids).unwrap()).unwrap(), deq, "{ty} {opts:?}: embedding rows");
+            }
+            if k % 4 == 0 {
+                for m in [1, 5] {
+                    let x = gpu.tensor_from(m, k, &random(&mut rng, m * k, 1.0)).unwrap();
+                    let (a, b) = (gpu.to_vec(&gpu.matmul(&x, &whole).unwrap()).unwrap(), gpu.to_vec(&gpu.matmul(&x, &pieces).unwrap()).unwrap());
+                    assert_eq!(a, b, "{ty} {opts:?} m={m}");
+                }
+            }
+            let (cw, cp) = (Cpu.upload(&i, &bytes).unwrap(), in_pieces(&Cpu, &i, &bytes));
+            assert_eq!(Cpu.embed(&cw, &ids).unwrap().data, Cpu.embed(&cp, &ids).unwrap().data, "{ty}: CPU");
+            assert_eq!(Cpu.embed(&cp, &ids).unwrap().data, deq, "{ty}: CPU rows");
+            // One byte short, one row too many: typed errors, not a weight with stale bytes.
+            let mut p = gpu.begin_weight(&i).unwrap();
+            gpu.write_weight(&mut p, &bytes[..bytes.len() - i.row_bytes() as usize]).unwrap();
+            assert_eq!(gpu.finish_weight(p).err().map(|e| e.code()), Some("corrupt"), "{ty}: too few bytes");
+            let mut p = Cpu.begin_weight(&i).unwrap();
+            Cpu.write_weight(&mut p, &bytes).unwrap();
+            assert_eq!(Cpu.write_weight(&mut p, &bytes[..i.row_bytes() as usize]).err().map(|e| e.code()), Some("corrupt"), "{ty}: too many bytes");
+        }
+    }
+}
+
 /// A weight as large as the adapter's storage-binding limit (128 MiB on lavapipe: an F16
 /// output projection of 32768 rows) is split so that every buffer, with the padding word after
 /// its data, can still be bound.
@@ -347,6 +402,18 @@ impl Backend for Dequantized {
     type Vector = <Cpu as Backend>::Vector;
     type KvCache = (<Cpu as Backend>::KvCache, KvType);
     type Route = <Cpu as Backend>::Route;
+    type Pending = (TensorInfo, Vec<u8>);
+
+    fn begin_weight(&self, info: &TensorInfo) -> hearth::Result<Self::Pending> {
+        Ok((info.clone(), Vec::new()))
+    }
+    fn write_weight(&self, p: &mut Self::Pending, data: &[u8]) -> hearth::Result<()> {
+        p.1.extend_from_slice(data);
+        Ok(())
+    }
+    fn finish_weight(&self, p: Self::Pending) -> hearth::Result<Self::Weight> {
+        self.upload(&p.0, &p.1)
+    }
 
     fn upload(&self, info: &TensorInfo, data: &[u8]) -> hearth::Result<Self::Weight> {
         let k = info.dims[0] as usize;

@@ -149,6 +149,8 @@ pub trait Backend {
     type Route;
     /// Keys and values of every layer for one sequence.
     type KvCache;
+    /// A weight whose bytes are arriving (`begin_weight`, `write_weight`, `finish_weight`).
+    type Pending;
 
     /// Run one forward pass, `f` (a sequence of this backend's ops), where the backend wants it:
     /// the CPU backend moves it onto a thread of its pool (see `Cpu::pass`). `f` must use no
@@ -157,8 +159,19 @@ pub trait Backend {
         f()
     }
 
-    /// Place one tensor's GGUF bytes in the backend (as they arrive from the stream).
-    fn upload(&self, info: &TensorInfo, data: &[u8]) -> Result<Self::Weight>;
+    /// Start placing a tensor whose GGUF bytes will come in pieces: its final storage is made
+    /// here, so that each piece goes straight to its place and no whole copy is ever held.
+    fn begin_weight(&self, info: &TensorInfo) -> Result<Self::Pending>;
+    /// The tensor's next bytes, whole rows (`TensorInfo::row_bytes`), in order.
+    fn write_weight(&self, w: &mut Self::Pending, data: &[u8]) -> Result<()>;
+    /// Every byte has been written.
+    fn finish_weight(&self, w: Self::Pending) -> Result<Self::Weight>;
+    /// Place one tensor's GGUF bytes in the backend at once.
+    fn upload(&self, info: &TensorInfo, data: &[u8]) -> Result<Self::Weight> {
+        let mut w = self.begin_weight(info)?;
+        self.write_weight(&mut w, data)?;
+        self.finish_weight(w)
+    }
     /// The weight dequantized to f32 (small tensors: norms, rope factors).
     fn read_weight(&self, w: &Self::Weight) -> Result<Vec<f32>>;
     /// Place a small f32 vector (a norm's weights) in the backend.
@@ -232,6 +245,12 @@ pub trait Backend {
     async fn argmax(&self, _x: &Self::Tensor) -> Result<Option<u32>> {
         Ok(None)
     }
+}
+
+/// Bytes of a tensor in its GGUF encoding, from its type and shape.
+pub(crate) fn stored_bytes(info: &TensorInfo) -> Result<usize> {
+    let bytes = info.ty.byte_size(info.dims[0], info.elements()).ok_or_else(|| HearthError::Corrupt(format!("tensor '{}': rows of {} values are not whole {} blocks", info.name, info.dims[0], info.ty.name())))?;
+    usize::try_from(bytes).map_err(|_| HearthError::ModelTooBig { needed: bytes, limit: usize::MAX as u64 })
 }
 
 /// The result of a future that is ready at its first poll: every backend future is, except a

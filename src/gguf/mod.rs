@@ -6,7 +6,7 @@ mod stream;
 mod types;
 mod writer;
 
-pub use stream::{GgufStream, TensorSink};
+pub use stream::{GgufStream, Take, TensorSink, PIECE_BYTES};
 pub use types::TensorType;
 pub use writer::{split_file, with_metadata, GgufWriter};
 
@@ -247,6 +247,17 @@ pub struct TensorInfo {
 impl TensorInfo {
     pub fn elements(&self) -> u64 {
         self.dims.iter().product()
+    }
+
+    /// Bytes of one row (`dims[0]` values), or of the whole tensor when its rows are not whole
+    /// blocks of its type (no backend takes such a tensor; the stream then hands it on whole).
+    pub fn row_bytes(&self) -> u64 {
+        let row = self.dims.first().copied().unwrap_or(1);
+        let rows = self.elements().checked_div(row).unwrap_or(0);
+        match self.ty.byte_size(row, row) {
+            Some(b) if b.checked_mul(rows) == Some(self.size) => b,
+            _ => self.size,
+        }
     }
 
     /// Row-major shape as candle wants it (slowest dimension first).

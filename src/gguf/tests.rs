@@ -137,6 +137,83 @@ fn stream_delivers_each_tensor_once_whatever_the_chunking() {
     }
 }
 
+/// Pieces: whole rows, cut the same whatever the chunking (so a load never depends on how the
+/// bytes arrive), the biggest no larger than asked unless one row is; skipped tensors are never
+/// seen; the stream's buffer holds at most a piece, however large the tensor.
+#[test]
+fn stream_delivers_pieces_of_whole_rows_whatever_the_chunking() {
+    #[derive(Default)]
+    struct Pieces {
+        log: Vec<String>,
+        pieces: Vec<(String, Vec<u8>)>,
+    }
+    impl TensorSink for Pieces {
+        fn header(&mut self, _: &Header) -> crate::Result<()> {
+            Ok(())
+        }
+        fn begin(&mut self, info: &TensorInfo) -> crate::Result<Take> {
+            self.log.push(format!("begin {}", info.name));
+            Ok(match info.name.as_str() {
+                "skipped" => Take::Skip,
+                "whole" => Take::Whole,
+                _ => Take::Pieces(100),
+            })
+        }
+        fn tensor(&mut self, info: &TensorInfo, data: &[u8]) -> crate::Result<()> {
+            self.pieces.push((info.name.clone(), data.to_vec()));
+            Ok(())
+        }
+        fn piece(&mut self, info: &TensorInfo, data: &[u8]) -> crate::Result<()> {
+            self.pieces.push((info.name.clone(), data.to_vec()));
+            Ok(())
+        }
+        fn end(&mut self, info: &TensorInfo) -> crate::Result<()> {
+            self.log.push(format!("end {}", info.name));
+            Ok(())
+        }
+    }
+    let bytes_of = |n: usize, seed: u8| (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect::<Vec<u8>>();
+    let mut w = GgufWriter::new();
+    // F32 rows of 12 bytes (8 rows in a 100-byte piece), Q8_0 rows of 2 blocks (68 bytes: one a
+    // piece), a skipped tensor, an F16 row of 256 bytes (larger than a piece: one row a piece),
+    // a tensor taken whole.
+    w.tensor("f32", vec![3, 50], TensorType::F32, bytes_of(600, 1));
+    w.tensor("q8", vec![64, 5], TensorType::Q8_0, bytes_of(340, 2));
+    w.tensor("skipped", vec![64], TensorType::F32, bytes_of(256, 3));
+    w.tensor("f16", vec![128, 3], TensorType::F16, bytes_of(768, 4));
+    w.tensor("whole", vec![8, 40], TensorType::F32, bytes_of(1280, 5));
+    let file = w.to_bytes();
+    let h = parse_file(&file).unwrap();
+    let mut first: Option<Pieces> = None;
+    for chunk in [1, 5, 67, 100, 1000, file.len()] {
+        let mut s = GgufStream::new();
+        let mut sink = Pieces::default();
+        for c in file.chunks(chunk) {
+            s.feed(c, &mut sink).unwrap();
+            assert!(s.buffered() <= 1280, "the stream holds {} bytes", s.buffered());
+            assert!(s.buffered() <= 256 || s.header().is_none() || sink.log.last().is_some_and(|l| l == "begin whole"), "{} bytes of a piece", s.buffered());
+        }
+        s.finish().unwrap();
+        for t in &h.tensors {
+            let got: Vec<&[u8]> = sink.pieces.iter().filter(|p| p.0 == t.name).map(|p| p.1.as_slice()).collect();
+            if t.name == "skipped" {
+                assert!(got.is_empty());
+                continue;
+            }
+            assert_eq!(got.concat(), h.tensor_bytes(&file, t), "{} in chunks of {chunk}", t.name);
+            let row = t.row_bytes() as usize;
+            assert!(got.iter().all(|p| p.len() % row == 0 && (p.len() <= 100 || p.len() == row || t.name == "whole")), "{}: {:?}", t.name, got.iter().map(|p| p.len()).collect::<Vec<_>>());
+        }
+        let sizes = |s: &Pieces| s.pieces.iter().map(|p| (p.0.clone(), p.1.len())).collect::<Vec<_>>();
+        assert_eq!(sizes(&sink)[..8].iter().map(|p| p.1).collect::<Vec<_>>(), [96, 96, 96, 96, 96, 96, 24, 68]);
+        assert_eq!(sink.log, ["begin f32", "end f32", "begin q8", "end q8", "begin skipped", "begin f16", "end f16", "begin whole"]);
+        if let Some(f) = &first {
+            assert_eq!((sizes(f), &f.log), (sizes(&sink), &sink.log), "chunks of {chunk}");
+        }
+        first = Some(sink);
+    }
+}
+
 /// Arrays of wider numbers are kept packed too (a U16 array took 16 times its bytes as `Value`s),
 /// read back through the typed getters, and written back byte for byte.
 #[test]

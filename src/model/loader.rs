@@ -4,7 +4,7 @@
 use super::{Adapters, Ffn, Layer, Llama, LlamaConfig};
 use crate::backend::{Backend, Rope};
 use crate::error::{HearthError, Result};
-use crate::gguf::{Header, TensorInfo, TensorSink};
+use crate::gguf::{Header, Take, TensorInfo, TensorSink, PIECE_BYTES};
 use std::collections::HashMap;
 
 pub struct ModelLoader<B: Backend> {
@@ -12,6 +12,8 @@ pub struct ModelLoader<B: Backend> {
     config: Option<LlamaConfig>,
     expected: HashMap<String, Vec<u64>>,
     weights: HashMap<String, B::Weight>,
+    /// The weight whose pieces are arriving.
+    pending: Option<B::Pending>,
     /// `split.count` of the first header (1 for a whole file).
     split_count: Option<u32>,
     /// Headers read so far (one per shard).
@@ -28,6 +30,7 @@ impl<B: Backend> ModelLoader<B> {
             config: None,
             expected: HashMap::new(),
             weights: HashMap::new(),
+            pending: None,
             split_count: None,
             shards_seen: 0,
             tensors_seen: 0,
@@ -155,9 +158,11 @@ impl<B: Backend> TensorSink for ModelLoader<B> {
         self.check_types(header)
     }
 
-    fn tensor(&mut self, info: &TensorInfo, data: &[u8]) -> Result<()> {
+    /// Every tensor the graph uses goes to the backend in pieces, each written straight into the
+    /// weight's final storage (`Backend::begin_weight`); the others are skipped unread.
+    fn begin(&mut self, info: &TensorInfo) -> Result<Take> {
         let Some(dims) = self.expected.get(&info.name) else {
-            return Ok(()); // not used by the llama graph
+            return Ok(Take::Skip); // not used by the llama graph
         };
         if self.weights.contains_key(&info.name) {
             return Err(HearthError::Corrupt(format!("tensor '{}' appears twice", info.name)));
@@ -166,9 +171,31 @@ impl<B: Backend> TensorSink for ModelLoader<B> {
             let rev = |d: &[u64]| d.iter().rev().map(|&x| x as usize).collect();
             return Err(HearthError::ShapeMismatch { name: info.name.clone(), expected: rev(dims), actual: rev(&info.dims) });
         }
-        let w = self.backend.as_ref().unwrap().upload(info, data)?;
+        self.pending = Some(self.backend.as_ref().unwrap().begin_weight(info)?);
+        Ok(Take::Pieces(PIECE_BYTES))
+    }
+
+    fn piece(&mut self, _info: &TensorInfo, data: &[u8]) -> Result<()> {
+        let p = self.pending.as_mut().expect("begin made the pending weight");
+        self.backend.as_ref().unwrap().write_weight(p, data)
+    }
+
+    fn end(&mut self, info: &TensorInfo) -> Result<()> {
+        let p = self.pending.take().expect("begin made the pending weight");
+        let w = self.backend.as_ref().unwrap().finish_weight(p)?;
         self.weights.insert(info.name.clone(), w);
         Ok(())
+    }
+
+    /// A whole tensor (what `begin` never asks for), as one piece.
+    fn tensor(&mut self, info: &TensorInfo, data: &[u8]) -> Result<()> {
+        match self.begin(info)? {
+            Take::Skip => Ok(()),
+            _ => {
+                self.piece(info, data)?;
+                self.end(info)
+            }
+        }
     }
 }
 

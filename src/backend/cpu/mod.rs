@@ -79,14 +79,14 @@ impl CpuWeight {
     }
 }
 
-/// Float rows of `cols` values copied into rows of `stride`, the rest zero (zeros add nothing
-/// to a dot product, so the kernels' lanes and their sums are unchanged).
-fn pad_rows(data: &[u8], cols: usize, stride: usize, elem: usize) -> Vec<u8> {
-    let mut out = vec![0u8; data.len() / cols * stride];
-    for (src, dst) in data.chunks_exact(cols * elem).zip(out.chunks_exact_mut(stride * elem)) {
-        dst[..src.len()].copy_from_slice(src);
-    }
-    out
+/// A weight being received: its final allocation, filled piece by piece.
+pub struct CpuPending {
+    w: CpuWeight,
+    /// Bytes per value of a float type whose rows are padded (0: stored as given).
+    elem: usize,
+    /// Bytes of the weight as stored.
+    bytes: usize,
+    name: String,
 }
 
 /// One layer's keys or values: `n_ctx` rows of `kv_dim` values in the cache's type.
@@ -150,6 +150,7 @@ impl Backend for Cpu {
     type Vector = Vec<f32>;
     type KvCache = CpuKvCache;
     type Route = CpuRoute;
+    type Pending = CpuPending;
 
     /// The pass runs on a pool thread: a parallel op started there has its first worker running
     /// at once and wakes the others, where one started outside the pool waits for a worker to
@@ -163,20 +164,53 @@ impl Backend for Cpu {
         rayon::scope(move |_| Unshared(f.into_inner()())).into_inner()
     }
 
-    fn upload(&self, info: &TensorInfo, data: &[u8]) -> Result<CpuWeight> {
+    fn begin_weight(&self, info: &TensorInfo) -> Result<CpuPending> {
         if kernels::block_values(info.ty).is_none() {
             return Err(HearthError::UnsupportedTensorType { name: info.name.clone(), ty: info.ty.name() });
         }
         let cols = info.dims[0] as usize;
         let rows = (info.elements() / info.dims[0]) as usize;
-        let elem = match info.ty {
-            TensorType::F32 => 4,
-            TensorType::F16 | TensorType::BF16 => 2,
-            _ => return Ok(CpuWeight { ty: info.ty, data: data.to_vec(), rows, cols, stride: cols }),
+        let (elem, stride) = match info.ty {
+            TensorType::F32 => (4, cols.next_multiple_of(32)),
+            TensorType::F16 | TensorType::BF16 => (2, cols.next_multiple_of(32)),
+            _ => (0, cols),
         };
-        let stride = cols.next_multiple_of(32);
-        let data = if stride == cols { data.to_vec() } else { pad_rows(data, cols, stride, elem) };
-        Ok(CpuWeight { ty: info.ty, data, rows, cols, stride })
+        let bytes = if elem == 0 { super::stored_bytes(info)? as u64 } else { (rows * stride * elem) as u64 };
+        // The final allocation, made once: the pieces are copied into it as they arrive.
+        let mut data = Vec::new();
+        usize::try_from(bytes)
+            .ok()
+            .and_then(|n| data.try_reserve_exact(n).ok())
+            .ok_or(HearthError::ModelTooBig { needed: bytes, limit: 0 })?;
+        Ok(CpuPending { w: CpuWeight { ty: info.ty, data, rows, cols, stride }, elem, bytes: bytes as usize, name: info.name.clone() })
+    }
+
+    fn write_weight(&self, p: &mut CpuPending, data: &[u8]) -> Result<()> {
+        let w = &mut p.w;
+        let padded = p.elem > 0 && w.stride != w.cols;
+        let row = w.cols * p.elem;
+        let adds = if padded { data.len() / row * w.stride * p.elem } else { data.len() };
+        if (padded && data.len() % row != 0) || w.data.len() + adds > p.bytes {
+            return Err(HearthError::Corrupt(format!("tensor '{}' received bytes that do not fit its shape", p.name)));
+        }
+        if !padded {
+            w.data.extend_from_slice(data);
+            return Ok(());
+        }
+        // Float rows that fill no 32-value block: each zero-padded to `stride` values (zeros add
+        // nothing to a dot product, so the kernels keep one shape).
+        for r in data.chunks_exact(row) {
+            w.data.extend_from_slice(r);
+            w.data.resize(w.data.len() + (w.stride - w.cols) * p.elem, 0);
+        }
+        Ok(())
+    }
+
+    fn finish_weight(&self, p: CpuPending) -> Result<CpuWeight> {
+        if p.w.data.len() != p.bytes {
+            return Err(HearthError::Corrupt(format!("tensor '{}' ended after {} of its {} bytes", p.name, p.w.data.len(), p.bytes)));
+        }
+        Ok(p.w)
     }
 
     fn read_weight(&self, w: &CpuWeight) -> Result<Vec<f32>> {

@@ -19,6 +19,9 @@ use crate::gguf::TensorType;
 const PARAM_SLOT: usize = 256;
 /// Dispatches recorded before the encoder is submitted anyway (a decode step is ~250).
 const PARAM_SLOTS: usize = 2048;
+/// Bytes of queue writes after which the queue is submitted (and natively waited for): wgpu
+/// stages each write until a submission, so loading a model must not stage all of it at once.
+const WRITE_FLUSH_BYTES: u64 = 64 << 20;
 /// Bytes `upload_words` adds after the data: kernels read whole words, and the last block's
 /// last word may begin inside the data and end past it.
 const UPLOAD_PAD: u64 = 4;
@@ -61,6 +64,8 @@ pub(super) struct Ctx {
     rec: RefCell<Option<Recorder>>,
     params: wgpu::Buffer,
     pub rope_table: RefCell<Option<(Vec<f32>, Rc<wgpu::Buffer>)>>,
+    /// Bytes written by `write` since the queue was last submitted.
+    written: std::cell::Cell<u64>,
     /// The first validation/out-of-memory error the device reported, and a device loss.
     error: Arc<Mutex<Option<String>>>,
     lost: Arc<Mutex<Option<String>>>,
@@ -165,6 +170,7 @@ impl Ctx {
             rec: RefCell::default(),
             params,
             rope_table: RefCell::default(),
+            written: Default::default(),
             error,
             lost,
         })
@@ -219,6 +225,35 @@ impl Ctx {
             contents: &padded,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         }))
+    }
+
+    /// A weight buffer for `bytes` of data, zeroed, with the same padding as `upload_words`;
+    /// `write` fills it.
+    pub fn weight_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        self.check()?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes.next_multiple_of(4) + UPLOAD_PAD,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// Write `data` (whole words) into `buf` at `at` (a multiple of 4). In the browser the data
+    /// is copied out of the wasm heap at once; natively wgpu stages it until a submission, so
+    /// every `WRITE_FLUSH_BYTES` the queue is submitted and waited for.
+    pub fn write(&self, buf: &wgpu::Buffer, at: u64, data: &[u8]) -> Result<()> {
+        self.check()?;
+        self.queue.write_buffer(buf, at, data);
+        let written = self.written.get() + data.len() as u64;
+        self.written.set(written);
+        if written >= WRITE_FLUSH_BYTES {
+            self.written.set(0);
+            self.queue.submit([]);
+            #[cfg(not(target_arch = "wasm32"))]
+            self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| HearthError::Gpu(e.to_string()))?;
+        }
+        Ok(())
     }
 
     pub fn upload_f32(&self, v: &[f32]) -> Result<wgpu::Buffer> {

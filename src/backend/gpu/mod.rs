@@ -43,6 +43,41 @@ pub struct GpuWeight {
     host: Option<Vec<u8>>,
 }
 
+/// A weight being received: its buffers, made when it began, and how far they are written.
+pub struct GpuPending {
+    w: GpuWeight,
+    /// Rows written so far.
+    row: usize,
+    /// The bytes after the last whole word written (a queue write takes whole words; rows need
+    /// not be): at most 3, written with the next piece or as the buffer's last word.
+    carry: Vec<u8>,
+    name: String,
+}
+
+/// Write `data` into `buf` at byte `at`, where `carry` holds the `at % 4` bytes before it that are
+/// not written yet; leaves the bytes after the last whole word in `carry`.
+fn put_words(ctx: &Ctx, buf: &wgpu::Buffer, at: u64, mut data: &[u8], carry: &mut Vec<u8>) -> Result<()> {
+    debug_assert_eq!(at % 4, carry.len() as u64);
+    let mut at = at;
+    if !carry.is_empty() {
+        let n = (4 - carry.len()).min(data.len());
+        carry.extend_from_slice(&data[..n]);
+        data = &data[n..];
+        at += n as u64;
+        if carry.len() < 4 {
+            return Ok(());
+        }
+        ctx.write(buf, at - 4, carry)?;
+        carry.clear();
+    }
+    let whole = data.len() & !3;
+    if whole > 0 {
+        ctx.write(buf, at, &data[..whole])?;
+    }
+    carry.extend_from_slice(&data[whole..]);
+    Ok(())
+}
+
 struct Chunk {
     buf: wgpu::Buffer,
     row0: usize,
@@ -216,27 +251,75 @@ impl Backend for Gpu {
     type Vector = GpuVector;
     type KvCache = GpuKvCache;
     type Route = GpuRoute;
+    type Pending = GpuPending;
 
-    fn upload(&self, info: &TensorInfo, data: &[u8]) -> Result<GpuWeight> {
-        let qk = cpu_kernels::block_values(info.ty);
-        if qk.is_none() || !Gpu::supports(info.ty) {
+    fn begin_weight(&self, info: &TensorInfo) -> Result<GpuPending> {
+        if cpu_kernels::block_values(info.ty).is_none() || !Gpu::supports(info.ty) {
             return Err(HearthError::UnsupportedTensorType { name: info.name.clone(), ty: info.ty.name() });
         }
         let cols = info.dims[0] as usize;
         let rows = (info.elements() / info.dims[0]) as usize;
+        let size = super::stored_bytes(info)?;
+        let mut w = GpuWeight { ty: info.ty, rows, cols, row_bytes: size / rows.max(1), chunks: Vec::new(), host: None };
         if info.dims.len() == 1 {
             // Norms and rope factors are read on the host; they never enter a matmul.
-            return Ok(GpuWeight { ty: info.ty, rows, cols, row_bytes: data.len() / rows.max(1), chunks: Vec::new(), host: Some(data.to_vec()) });
+            w.host = Some(Vec::with_capacity(size));
+            return Ok(GpuPending { w, row: 0, carry: Vec::new(), name: info.name.clone() });
         }
-        let row_bytes = data.len() / rows;
-        let per_chunk = (self.ctx.max_chunk_bytes() / row_bytes as u64).max(1) as usize;
-        let mut chunks = Vec::new();
+        let limit = self.ctx.max_chunk_bytes();
+        if w.row_bytes as u64 > limit {
+            return Err(HearthError::ModelTooBig { needed: w.row_bytes as u64, limit });
+        }
+        // The buffers, split by rows, made up front; the pieces are written into them in place.
+        let per_chunk = (limit / w.row_bytes as u64).max(1) as usize;
         for row0 in (0..rows).step_by(per_chunk) {
             let n = per_chunk.min(rows - row0);
-            let buf = self.ctx.upload_words(&data[row0 * row_bytes..(row0 + n) * row_bytes])?;
-            chunks.push(Chunk { buf, row0, rows: n });
+            w.chunks.push(Chunk { buf: self.ctx.weight_buffer((n * w.row_bytes) as u64)?, row0, rows: n });
         }
-        Ok(GpuWeight { ty: info.ty, rows, cols, row_bytes, chunks, host: None })
+        Ok(GpuPending { w, row: 0, carry: Vec::with_capacity(4), name: info.name.clone() })
+    }
+
+    fn write_weight(&self, p: &mut GpuPending, mut data: &[u8]) -> Result<()> {
+        let rb = p.w.row_bytes;
+        let overflow = || HearthError::Corrupt(format!("tensor '{}' received bytes that do not fit its shape", p.name));
+        if let Some(host) = p.w.host.as_mut() {
+            if host.len() + data.len() > rb * p.w.rows {
+                return Err(overflow());
+            }
+            host.extend_from_slice(data);
+            return Ok(());
+        }
+        if !data.len().is_multiple_of(rb) || p.row + data.len() / rb > p.w.rows {
+            return Err(overflow());
+        }
+        while !data.is_empty() {
+            // The buffer holding row `p.row`, and the rows of `data` that go into it.
+            let c = &p.w.chunks[p.row / p.w.chunks[0].rows];
+            let n = (c.row0 + c.rows - p.row).min(data.len() / rb);
+            let at = ((p.row - c.row0) * rb) as u64;
+            put_words(&self.ctx, &c.buf, at, &data[..n * rb], &mut p.carry)?;
+            p.row += n;
+            data = &data[n * rb..];
+            if p.row == c.row0 + c.rows && !p.carry.is_empty() {
+                // The buffer's last word, completed with zeros.
+                let at = ((c.rows * rb) as u64) & !3;
+                p.carry.resize(4, 0);
+                self.ctx.write(&c.buf, at, &p.carry)?;
+                p.carry.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_weight(&self, p: GpuPending) -> Result<GpuWeight> {
+        let done = match &p.w.host {
+            Some(h) => h.len() == p.w.row_bytes * p.w.rows,
+            None => p.row == p.w.rows,
+        };
+        if !done {
+            return Err(HearthError::Corrupt(format!("tensor '{}' ended before all its bytes arrived", p.name)));
+        }
+        Ok(p.w)
     }
 
     fn read_weight(&self, w: &GpuWeight) -> Result<Vec<f32>> {
