@@ -43,6 +43,12 @@ impl<B: Backend> EngineLoader<B> {
         self.stream.feed(chunk, &mut self.model)
     }
 
+    /// Bytes of the file the stream holds back (the header while incomplete, then at most a
+    /// piece of a tensor): what loading keeps in memory besides the weights' own storage.
+    pub fn buffered(&self) -> usize {
+        self.stream.buffered()
+    }
+
     /// Bytes fed so far (all shards), for progress reports.
     pub fn received(&self) -> u64 {
         self.done + self.stream.received()
