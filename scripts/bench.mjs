@@ -142,6 +142,18 @@ if (missing.length) {
   }
 }
 
+// Peak memory's target for Hearth (issue 17): the file, the KV cache of the run's context and
+// 64 MiB. The browser's engines are measured by their wasm memory (on WebGPU that is the engine's
+// heap: the weights live in GPU buffers), native llama.cpp by its peak RSS.
+const targets = {};
+function memTarget(q) {
+  if (!(q in targets)) {
+    const plan = JSON.parse(execFileSync(path.join(target, "release", "hearth"), ["inspect", "--model", modelPath(q), "--ctx", "512", "--json"], { encoding: "utf8" }));
+    targets[q] = fs.statSync(modelPath(q)).size + plan.cpu.kv_cache + 64 * 2 ** 20;
+  }
+  return targets[q];
+}
+
 // ---- engines ---------------------------------------------------------------------------------
 
 const PROMPT_TEXT = "The hearth keeps the kitchen warm while the quick brown fox jumps over the lazy dog. ".repeat(12);
@@ -325,6 +337,7 @@ try {
           continue;
         }
         const row = {
+          targetMB: memTarget(q) / 2 ** 20,
           quant: QUANT[q] || q,
           engine,
           threads: r.threads,
@@ -339,6 +352,10 @@ try {
           load: quiet.load,
         };
         if (row.threads !== threads) log(`!! ${label}: ran on ${row.threads} thread(s)`);
+        if ((engine === "hearth" || engine === "webgpu") && row.memMB > row.targetMB) {
+          log(`!! ${label}: peak memory ${row.memMB.toFixed(0)} MiB is over the target ${row.targetMB.toFixed(0)} MiB (file + KV cache + 64 MiB)`);
+          process.exitCode = 1;
+        }
         log(`   load ${row.loadS.toFixed(2)} s, prefill ${row.prefill.toFixed(2)} tok/s (${row.promptTokens}), decode ${row.decode.toFixed(2)} tok/s (${row.completionTokens}), mem ${row.memMB ? row.memMB.toFixed(0) + " MiB" : "?"}`);
         rows.push(row);
       }
@@ -358,10 +375,12 @@ const cpu = os.cpus()[0]?.model?.replace(/\s+/g, " ").trim() || "unknown CPU";
 const machine = `${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}`;
 const sizes = Object.fromEntries(opt.quants.map((q) => [QUANT[q] || q, fs.statSync(modelPath(q)).size]));
 
-let md = `| quant | engine | threads | load s | prefill tok/s | decode tok/s | peak memory MiB | machine before (load avg) |\n|---|---|---|---|---|---|---|---|\n`;
+let md = `| quant | engine | threads | load s | prefill tok/s | decode tok/s | peak memory MiB | target MiB | machine before (load avg) |\n|---|---|---|---|---|---|---|---|---|\n`;
 for (const r of rows) {
-  if (r.failed) md += `| ${r.quant} | ${r.engine} | ${r.threads} | failed: ${r.failed.replace(/\|/g, "/")} | | | | ${r.quiet ? "quiet" : "BUSY"} (${r.load}) |\n`;
-  else md += `| ${r.quant} | ${r.engine} | ${r.threads} | ${f(r.loadS)} | ${f(r.prefill)} | ${f(r.decode)} | ${f(r.memMB, 0)} | ${r.quiet ? "quiet" : "BUSY"} (${r.load}) |\n`;
+  const hearth = r.engine === "hearth" || r.engine === "webgpu";
+  const mem = r.memMB == null ? "–" : f(r.memMB, 0) + (hearth && r.memMB > r.targetMB ? " (OVER)" : "");
+  if (r.failed) md += `| ${r.quant} | ${r.engine} | ${r.threads} | failed: ${r.failed.replace(/\|/g, "/")} | | | | | ${r.quiet ? "quiet" : "BUSY"} (${r.load}) |\n`;
+  else md += `| ${r.quant} | ${r.engine} | ${r.threads} | ${f(r.loadS)} | ${f(r.prefill)} | ${f(r.decode)} | ${mem} | ${hearth ? f(r.targetMB, 0) : "–"} | ${r.quiet ? "quiet" : "BUSY"} (${r.load}) |\n`;
 }
 md += `\n| quant | threads | prefill Hearth / wllama | decode Hearth / wllama | prefill Hearth / native | decode Hearth / native |\n|---|---|---|---|---|---|\n`;
 for (const q of opt.quants) {
@@ -384,7 +403,9 @@ Same ${opt.promptTokens}-token prompt (ids from Hearth's tokenizer) for all thre
 ignoring EOS; context 512; one run each, no warm-up; the machine was waited on until its CPU was
 under ${(opt.maxBusy * 100).toFixed(0)}% busy for 3 s before every row.${busyNote} Load: URL to ready in the browser (over
 the local server), \`Llama()\` (mmap) natively. Peak memory: the engine's wasm memory in the
-browser (Hearth: \`stats().wasmMemoryBytes\`; wllama: its \`WebAssembly.Memory\`), peak RSS natively.
+browser (Hearth: \`stats().wasmMemoryBytes\`, on WebGPU the engine's heap beside the GPU buffers;
+wllama: its \`WebAssembly.Memory\`), peak RSS natively. Hearth's target: the file + the KV cache
+(f16, context 512) + 64 MiB; a row over it says OVER and the run exits 1.
 wllama and native decode timings are llama.cpp's own (\`timings\`) and a Python loop of
 \`llama_decode\` calls respectively.
 

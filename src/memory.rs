@@ -6,7 +6,7 @@
 
 use crate::backend::KvType;
 use crate::error::Result;
-use crate::gguf::{Header, TensorType};
+use crate::gguf::{Header, TensorType, PIECE_BYTES};
 use crate::model::LlamaConfig;
 
 /// The wasm32 engine's memory limit (both builds link a 4 GiB maximum).
@@ -28,8 +28,8 @@ pub struct Needs {
     pub kv_cache: u64,
     /// Activations of a forward pass of `BATCH` tokens, logits.
     pub scratch: u64,
-    /// The metadata and the tokenizer built from it, plus fixed overhead; on the CPU also twice
-    /// the largest tensor (its copy while it is placed, the stream buffer's growth).
+    /// The metadata and the tokenizer built from it, plus fixed overhead; on the CPU also the
+    /// stream's piece of the tensor arriving.
     pub other: u64,
 }
 
@@ -52,7 +52,8 @@ pub struct Plan {
     /// The WebGPU backend: in GPU buffers.
     pub gpu: Needs,
     /// The WebGPU backend: what stays in the engine's heap (the vocabulary, the tensors that are
-    /// read on the host, one tensor's bytes while it is placed, logits).
+    /// read on the host, the stream's piece of the tensor arriving, logits): the weights go from
+    /// the stream straight into GPU buffers.
     pub gpu_heap: u64,
     /// The largest buffer the GPU backend must bind whole (a weight matrix's row, a layer's K
     /// cache; matrices are split by rows into buffers the adapter can bind).
@@ -74,10 +75,9 @@ pub fn plan(header: &Header, n_ctx: u64, default_ctx: u64, kv: KvType) -> Result
     let scale = all / listed;
     let scaled = |b: u64| (b as f64 * scale).ceil() as u64;
 
-    let (mut cpu_w, mut gpu_w, mut host_w, mut largest, mut largest_row, mut file) = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut cpu_w, mut gpu_w, mut host_w, mut largest_row, mut file) = (0u64, 0u64, 0u64, 0u64, 0u64);
     for t in &header.tensors {
         file += t.size;
-        largest = largest.max(t.size);
         let cols = t.dims.first().copied().unwrap_or(1).max(1);
         // The GPU splits a matrix by rows into buffers it can bind: a row must fit one.
         largest_row = largest_row.max(t.ty.byte_size(cols, cols).unwrap_or(t.size));
@@ -102,13 +102,15 @@ pub fn plan(header: &Header, n_ctx: u64, default_ctx: u64, kv: KvType) -> Result
     // Each pool thread keeps a row of attention scores; logits of the last row, twice (sampling).
     let scratch = activations + 8 * n_ctx * 4 + 2 * v * 4;
     // The tokenizer keeps every token's text, a lookup table and merges: about 3x their bytes
-    // in the header. While a tensor is placed the stream holds its bytes and the CPU backend
-    // copies them, so the largest tensor is there twice for a moment; and the stream's buffer
-    // grew to it by doubling, leaving freed blocks behind that add up to less than it (a wasm
-    // memory never shrinks: the peak counts). Measured with one 4.06 GiB tensor (`hearth fixture
-    // --big`): 8.85 GiB of wasm memory, 8.18 GiB with the buffer reserved whole at once.
+    // in the header. While a tensor arrives the stream holds at most a piece of it (a row when
+    // one is larger than `PIECE_BYTES`; a 1-D tensor is one row), and each backend writes the
+    // pieces straight into the weight's own storage, so no tensor is ever held twice. (When the
+    // stream handed on whole tensors the largest was there twice: 8.85 GiB of wasm memory for
+    // `hearth fixture --big`'s 4.5 GB file; in pieces the native CPU load peaks at 4.38 GiB of
+    // RSS for it, tests/gpu_big.rs.)
     let other = 3 * header.data_offset + OVERHEAD;
-    let cpu_other = other + 2 * largest;
+    let piece = PIECE_BYTES.max(largest_row);
+    let cpu_other = other + piece;
     let gpu_layer_kv = n_ctx * kv.bytes(kv_dim.next_multiple_of(kv.block_values() as u64));
     Ok(Plan {
         context_size: n_ctx,
@@ -116,7 +118,7 @@ pub fn plan(header: &Header, n_ctx: u64, default_ctx: u64, kv: KvType) -> Result
         file_bytes: header.data_offset + scaled(file),
         cpu: Needs { weights: scaled(cpu_w), kv_cache, scratch, other: cpu_other },
         gpu: Needs { weights: scaled(gpu_w), kv_cache, scratch: activations, other: 0 },
-        gpu_heap: scaled(host_w) + largest + 2 * v * 4 + other,
+        gpu_heap: scaled(host_w) + piece + 2 * v * 4 + other,
         gpu_largest_buffer: largest_row.max(gpu_layer_kv),
     })
 }
