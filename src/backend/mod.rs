@@ -247,10 +247,10 @@ pub trait Backend {
     }
 }
 
-/// Bytes of a tensor in its GGUF encoding, from its type and shape.
-pub(crate) fn stored_bytes(info: &TensorInfo) -> Result<usize> {
-    let bytes = info.ty.byte_size(info.dims[0], info.elements()).ok_or_else(|| HearthError::Corrupt(format!("tensor '{}': rows of {} values are not whole {} blocks", info.name, info.dims[0], info.ty.name())))?;
-    usize::try_from(bytes).map_err(|_| HearthError::ModelTooBig { needed: bytes, limit: usize::MAX as u64 })
+/// Bytes of a tensor in its GGUF encoding, from its type and shape (u64: a tensor may be larger
+/// than a wasm32 address space when it goes to a GPU).
+pub(crate) fn stored_bytes(info: &TensorInfo) -> Result<u64> {
+    info.ty.byte_size(info.dims[0], info.elements()).ok_or_else(|| HearthError::Corrupt(format!("tensor '{}': rows of {} values are not whole {} blocks", info.name, info.dims[0], info.ty.name())))
 }
 
 /// The result of a future that is ready at its first poll: every backend future is, except a

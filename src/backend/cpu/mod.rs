@@ -175,7 +175,7 @@ impl Backend for Cpu {
             TensorType::F16 | TensorType::BF16 => (2, cols.next_multiple_of(32)),
             _ => (0, cols),
         };
-        let bytes = if elem == 0 { super::stored_bytes(info)? as u64 } else { (rows * stride * elem) as u64 };
+        let bytes = if elem == 0 { super::stored_bytes(info)? } else { rows as u64 * stride as u64 * elem as u64 };
         // The final allocation, made once: the pieces are copied into it as they arrive.
         let mut data = Vec::new();
         usize::try_from(bytes)

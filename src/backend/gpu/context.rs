@@ -149,7 +149,8 @@ impl Ctx {
             max_buffer: limits.max_buffer_size,
         };
         // Weight chunks: whole words, within both limits once `upload_words` has added its pad.
-        let mut chunk_limit = (info.max_storage_binding.min(info.max_buffer) - UPLOAD_PAD) & !3;
+        // (Under 4 GiB whatever the adapter says: the kernels index a binding's words in u32.)
+        let mut chunk_limit = (info.max_storage_binding.min(info.max_buffer).min(u32::MAX as u64) - UPLOAD_PAD) & !3;
         if let Some(m) = opts.max_chunk_bytes {
             chunk_limit = chunk_limit.min(m.max(4));
         }

@@ -124,7 +124,7 @@ impl GpuKvCache {
 impl GpuWeight {
     /// Bytes of the weight as stored (what one matvec reads).
     pub fn bytes(&self) -> u64 {
-        (self.rows * self.row_bytes) as u64
+        self.rows as u64 * self.row_bytes as u64
     }
 }
 
@@ -260,10 +260,11 @@ impl Backend for Gpu {
         let cols = info.dims[0] as usize;
         let rows = (info.elements() / info.dims[0]) as usize;
         let size = super::stored_bytes(info)?;
-        let mut w = GpuWeight { ty: info.ty, rows, cols, row_bytes: size / rows.max(1), chunks: Vec::new(), host: None };
+        let row_bytes = usize::try_from(size / rows.max(1) as u64).map_err(|_| HearthError::ModelTooBig { needed: size, limit: usize::MAX as u64 })?;
+        let mut w = GpuWeight { ty: info.ty, rows, cols, row_bytes, chunks: Vec::new(), host: None };
         if info.dims.len() == 1 {
             // Norms and rope factors are read on the host; they never enter a matmul.
-            w.host = Some(Vec::with_capacity(size));
+            w.host = Some(Vec::with_capacity(row_bytes));
             return Ok(GpuPending { w, row: 0, carry: Vec::new(), name: info.name.clone() });
         }
         let limit = self.ctx.max_chunk_bytes();
