@@ -2,7 +2,7 @@
 //! big-f16.gguf (4.5 GB, its F16 embedding table, which is also the output projection, alone
 //! 4.06 GiB) streams into GPU buffers with the stream never holding more than a piece of it, and
 //! its greedy tokens equal the CPU backend's. The model is $HEARTH_BIG_MODEL, or
-//! fixtures/big/big-f16.gguf (written when missing, as tests/browser/memory64.test.mjs does);
+//! ~/.cache/hearth/big/big-f16.gguf (written when missing, as tests/browser/memory64.test.mjs does);
 //! about 5 GB of memory while it runs (lavapipe's buffers are host memory). Run with
 //! `--nocapture` to see the load times and peak memory.
 
@@ -22,7 +22,10 @@ fn big_model() -> PathBuf {
     if let Some(p) = std::env::var_os("HEARTH_BIG_MODEL") {
         return p.into();
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/big");
+    // Outside the clone, where the browser tests keep it too (tests/browser/harness.mjs bigModel):
+    // written once per machine.
+    let cache = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
+    let dir = cache.join("hearth/big");
     let file = dir.join("big-f16.gguf");
     if !file.exists() {
         hearth::fixture::write_all(&dir, None, false, true).expect("writing the model over 4 GiB");

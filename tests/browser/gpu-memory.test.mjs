@@ -11,7 +11,7 @@
 //   heap under 1/16 of its weights, and generates the native CLI's greedy tokens.
 //
 // Needs pkg/ (scripts/build-wasm), Chromium, playwright-core, the real model (scripts/test) and
-// the big model ($HEARTH_BIG_MODEL, or fixtures/big/big-f16.gguf, written by the CLI if missing;
+// the big model (harness.mjs bigModel: $HEARTH_BIG_MODEL, or ~/.cache/hearth/big/, written if missing;
 // about 5 GB of memory while it runs).
 
 import { test, before, after } from "node:test";
@@ -19,25 +19,13 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { startServer, launchBrowser, logPage, assertPkgBuilt, cliBinary, realModel, root, ENGINE_NAME } from "./harness.mjs";
+import { startServer, launchBrowser, logPage, assertPkgBuilt, cliBinary, bigModel, realModel, root, ENGINE_NAME } from "./harness.mjs";
 
 const PROMPT = "The capital of France is";
 const TOKENS = 4;
 const CTX = 256;
 
 let server, browser, big, real, adapter;
-
-/** The model over 4 GiB: $HEARTH_BIG_MODEL, or fixtures/big/big-f16.gguf (written if missing). */
-function bigModel() {
-  if (process.env.HEARTH_BIG_MODEL) return process.env.HEARTH_BIG_MODEL;
-  const dir = path.join(root, "fixtures", "big");
-  const file = path.join(dir, "big-f16.gguf");
-  if (!fs.existsSync(file)) {
-    fs.mkdirSync(dir, { recursive: true });
-    execFileSync(cliBinary(), ["fixture", "--big", "--out", dir], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
-  }
-  return file;
-}
 
 before(async () => {
   assertPkgBuilt();

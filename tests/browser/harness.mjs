@@ -7,6 +7,7 @@
 import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import { createHash } from "node:crypto";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -177,6 +178,23 @@ export function fixtureDir(names = ["spm-q4_0", "bpe-q4_k_m"]) {
     for (const n of missing) execFileSync(bin, ["fixture", "--out", dir, "--only", n], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
   }
   return dir;
+}
+
+/**
+ * The model over 4 GiB (`hearth fixture --big`, 4.5 GB): $HEARTH_BIG_MODEL, or big-f16.gguf in
+ * ~/.cache/hearth/big/, written by the CLI if missing. Outside the clone, so CI writes it once per
+ * machine (tests/gpu_big.rs uses the same place); both sides of each test read the same file, so
+ * one an older fixture writer made still checks the engine.
+ */
+export function bigModel() {
+  if (process.env.HEARTH_BIG_MODEL) return process.env.HEARTH_BIG_MODEL;
+  const dir = path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "hearth", "big");
+  const file = path.join(dir, "big-f16.gguf");
+  if (!fs.existsSync(file)) {
+    fs.mkdirSync(dir, { recursive: true });
+    execFileSync(cliBinary(), ["fixture", "--big", "--out", dir], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+  }
+  return file;
 }
 
 /** The pkg/ build must exist (scripts/build-wasm). */

@@ -14,9 +14,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, cliBinary, root, ENGINE, ENGINE_NAME, onlyIn } from "./harness.mjs";
+import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, cliBinary, bigModel, root, ENGINE, ENGINE_NAME, onlyIn } from "./harness.mjs";
 
 const golden = JSON.parse(fs.readFileSync(path.join(root, "tests/golden/model-spm-q4_0.json"), "utf8"));
 const CASE = golden.cases[0];
@@ -25,23 +24,6 @@ const TOKENS = 4;
 const CTX = 256;
 
 let server, browser, big;
-
-/**
- * The model over 4 GiB: $HEARTH_BIG_MODEL, or big-f16.gguf in ~/.cache/hearth/big/ (written if
- * missing; outside the clone, so CI writes its 4.5 GB once per machine, not once per run. Both
- * sides of the test read the same file, so one a newer fixture writer would write differently
- * still checks the engine).
- */
-function bigModel() {
-  if (process.env.HEARTH_BIG_MODEL) return process.env.HEARTH_BIG_MODEL;
-  const dir = path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "hearth", "big");
-  const file = path.join(dir, "big-f16.gguf");
-  if (!fs.existsSync(file)) {
-    fs.mkdirSync(dir, { recursive: true });
-    execFileSync(cliBinary(), ["fixture", "--big", "--out", dir], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
-  }
-  return file;
-}
 
 before(async () => {
   assertPkgBuilt();
