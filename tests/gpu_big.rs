@@ -28,7 +28,7 @@ fn big_model() -> PathBuf {
     let dir = cache.join("hearth/big");
     let file = dir.join("big-f16.gguf");
     if !file.exists() {
-        hearth::fixture::write_all(&dir, None, false, true).expect("writing the model over 4 GiB");
+        hearth::fixture::write_all(&dir, None, hearth::fixture::Set::Big).expect("writing the model over 4 GiB");
     }
     file
 }
