@@ -175,7 +175,8 @@ export function fixtureDir(names = ["spm-q4_0", "bpe-q4_k_m"]) {
   if (missing.length) {
     fs.mkdirSync(dir, { recursive: true });
     const bin = cliBinary();
-    for (const n of missing) execFileSync(bin, ["fixture", "--out", dir, "--only", n], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+    // The mixture-of-experts fixtures (moe-*, moe1-*) are their own set: `hearth fixture --moe`.
+    for (const n of missing) execFileSync(bin, ["fixture", "--out", dir, "--only", n, ...(/^moe\d*-/.test(n) ? ["--moe"] : [])], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
   }
   return dir;
 }
