@@ -366,3 +366,44 @@ fn kv_type_flag_picks_the_cache_type() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("kvType must be \"f16\", \"q8_0\" or \"f32\"") && !stderr.contains("panicked"), "{stderr}");
 }
+
+/// `bench --json` reports the bytes of weights read per decoded token: for a dense model every
+/// matrix once (the output projection included, the embedding only where it is tied), for a
+/// mixture of experts only the router and the chosen experts (ARCHITECTURE.md "Mixture of
+/// experts": moe-q4_k_m reads 931,336 bytes a token, where every expert would be 2,343,432).
+#[test]
+fn bench_reports_weight_bytes_per_token() {
+    let run = |file: &TempFile| json_ok(&hearth(&["bench", "--model", path_str(&file.0), "--prompt-tokens", "4", "--decode-tokens", "3", "--runs", "2"]));
+    let (file, bytes) = fixture("weight-bytes");
+    let h = hearth::gguf::parse_header(&bytes).unwrap();
+    let tied = h.tensor("output.weight").is_none();
+    let matrices: u64 = h.tensors.iter().filter(|t| t.dims.len() >= 2 && (t.name != "token_embd.weight" || tied)).map(|t| t.size).sum();
+    let v = run(&file);
+    assert_eq!(v["weight_bytes_per_token"].as_u64().unwrap(), matrices, "spm-q4_0: every matrix once a token");
+    assert!(v["decode_tok_per_s"].as_f64().unwrap() > 0.0, "the other fields stay");
+
+    let moe = hearth::fixture::build(&hearth::fixture::spec("moe").unwrap(), "q4_k_m").unwrap();
+    let file = TempFile::new(&format!("weight-bytes-moe-{FIXTURE}.gguf"), &moe);
+    assert_eq!(run(&file)["weight_bytes_per_token"].as_u64().unwrap(), 931_336, "moe-q4_k_m: 2 of 8 experts");
+}
+
+/// `logits --ctx-size N` runs the prompt in a context of N positions: the same logits as the
+/// prompt's own length when it fits, context_overflow when it does not, and a Llama 4 model
+/// refuses a context past what Hearth implements for it (invalid_argument).
+#[test]
+fn logits_ctx_size_sizes_the_context() {
+    let (file, _) = fixture("logits-ctx");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["logits", "--model", path_str(&file.0), "--prompt", "Once upon a time", "--top", "3", "--json"];
+        args.extend_from_slice(extra);
+        hearth(&args)
+    };
+    let own = json_ok(&run(&[]));
+    assert_eq!(json_ok(&run(&["--ctx-size", "64"])), own);
+    assert_fails_with(&run(&["--ctx-size", "2"]), "context_overflow", "a context of 2 tokens");
+    let l4 = hearth::fixture::build(&hearth::fixture::spec("llama4").unwrap(), "q8_0").unwrap();
+    let l4 = TempFile::new(&format!("logits-ctx-llama4-{FIXTURE}.gguf"), &l4);
+    let run = |n: &str| hearth(&["logits", "--model", path_str(&l4.0), "--prompt", "Once upon a time", "--ctx-size", n, "--json"]);
+    json_ok(&run("8191"));
+    assert_fails_with(&run("8192"), "invalid_argument", "a Llama 4 context of 8192");
+}

@@ -441,6 +441,9 @@ impl Backend for Dequantized {
     fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Vector, eps: f32) -> hearth::Result<Self::Tensor> {
         Cpu.rms_norm(x, weight, eps)
     }
+    fn rms_norm_heads(&self, x: &Self::Tensor, head_dim: usize, eps: f32) -> hearth::Result<Self::Tensor> {
+        Cpu.rms_norm_heads(x, head_dim, eps)
+    }
     fn rope(&self, x: &mut Self::Tensor, head_dim: usize, pos0: usize, rope: &Rope) -> hearth::Result<()> {
         Cpu.rope(x, head_dim, pos0, rope)
     }

@@ -187,6 +187,9 @@ pub trait Backend {
     fn matmul(&self, x: &Self::Tensor, w: &Self::Weight) -> Result<Self::Tensor>;
     /// RMS-normalize each row, then scale by `weight`.
     fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Vector, eps: f32) -> Result<Self::Tensor>;
+    /// RMS-normalize every `head_dim` values of each row, no weight (ggml_rms_norm of a
+    /// `[head_dim, n_head, rows]` view: Llama 4's q/k norm).
+    fn rms_norm_heads(&self, x: &Self::Tensor, head_dim: usize, eps: f32) -> Result<Self::Tensor>;
     /// Rotate pairs (x[2i], x[2i+1]) of every head in place; row r is at position `pos0 + r`.
     fn rope(&self, x: &mut Self::Tensor, head_dim: usize, pos0: usize, rope: &Rope) -> Result<()>;
     /// Multiply every `n` consecutive values of `x` (n a power of two) by the orthonormal

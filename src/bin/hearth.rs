@@ -223,6 +223,10 @@ enum Command {
         prompt: String,
         #[arg(long, default_value_t = 10)]
         top: usize,
+        /// The context the prompt runs in (its KV cache's positions); the prompt's length when
+        /// not given. A prompt longer is context_overflow.
+        #[arg(long)]
+        ctx_size: Option<usize>,
         #[command(flatten)]
         kv: KvArg,
         #[command(flatten)]
@@ -339,6 +343,9 @@ enum Command {
         /// expert_count 8 / 4).
         #[arg(long, conflicts_with_all = ["bench", "big"])]
         moe: bool,
+        /// Write the Llama 4 fixtures instead (llama4-*, llama4s-*: architecture llama4).
+        #[arg(long, conflicts_with_all = ["bench", "big", "moe"])]
+        llama4: bool,
         /// Give the models this chat template (tokenizer.chat_template), read from a file.
         #[arg(long)]
         chat_template: Option<PathBuf>,
@@ -461,17 +468,20 @@ fn bench(engine: &Engine<Cpu>, prompt_tokens: usize, decode_tokens: usize, batch
     let c = &engine.model.config;
     let n_vocab = c.n_vocab as u32;
     let prompt: Vec<u32> = (0..prompt_tokens as u32).map(|i| (i * 7919 + 13) % n_vocab).collect();
-    let (mut prefill_best, mut decode_best) = (0f64, 0f64);
+    let (mut prefill_best, mut decode_best, mut weight_bytes) = (0f64, 0f64, 0u64);
     for _ in 0..runs.max(1) {
         let mut seq = engine.new_sequence(n_ctx)?;
         let t = Instant::now();
         let mut logits = engine.prefill(&mut seq, &prompt, batch)?;
         prefill_best = prefill_best.max(prompt_tokens as f64 / t.elapsed().as_secs_f64());
         let t = Instant::now();
+        let read_before = hearth::backend::cpu::weight_bytes_read();
         for _ in 0..decode_tokens {
             let next = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0) as u32;
             logits = engine.model.forward(&mut seq, &[next], hearth::model::Logits::Last)?;
         }
+        // Every run decodes the same greedy tokens, so the last run's count stands for all.
+        weight_bytes = hearth::backend::cpu::weight_bytes_read() - read_before;
         if decode_tokens > 0 {
             decode_best = decode_best.max(decode_tokens as f64 / t.elapsed().as_secs_f64());
         }
@@ -482,6 +492,9 @@ fn bench(engine: &Engine<Cpu>, prompt_tokens: usize, decode_tokens: usize, batch
         "kv_type": kv.name(), "ctx_size": n_ctx, "kv_cache_bytes": kv_bytes, "kv_bytes_per_token": kv_bytes / n_ctx as u64,
         "prompt_tokens": prompt_tokens, "batch": batch, "prefill_tok_per_s": prefill_best,
         "decode_tokens": decode_tokens, "decode_tok_per_s": decode_best, "threads": rayon::current_num_threads(),
+        // Bytes of weights the matmuls read per decoded token (a MoE model reads only its chosen
+        // experts); 0 without decode tokens.
+        "weight_bytes_per_token": weight_bytes.checked_div(decode_tokens as u64).unwrap_or(0),
     }));
     Ok(())
 }
@@ -748,12 +761,15 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Logits { model, prompt, top, kv, lora, json } => {
+        Command::Logits { model, prompt, top, ctx_size, kv, lora, json } => {
             let mut engine = load(&model)?;
             engine.kv_type = kv.kv_type;
             load_loras(&engine, &lora.lora)?;
             let tokens = engine.tokenize_prompt(&prompt);
-            let logits = engine.prompt_logits(&tokens)?;
+            let logits = match ctx_size {
+                None => engine.prompt_logits(&tokens)?,
+                Some(n) => engine.model.forward(&mut engine.new_sequence(n)?, &tokens, hearth::model::Logits::All)?,
+            };
             let n_vocab = engine.model.config.n_vocab;
             let positions: Vec<_> = logits
                 .chunks_exact(n_vocab)
@@ -851,7 +867,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Fuzz(args) => std::process::exit(fuzz::fuzz(&args)),
         Command::FuzzCase(args) => fuzz::fuzz_case(&args),
-        Command::Fixture { out, only, bench, big, moe, chat_template, name, pooling_type } => {
+        Command::Fixture { out, only, bench, big, moe, llama4, chat_template, name, pooling_type } => {
             let mut set = Vec::new();
             if let Some(p) = pooling_type {
                 set.push(("llama.pooling_type", hearth::gguf::Value::U32(p.gguf())));
@@ -863,10 +879,11 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(name) = name {
                 set.push(("general.name", hearth::gguf::Value::String(name)));
             }
-            for p in hearth::fixture::write_all(&out, only.as_deref(), match (bench, big, moe) {
-                (true, _, _) => hearth::fixture::Set::Bench,
-                (_, true, _) => hearth::fixture::Set::Big,
-                (_, _, true) => hearth::fixture::Set::Moe,
+            for p in hearth::fixture::write_all(&out, only.as_deref(), match (bench, big, moe, llama4) {
+                (true, ..) => hearth::fixture::Set::Bench,
+                (_, true, ..) => hearth::fixture::Set::Big,
+                (_, _, true, _) => hearth::fixture::Set::Moe,
+                (.., true) => hearth::fixture::Set::Llama4,
                 _ => hearth::fixture::Set::Test,
             })? {
                 if !set.is_empty() {

@@ -29,6 +29,44 @@ pub struct LlamaConfig {
     pub n_expert_used: usize,
     /// `expert_weights_scale`: the chosen experts' weights times this (0 and 1: unscaled).
     pub expert_weights_scale: f32,
+    /// Rows of each expert's gate/up (`n_ff` for llama; `llama4.expert_feed_forward_length`).
+    pub n_ff_exp: usize,
+    /// `general.architecture`, and what Llama 4 (`llama4`) adds to llama's graph.
+    pub arch: Arch,
+    pub llama4: Option<Llama4>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+    Llama4,
+}
+
+/// Llama 4 as llama.cpp's `llama_model_llama4` builds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Llama4 {
+    /// Layer `il` is a mixture of experts (with a shared expert) when `(il + 1) % step == 0`,
+    /// a dense SwiGLU of `n_ff` otherwise (`interleave_moe_layer_step`; 0: none is).
+    pub moe_layer_step: usize,
+    /// Every `no_rope_layer_step`-th layer has no RoPE (llama.cpp hard-codes 4).
+    pub no_rope_layer_step: usize,
+    /// Weightless RMS norm of each q and k head after RoPE (all but the 128-expert model).
+    pub kq_norm: bool,
+}
+
+impl Llama4 {
+    /// llama.cpp's chunked attention (RoPE layers see only their 8192-token chunk) and
+    /// temperature tuning (NoPE layers scale q by log(floor((pos + 1) / 8192) + 1) · 0.1 + 1)
+    /// both start at position 8191; a shorter context needs neither (`Llama::new_sequence`).
+    pub const MAX_CONTEXT: usize = 8191;
+
+    pub fn is_moe_layer(&self, il: usize) -> bool {
+        self.moe_layer_step > 0 && (il + 1) % self.moe_layer_step == 0
+    }
+
+    pub fn uses_rope(&self, il: usize) -> bool {
+        (il + 1) % self.no_rope_layer_step != 0
+    }
 }
 
 fn bad(key: &str, why: impl Into<String>) -> HearthError {
@@ -57,11 +95,17 @@ fn usize_of(md: &Metadata, key: &str, max: u64) -> Result<usize> {
 
 impl LlamaConfig {
     pub fn from_metadata(md: &Metadata) -> Result<Self> {
-        let arch = md.str("general.architecture")?;
-        if arch != "llama" {
-            return Err(HearthError::UnsupportedArchitecture(arch.to_string()));
+        let arch_name = md.str("general.architecture")?;
+        let arch = match arch_name {
+            "llama" => Arch::Llama,
+            "llama4" => Arch::Llama4,
+            _ => return Err(HearthError::UnsupportedArchitecture(arch_name.to_string())),
+        };
+        let k = |s: &str| format!("{arch_name}.{s}");
+        // llama.cpp refuses a llama4 model without experts, and requires the keys below.
+        if arch == Arch::Llama4 && md.opt_u64(&k("expert_count"))?.unwrap_or(0) == 0 {
+            return Err(HearthError::MissingMetadata(k("expert_count")));
         }
-        let k = |s: &str| format!("llama.{s}");
         // As llama.cpp: expert_count 0 (or absent) is a dense model; otherwise the router chooses
         // expert_used_count of them, which must be given.
         let n_expert = match md.opt_u64(&k("expert_count"))?.unwrap_or(0) {
@@ -73,15 +117,45 @@ impl LlamaConfig {
             (_, None) => return Err(HearthError::MissingMetadata(k("expert_used_count"))),
             (n, Some(_)) => usize_of(md, &k("expert_used_count"), n as u64)?,
         };
-        if md.opt_u64(&k("expert_shared_feed_forward_length"))?.unwrap_or(0) > 0 {
+        if arch == Arch::Llama && md.opt_u64(&k("expert_shared_feed_forward_length"))?.unwrap_or(0) > 0 {
             return Err(bad(&k("expert_shared_feed_forward_length"), "shared experts in a llama model (Granite MoE) are not supported"));
         }
         let expert_weights_scale = md.opt_f64(&k("expert_weights_scale"))?.unwrap_or(0.0) as f32;
         let n_embd = usize_of(md, &k("embedding_length"), MAX_WIDTH)?;
         let n_layer = usize_of(md, &k("block_count"), MAX_LAYERS)?;
+        let llama4 = match arch {
+            Arch::Llama => None,
+            Arch::Llama4 => {
+                let moe_layer_step = match md.opt_u64(&k("interleave_moe_layer_step"))? {
+                    None => return Err(HearthError::MissingMetadata(k("interleave_moe_layer_step"))),
+                    Some(v) if v > MAX_LAYERS => return Err(bad(&k("interleave_moe_layer_step"), format!("{v} is out of range"))),
+                    Some(v) => v as usize,
+                };
+                // sliding_window 0 makes llama.cpp rope every layer but the last, whose NoPE
+                // temperature input it then asserts on: not a model anyone ships.
+                if md.opt_u64(&k("attention.sliding_window"))? == Some(0) {
+                    return Err(bad(&k("attention.sliding_window"), "0 (no chunked attention) is not supported"));
+                }
+                Some(Llama4 { moe_layer_step, no_rope_layer_step: 4, kq_norm: n_expert != 128 })
+            }
+        };
+        // A dense layer's width: every layer of a llama model without experts, and llama4's
+        // layers between the MoE ones (none when every layer is MoE: then llama.cpp needs none).
+        let has_dense = match llama4 {
+            Some(l) => (0..n_layer).any(|il| !l.is_moe_layer(il)),
+            None => true,
+        };
         let n_ff = match md.get(&k("feed_forward_length")) {
             Some(v) if v.is_array() => return Err(bad(&k("feed_forward_length"), "per-layer sizes are not supported")),
+            None if !has_dense => 0,
             _ => usize_of(md, &k("feed_forward_length"), MAX_WIDTH)?,
+        };
+        let n_ff_exp = match arch {
+            Arch::Llama => n_ff,
+            Arch::Llama4 => match md.get(&k("expert_feed_forward_length")) {
+                Some(v) if v.is_array() => return Err(bad(&k("expert_feed_forward_length"), "per-layer sizes are not supported")),
+                _ => usize_of(md, &k("expert_feed_forward_length"), MAX_WIDTH)?,
+            },
         };
         let n_head = usize_of(md, &k("attention.head_count"), MAX_HEADS)?;
         let n_head_kv = match md.opt_u64(&k("attention.head_count_kv"))? {
@@ -157,11 +231,22 @@ impl LlamaConfig {
             n_expert,
             n_expert_used,
             expert_weights_scale,
+            n_ff_exp,
+            arch,
+            llama4,
         })
     }
 
     pub fn is_moe(&self) -> bool {
         self.n_expert > 0
+    }
+
+    /// Whether layer `il`'s feed-forward is a mixture of experts.
+    pub fn is_moe_layer(&self, il: usize) -> bool {
+        match self.llama4 {
+            Some(l) => l.is_moe_layer(il),
+            None => self.is_moe(),
+        }
     }
 
     pub fn kv_dim(&self) -> usize {

@@ -1,7 +1,7 @@
 //! Builds a `Llama` from a GGUF stream: the header fixes the config and the expected shape of
 //! every tensor; each tensor is checked and placed in the backend the moment its bytes arrive.
 
-use super::{Adapters, Ffn, Layer, Llama, LlamaConfig};
+use super::{Adapters, Ffn, Layer, Llama, LlamaConfig, SharedExpert};
 use crate::backend::{Backend, Rope};
 use crate::error::{HearthError, Result};
 use crate::gguf::{Header, Take, TensorInfo, TensorSink, PIECE_BYTES};
@@ -96,13 +96,21 @@ impl<B: Backend> ModelLoader<B> {
                 wv: self.take(&n("attn_v"))?,
                 wo: self.take(&n("attn_output"))?,
                 ffn_norm: self.take_vector(&n("ffn_norm"))?,
-                ffn: match config.is_moe() {
+                ffn: match config.is_moe_layer(i) {
                     false => Ffn::Dense { gate: self.take(&n("ffn_gate"))?, up: self.take(&n("ffn_up"))?, down: self.take(&n("ffn_down"))? },
                     true => Ffn::Moe {
                         router: self.take(&n("ffn_gate_inp"))?,
                         gate: self.take(&n("ffn_gate_exps"))?,
                         up: self.take(&n("ffn_up_exps"))?,
                         down: self.take(&n("ffn_down_exps"))?,
+                        shared: match config.llama4 {
+                            Some(_) => Some(SharedExpert {
+                                gate: self.take(&n("ffn_gate_shexp"))?,
+                                up: self.take(&n("ffn_up_shexp"))?,
+                                down: self.take(&n("ffn_down_shexp"))?,
+                            }),
+                            None => None,
+                        },
                     },
                 },
             });
@@ -140,7 +148,7 @@ impl<B: Backend> TensorSink for ModelLoader<B> {
         // sized by it (a split model's count is what its first shard says the shards hold).
         let held = self.split_tensors.unwrap_or(header.tensors.len() as u64);
         if c.n_layer as u64 * 9 > held {
-            return Err(bad("llama.block_count", format!("{} layers need at least {} tensors, but the file holds {held}", c.n_layer, c.n_layer * 9)));
+            return Err(bad(&format!("{}.block_count", md.str("general.architecture")?), format!("{} layers need at least {} tensors, but the file holds {held}", c.n_layer, c.n_layer * 9)));
         }
         let x = tensor_shapes(&c);
         // Fail before any weight is read: missing tensors named (for a whole file; a split
@@ -218,18 +226,25 @@ impl<B: Backend> ModelLoader<B> {
 /// several missing tensors the same one is named every time. `output.weight` and
 /// `rope_freqs.weight` are optional.
 pub(super) fn tensor_shapes(c: &LlamaConfig) -> Vec<(String, Vec<u64>)> {
-    let (e, v, q, kv, ff) = (c.n_embd as u64, c.n_vocab as u64, (c.n_head * c.head_dim) as u64, c.kv_dim() as u64, c.n_ff as u64);
+    let (e, v, q, kv, ff, fx) = (c.n_embd as u64, c.n_vocab as u64, (c.n_head * c.head_dim) as u64, c.kv_dim() as u64, c.n_ff as u64, c.n_ff_exp as u64);
     let mut x = Vec::new();
     x.push(("token_embd.weight".to_string(), vec![e, v]));
     x.push(("output.weight".to_string(), vec![e, v]));
     x.push(("output_norm.weight".to_string(), vec![e]));
     x.push(("rope_freqs.weight".to_string(), vec![c.n_rot as u64 / 2]));
     for i in 0..c.n_layer {
-        let ffn = match c.n_expert as u64 {
-            0 => [("ffn_gate", vec![e, ff]), ("ffn_up", vec![e, ff]), ("ffn_down", vec![ff, e]), ("", vec![])],
+        let mut ffn = match c.is_moe_layer(i) {
+            false => vec![("ffn_gate", vec![e, ff]), ("ffn_up", vec![e, ff]), ("ffn_down", vec![ff, e])],
             // As llama.cpp names and shapes them: experts stacked along a third dimension.
-            x => [("ffn_gate_inp", vec![e, x]), ("ffn_gate_exps", vec![e, ff, x]), ("ffn_up_exps", vec![e, ff, x]), ("ffn_down_exps", vec![ff, e, x])],
+            true => {
+                let n = c.n_expert as u64;
+                vec![("ffn_gate_inp", vec![e, n]), ("ffn_gate_exps", vec![e, fx, n]), ("ffn_up_exps", vec![e, fx, n]), ("ffn_down_exps", vec![fx, e, n])]
+            }
         };
+        // Llama 4's shared expert, as wide as one routed expert.
+        if c.llama4.is_some() && c.is_moe_layer(i) {
+            ffn.extend([("ffn_gate_shexp", vec![e, fx]), ("ffn_up_shexp", vec![e, fx]), ("ffn_down_shexp", vec![fx, e])]);
+        }
         for (s, d) in [
             ("attn_norm", vec![e]),
             ("attn_q", vec![e, q]),
@@ -239,7 +254,7 @@ pub(super) fn tensor_shapes(c: &LlamaConfig) -> Vec<(String, Vec<u64>)> {
             ("ffn_norm", vec![e]),
         ]
         .into_iter()
-        .chain(ffn.into_iter().filter(|(s, _)| !s.is_empty()))
+        .chain(ffn)
         {
             x.push((format!("blk.{i}.{s}.weight"), d));
         }

@@ -6,7 +6,7 @@ mod loader;
 mod lora;
 mod name;
 
-pub use config::LlamaConfig;
+pub use config::{Arch, Llama4, LlamaConfig};
 pub use loader::ModelLoader;
 use loader::tensor_shapes;
 pub use lora::{Adapter, AdapterBase, AdapterInfo, AdapterLoader, Adapters, LoraPair, Target, LAYER_MATRICES};
@@ -31,7 +31,15 @@ pub enum Ffn<B: Backend> {
     Dense { gate: B::Weight, up: B::Weight, down: B::Weight },
     /// `ffn_gate_inp` (the router, `[n_expert, n_embd]`) and the experts' SwiGLU matrices
     /// stacked (`ffn_{gate,up,down}_exps`, GGUF 3-D tensors).
-    Moe { router: B::Weight, gate: B::Weight, up: B::Weight, down: B::Weight },
+    /// Llama 4 adds a shared expert every token goes through.
+    Moe { router: B::Weight, gate: B::Weight, up: B::Weight, down: B::Weight, shared: Option<SharedExpert<B>> },
+}
+
+/// Llama 4's shared expert (`ffn_{gate,up,down}_shexp`): a SwiGLU added to the routed experts'.
+pub struct SharedExpert<B: Backend> {
+    pub gate: B::Weight,
+    pub up: B::Weight,
+    pub down: B::Weight,
 }
 
 pub struct Llama<B: Backend> {
@@ -78,6 +86,12 @@ impl<B: Backend> Llama<B> {
     pub fn new_sequence(&self, n_ctx: usize, kv_type: KvType) -> Result<Sequence<B>> {
         if n_ctx == 0 {
             return Err(HearthError::InvalidArgument("context size must be at least 1".into()));
+        }
+        if self.config.llama4.is_some() && n_ctx > Llama4::MAX_CONTEXT {
+            return Err(HearthError::InvalidArgument(format!(
+                "a Llama 4 model's context is limited to {} tokens here (chunked attention and attention temperature tuning beyond are not implemented); {n_ctx} asked",
+                Llama4::MAX_CONTEXT
+            )));
         }
         let block = kv_type.block_values();
         if !self.config.head_dim.is_multiple_of(block) {
@@ -173,8 +187,16 @@ impl<B: Backend> Llama<B> {
             let mut q = self.mm(ad, &h, &l.wq, at(0))?;
             let mut k = self.mm(ad, &h, &l.wk, at(1))?;
             let v = self.mm(ad, &h, &l.wv, at(2))?;
-            be.rope(&mut q, c.head_dim, pos0, &self.rope)?;
-            be.rope(&mut k, c.head_dim, pos0, &self.rope)?;
+            // Llama 4: every fourth layer has no RoPE (its temperature tuning is 1 below
+            // Llama4::MAX_CONTEXT); the others RMS-normalize each q and k head after RoPE.
+            if c.llama4.is_none_or(|l4| l4.uses_rope(il)) {
+                be.rope(&mut q, c.head_dim, pos0, &self.rope)?;
+                be.rope(&mut k, c.head_dim, pos0, &self.rope)?;
+                if c.llama4.is_some_and(|l4| l4.kq_norm) {
+                    q = be.rms_norm_heads(&q, c.head_dim, c.rms_eps)?;
+                    k = be.rms_norm_heads(&k, c.head_dim, c.rms_eps)?;
+                }
+            }
             let a = match seq.kv_type.rotation(c.head_dim) {
                 None => be.attention(&mut seq.cache, il, &q, &k, &v, pos0, c.n_head, c.n_head_kv, c.attention_scale)?,
                 // A quantized cache holds rotated keys and values, as llama.cpp's (see KvType::rotation).
@@ -198,11 +220,23 @@ impl<B: Backend> Llama<B> {
                 }
                 // llama.cpp's build_moe_ffn for llama: softmax over every expert, the top k
                 // renormalized, each chosen expert's SwiGLU times its weight, summed.
-                Ffn::Moe { router, gate, up, down } => {
+                Ffn::Moe { router, gate, up, down, shared: None } => {
                     let routing = Routing { n_expert: c.n_expert, k: c.n_expert_used, gating: Gating::Softmax, normalize: true, scale: c.expert_weights_scale };
                     let route = be.route(&be.matmul(&h, router)?, &routing)?;
                     let g = be.silu_mul(&be.matmul_experts(&h, gate, &route)?, &be.matmul_experts(&h, up, &route)?)?;
                     be.moe_combine(&be.matmul_experts(&g, down, &route)?, &route, true)?
+                }
+                // For llama4: the top k by router logit, sigmoid(logit) weighing each expert's
+                // input (not its output), no renormalization; plus the shared expert.
+                Ffn::Moe { router, gate, up, down, shared: Some(sh) } => {
+                    let routing = Routing { n_expert: c.n_expert, k: c.n_expert_used, gating: Gating::Sigmoid, normalize: false, scale: c.expert_weights_scale };
+                    let route = be.route(&be.matmul(&h, router)?, &routing)?;
+                    let hw = be.moe_weigh_input(&h, &route)?;
+                    let g = be.silu_mul(&be.matmul_experts(&hw, gate, &route)?, &be.matmul_experts(&hw, up, &route)?)?;
+                    let mut y = be.moe_combine(&be.matmul_experts(&g, down, &route)?, &route, false)?;
+                    let gs = be.silu_mul(&be.matmul(&h, &sh.gate)?, &be.matmul(&h, &sh.up)?)?;
+                    be.add_assign(&mut y, &be.matmul(&gs, &sh.down)?)?;
+                    y
                 }
             };
             be.add_assign(&mut x, &y)?;

@@ -339,6 +339,15 @@ impl Backend for Cpu {
         Ok(CpuTensor { data: out, rows: x.rows, cols: x.cols })
     }
 
+    fn rms_norm_heads(&self, x: &CpuTensor, head_dim: usize, eps: f32) -> Result<CpuTensor> {
+        if head_dim == 0 || !x.cols.is_multiple_of(head_dim) {
+            return Err(HearthError::Compute(format!("rms_norm_heads: rows of {} values do not split into heads of {head_dim}", x.cols)));
+        }
+        let heads = CpuTensor { data: x.data.clone(), rows: x.data.len() / head_dim, cols: head_dim };
+        let normed = self.rms_norm(&heads, &vec![1.0; head_dim], eps)?;
+        Ok(CpuTensor { data: normed.data, rows: x.rows, cols: x.cols })
+    }
+
     fn rope(&self, x: &mut CpuTensor, head_dim: usize, pos0: usize, rope: &Rope) -> Result<()> {
         let theta_scale = rope.freq_base.powf(-2.0 / rope.n_rot as f32);
         let mut cos_sin = vec![(0f32, 0f32); rope.n_rot / 2];

@@ -462,6 +462,18 @@ impl Backend for Gpu {
         Ok(out)
     }
 
+    fn rms_norm_heads(&self, x: &GpuTensor, head_dim: usize, eps: f32) -> Result<GpuTensor> {
+        if head_dim == 0 || !x.cols.is_multiple_of(head_dim) {
+            return Err(HearthError::Compute(format!("rms_norm_heads: rows of {} values do not split into heads of {head_dim}", x.cols)));
+        }
+        // The row kernel over one head per workgroup, times a weight of ones.
+        let ones = self.vector(vec![1.0; head_dim])?;
+        let heads = x.rows * x.cols / head_dim;
+        let out = self.tensor(x.rows, x.cols)?;
+        self.ctx.dispatch(Kernel::RmsNorm, None, &[head_dim as u32, eps.to_bits()], &[&x.buf, &ones.buf, &out.buf], [heads as u32, 1, 1])?;
+        Ok(out)
+    }
+
     fn rope(&self, x: &mut GpuTensor, head_dim: usize, pos0: usize, rope: &Rope) -> Result<()> {
         let table = self.rope_table(rope)?;
         let heads = x.cols / head_dim;
