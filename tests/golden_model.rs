@@ -55,8 +55,9 @@ fn golden_files() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(common::golden_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        // The mixture-of-experts fixtures' goldens are checked by tests/moe.rs.
-        .filter(|n| n.starts_with("model-") && !n.starts_with("model-moe") && n.ends_with(".json"))
+        // The mixture-of-experts and Llama 4 fixtures' goldens are checked by tests/moe.rs and
+        // tests/llama4.rs.
+        .filter(|n| n.starts_with("model-") && !n.starts_with("model-moe") && !n.starts_with("model-llama4") && n.ends_with(".json"))
         .collect();
     v.sort();
     v
