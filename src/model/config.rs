@@ -61,11 +61,11 @@ impl Llama4 {
     pub const MAX_CONTEXT: usize = 8191;
 
     pub fn is_moe_layer(&self, il: usize) -> bool {
-        self.moe_layer_step > 0 && (il + 1) % self.moe_layer_step == 0
+        self.moe_layer_step > 0 && (il + 1).is_multiple_of(self.moe_layer_step)
     }
 
     pub fn uses_rope(&self, il: usize) -> bool {
-        (il + 1) % self.no_rope_layer_step != 0
+        !(il + 1).is_multiple_of(self.no_rope_layer_step)
     }
 }
 
