@@ -8,8 +8,7 @@ mod common;
 use hearth::backend::cpu::Cpu;
 use hearth::gguf::{parse_header, GgufWriter, Value};
 use hearth::model::Ffn;
-use hearth::sampler::SamplerConfig;
-use hearth::{GenerateOptions, HearthError};
+use hearth::HearthError;
 
 fn goldens() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(common::golden_dir())
@@ -54,25 +53,9 @@ fn llama4_matches_llama_cpp() {
         let bytes = common::checked_fixture(fixture, g["sha256"].as_str().unwrap());
         let engine = common::load(&bytes, 1_000_003);
         assert!(engine.model.config.llama4.is_some(), "{fixture}: architecture llama4");
-        let n_vocab = engine.model.config.n_vocab;
         let (median_tol, max_tol) = tolerance(&quant);
-        let (mut diffs, mut agree, mut total) = (Vec::new(), 0, 0);
-        for case in g["cases"].as_array().unwrap() {
-            let prompt = case["prompt"].as_str().unwrap();
-            let tokens = common::u32s(&case["prompt_tokens"]);
-            assert_eq!(engine.tokenize_prompt(prompt), tokens, "{fixture}: tokens of {prompt:?}");
-            let logits = engine.prompt_logits(&tokens).unwrap();
-            diffs.extend(common::top_k_diffs(&logits, n_vocab, &case["positions"]));
-            let want = common::u32s(&case["greedy"]);
-            let margins = common::f32s(&case["greedy_margins"]);
-            let opts = GenerateOptions { max_tokens: want.len(), sampler: SamplerConfig::greedy(), stop_at_eos: false, batch: 7, ..Default::default() };
-            let got = engine.generate(&tokens, 512, &opts, |_| true).unwrap().tokens;
-            let same = (0..want.len()).take_while(|&i| got.get(i) == Some(&want[i])).count();
-            (agree, total) = (agree + same, total + want.len());
-            if same < want.len() && margins[same] >= max_tol {
-                failures.push(format!("{fixture}: greedy of {prompt:?} differs at step {same} (llama.cpp margin {})", margins[same]));
-            }
-        }
+        let mut diffs = Vec::new();
+        let (agree, total) = common::compare_golden(&engine, &g, max_tol, &mut diffs, &mut failures);
         diffs.sort_by(f32::total_cmp);
         let (median, max) = (diffs[diffs.len() / 2], *diffs.last().unwrap());
         eprintln!("{:<14} {median:<10.6} {max:<10.6} {agree}/{total}", fixture.trim_end_matches(".gguf"));

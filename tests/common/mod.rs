@@ -74,3 +74,31 @@ pub fn top_k_diffs(logits: &[f32], n_vocab: usize, positions: &serde_json::Value
         })
         .collect()
 }
+
+/// One golden file of a fixture against llama.cpp: its prompts' tokens must be equal, every
+/// position's top-k logits are compared (the differences go to `diffs`), and greedy continuations
+/// must agree until a step where llama.cpp's own top-two margin is under `tie`. Returns the
+/// greedy tokens agreeing and generated, and pushes what failed to `failures`.
+pub fn compare_golden(engine: &Engine<Cpu>, g: &serde_json::Value, tie: f32, diffs: &mut Vec<f32>, failures: &mut Vec<String>) -> (usize, usize) {
+    use hearth::{sampler::SamplerConfig, GenerateOptions};
+    let fixture = g["fixture"].as_str().unwrap();
+    let n_vocab = engine.model.config.n_vocab;
+    let (mut agree, mut total) = (0, 0);
+    for case in g["cases"].as_array().unwrap() {
+        let prompt = case["prompt"].as_str().unwrap();
+        let tokens = u32s(&case["prompt_tokens"]);
+        assert_eq!(engine.tokenize_prompt(prompt), tokens, "{fixture}: tokens of {prompt:?}");
+        let logits = engine.prompt_logits(&tokens).unwrap();
+        diffs.extend(top_k_diffs(&logits, n_vocab, &case["positions"]));
+        let want = u32s(&case["greedy"]);
+        let margins = f32s(&case["greedy_margins"]);
+        let opts = GenerateOptions { max_tokens: want.len(), sampler: SamplerConfig::greedy(), stop_at_eos: false, batch: 7, ..Default::default() };
+        let got = engine.generate(&tokens, 512, &opts, |_| true).unwrap().tokens;
+        let same = (0..want.len()).take_while(|&i| got.get(i) == Some(&want[i])).count();
+        (agree, total) = (agree + same, total + want.len());
+        if same < want.len() && margins[same] >= tie {
+            failures.push(format!("{fixture}: greedy of {prompt:?} differs at step {same} (llama.cpp margin {})", margins[same]));
+        }
+    }
+    (agree, total)
+}
