@@ -198,6 +198,24 @@ export function bigModel() {
   return file;
 }
 
+/**
+ * The API test page (test/api.html, `window.Hearth`) in a fresh browser, with `fixtures` served at
+ * /fixtures/, and whether the engine has a WebGPU adapter (engines without one, WebKitGTK's,
+ * skip the WebGPU tests; chat-api.test.mjs checks that backend "webgpu" is backend_unavailable
+ * there). Returns {server, browser, page, adapter}; close them in after().
+ */
+export async function openApiPage(tag, fixtures) {
+  assertPkgBuilt();
+  const server = await startServer({ mounts: { "/fixtures": fixtures, "/test": path.join(root, "tests/browser") } });
+  const browser = await launchBrowser();
+  const page = await browser.newPage();
+  logPage(page, tag);
+  await page.goto(server.url + "test/api.html");
+  await page.waitForFunction(() => window.hearthReady === true, null, { timeout: 30000 });
+  const adapter = await page.evaluate(async () => !!(await navigator.gpu?.requestAdapter()));
+  return { server, browser, page, adapter };
+}
+
 /** The pkg/ build must exist (scripts/build-wasm). */
 export function assertPkgBuilt() {
   const f = path.join(pkgDir, "hearth_wasm_bg.wasm");

@@ -10,7 +10,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, root } from "./harness.mjs";
+import { openApiPage, fixtureDir, root } from "./harness.mjs";
 
 const FIXTURES = ["spm-f32", "bpe-q4_0"];
 const KV_TYPES = ["f16", "q8_0", "f32"];
@@ -27,17 +27,7 @@ function golden(fixture, kv) {
 let server, browser, page, adapter;
 
 before(async () => {
-  assertPkgBuilt();
-  const fixtures = fixtureDir(FIXTURES);
-  server = await startServer({ mounts: { "/fixtures": fixtures, "/test": path.join(root, "tests/browser") } });
-  browser = await launchBrowser();
-  page = await browser.newPage();
-  logPage(page, "kv-types");
-  await page.goto(server.url + "test/api.html");
-  await page.waitForFunction(() => window.hearthReady === true, null, { timeout: 30000 });
-  // Engines without an adapter (WebKitGTK has no navigator.gpu) skip the WebGPU tests;
-  // chat-api.test.mjs checks that backend "webgpu" is backend_unavailable there.
-  adapter = await page.evaluate(async () => !!(await navigator.gpu?.requestAdapter()));
+  ({ server, browser, page, adapter } = await openApiPage("kv-types", fixtureDir(FIXTURES)));
 });
 
 after(async () => {

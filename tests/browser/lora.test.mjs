@@ -13,7 +13,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, cliBinary, root } from "./harness.mjs";
+import { openApiPage, fixtureDir, cliBinary, root } from "./harness.mjs";
 
 const golden = JSON.parse(fs.readFileSync(path.join(root, "tests/golden/lora-spm-f32.json"), "utf8"));
 const STRENGTH = String(golden.strength);
@@ -28,7 +28,6 @@ function goldenCase(pairs) {
 let server, browser, page, dir, adapter;
 
 before(async () => {
-  assertPkgBuilt();
   dir = fixtureDir(["spm-f32", "bpe-q4_0"]);
   const bin = cliBinary();
   // The goldens' adapters, written by the CLI (checked against the goldens' sha256), and one
@@ -39,13 +38,7 @@ before(async () => {
     assert.equal(createHash("sha256").update(fs.readFileSync(out)).digest("hex"), golden.adapters[name], `adapter ${name}: run scripts/goldens-lora`);
   }
   execFileSync(bin, ["lora-fixture", "--model", path.join(dir, "bpe-q4_0.gguf"), "--spec", "a", "--out", path.join(dir, "lora-bpe-a.gguf")], { stdio: "ignore" });
-  server = await startServer({ mounts: { "/fixtures": dir, "/test": path.join(root, "tests/browser") } });
-  browser = await launchBrowser();
-  page = await browser.newPage();
-  logPage(page, "lora");
-  await page.goto(server.url + "test/api.html");
-  await page.waitForFunction(() => window.hearthReady === true, null, { timeout: 30000 });
-  adapter = await page.evaluate(async () => !!(await navigator.gpu?.requestAdapter()));
+  ({ server, browser, page, adapter } = await openApiPage("lora", dir));
 });
 
 after(async () => {

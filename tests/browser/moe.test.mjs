@@ -9,7 +9,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, root } from "./harness.mjs";
+import { openApiPage, fixtureDir, root } from "./harness.mjs";
 
 const FIXTURES = ["moe-q4_k_m", "moe1-f32"];
 const STEPS = 12;
@@ -26,15 +26,7 @@ function golden(fixture) {
 let server, browser, page, adapter;
 
 before(async () => {
-  assertPkgBuilt();
-  const fixtures = fixtureDir(FIXTURES);
-  server = await startServer({ mounts: { "/fixtures": fixtures, "/test": path.join(root, "tests/browser") } });
-  browser = await launchBrowser();
-  page = await browser.newPage();
-  logPage(page, "moe");
-  await page.goto(server.url + "test/api.html");
-  await page.waitForFunction(() => window.hearthReady === true, null, { timeout: 30000 });
-  adapter = await page.evaluate(async () => !!(await navigator.gpu?.requestAdapter()));
+  ({ server, browser, page, adapter } = await openApiPage("moe", fixtureDir(FIXTURES)));
 });
 
 after(async () => {

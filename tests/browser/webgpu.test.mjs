@@ -7,8 +7,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, root, ENGINE_NAME } from "./harness.mjs";
-import path from "node:path";
+import { openApiPage, fixtureDir, ENGINE_NAME } from "./harness.mjs";
 
 // Every weight type (the bpe fixtures: grouped-query attention, tied embeddings, llama3 rope), and
 // the spm model in f32 (multi-head attention), where greedy tokens must match exactly.
@@ -18,17 +17,7 @@ const FIXTURES = ["spm-f32", ...QUANTS.map((q) => `bpe-${q}`)];
 let server, browser, page, adapter;
 
 before(async () => {
-  assertPkgBuilt();
-  const fixtures = fixtureDir(FIXTURES);
-  server = await startServer({ mounts: { "/fixtures": fixtures, "/test": path.join(root, "tests/browser") } });
-  browser = await launchBrowser();
-  page = await browser.newPage();
-  logPage(page, "webgpu");
-  await page.goto(server.url + "test/api.html");
-  await page.waitForFunction(() => window.hearthReady === true, null, { timeout: 30000 });
-  // Engines without an adapter (WebKitGTK has no navigator.gpu) skip the WebGPU tests;
-  // chat-api.test.mjs checks that backend "webgpu" is backend_unavailable there.
-  adapter = await page.evaluate(async () => !!(await navigator.gpu?.requestAdapter()));
+  ({ server, browser, page, adapter } = await openApiPage("webgpu", fixtureDir(FIXTURES)));
 });
 
 after(async () => {
