@@ -75,15 +75,15 @@ pub fn top_k_diffs(logits: &[f32], n_vocab: usize, positions: &serde_json::Value
         .collect()
 }
 
-/// One golden file of a fixture against llama.cpp: its prompts' tokens must be equal, every
-/// position's top-k logits are compared (the differences go to `diffs`), and greedy continuations
-/// must agree until a step where llama.cpp's own top-two margin is under `tie`. Returns the
-/// greedy tokens agreeing and generated, and pushes what failed to `failures`.
-pub fn compare_golden(engine: &Engine<Cpu>, g: &serde_json::Value, tie: f32, diffs: &mut Vec<f32>, failures: &mut Vec<String>) -> (usize, usize) {
+/// One golden file of a fixture against llama.cpp: its prompts' tokens must be equal, the median
+/// and largest top-k logit differences over every position must be within the tolerances, and
+/// greedy continuations must agree until a step where llama.cpp's own top-two margin is under
+/// `max_tol`. Prints the fixture's figures and pushes what failed to `failures`.
+pub fn compare_golden(engine: &Engine<Cpu>, g: &serde_json::Value, (median_tol, max_tol): (f32, f32), failures: &mut Vec<String>) {
     use hearth::{sampler::SamplerConfig, GenerateOptions};
     let fixture = g["fixture"].as_str().unwrap();
     let n_vocab = engine.model.config.n_vocab;
-    let (mut agree, mut total) = (0, 0);
+    let (mut agree, mut total, mut diffs) = (0, 0, Vec::new());
     for case in g["cases"].as_array().unwrap() {
         let prompt = case["prompt"].as_str().unwrap();
         let tokens = u32s(&case["prompt_tokens"]);
@@ -96,9 +96,14 @@ pub fn compare_golden(engine: &Engine<Cpu>, g: &serde_json::Value, tie: f32, dif
         let got = engine.generate(&tokens, 512, &opts, |_| true).unwrap().tokens;
         let same = (0..want.len()).take_while(|&i| got.get(i) == Some(&want[i])).count();
         (agree, total) = (agree + same, total + want.len());
-        if same < want.len() && margins[same] >= tie {
+        if same < want.len() && margins[same] >= max_tol {
             failures.push(format!("{fixture}: greedy of {prompt:?} differs at step {same} (llama.cpp margin {})", margins[same]));
         }
     }
-    (agree, total)
+    diffs.sort_by(f32::total_cmp);
+    let (median, max) = (diffs[diffs.len() / 2], *diffs.last().unwrap());
+    eprintln!("{:<14} {median:<10.6} {max:<10.6} {agree}/{total}", fixture.trim_end_matches(".gguf"));
+    if median > median_tol || max > max_tol {
+        failures.push(format!("{fixture}: logit difference median {median}, anywhere {max}; tolerances {median_tol}, {max_tol}"));
+    }
 }
