@@ -309,6 +309,17 @@ function embedInputs(input) {
   throw new HearthError("invalid_argument", "the input to embed must be a text, token ids, or a non-empty array of texts or of token-id arrays");
 }
 
+/** `job.done` (a worker request), aborted when `signal` fires while it runs. */
+async function awaitJob(job, signal) {
+  const onAbort = () => job.abort();
+  signal?.addEventListener("abort", onAbort);
+  try {
+    return await job.done;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
 export class Hearth {
   /** @private use Hearth.load */
   constructor(impl, info) {
@@ -549,14 +560,7 @@ export class Hearth {
     if (excluded != null && (!Array.isArray(excluded) || excluded.some((x) => typeof x !== "string"))) throw new HearthError("invalid_argument", "excluded must be an array of category codes");
     return this._serial(async () => {
       if (signal?.aborted) throw abortError("the moderation");
-      const job = this._impl.moderate(messages, { categories: cats, excluded, render, logitBias });
-      const onAbort = () => job.abort();
-      signal?.addEventListener("abort", onAbort);
-      try {
-        return await job.done;
-      } finally {
-        signal?.removeEventListener("abort", onAbort);
-      }
+      return awaitJob(this._impl.moderate(messages, { categories: cats, excluded, render, logitBias }), signal);
     });
   }
 
@@ -570,25 +574,10 @@ export class Hearth {
    */
   async perplexity(text, { contextSize = 512, batch, kvType, signal, onProgress } = {}) {
     if (this._closed) throw new HearthError("invalid_argument", "the model has been unloaded");
-    let release;
-    const prev = this._queue;
-    this._queue = new Promise((r) => (release = r));
-    try {
-      await prev;
+    return this._serial(async () => {
       if (signal?.aborted) throw abortError("the perplexity run");
-      const job = this._impl.perplexity(String(text), { contextSize, batch, kvType }, (p) => onProgress?.(p));
-      const onAbort = () => job.abort();
-      signal?.addEventListener("abort", onAbort);
-      try {
-        return await job.done;
-      } finally {
-        signal?.removeEventListener("abort", onAbort);
-      }
-    } catch (e) {
-      throw asHearthError(e);
-    } finally {
-      release();
-    }
+      return awaitJob(this._impl.perplexity(String(text), { contextSize, batch, kvType }, (p) => onProgress?.(p)), signal);
+    });
   }
 
   /**
@@ -607,21 +596,9 @@ export class Hearth {
   async embed(input, { pooling, normalize, signal } = {}) {
     if (this._closed) throw new HearthError("invalid_argument", "the model has been unloaded");
     const inputs = embedInputs(input);
-    let release;
-    const prev = this._queue;
-    this._queue = new Promise((r) => (release = r));
-    try {
-      await prev;
+    return this._serial(async () => {
       if (signal?.aborted) throw abortError("the embedding");
-      const job = this._impl.embed(inputs, { pooling, normalize });
-      const onAbort = () => job.abort();
-      signal?.addEventListener("abort", onAbort);
-      let r;
-      try {
-        r = await job.done;
-      } finally {
-        signal?.removeEventListener("abort", onAbort);
-      }
+      const r = await awaitJob(this._impl.embed(inputs, { pooling, normalize }), signal);
       const rows = (v) => Array.from({ length: v.length / r.nEmbd }, (_, i) => v.subarray(i * r.nEmbd, (i + 1) * r.nEmbd));
       return {
         embeddings: r.data.map((d) => (r.pooling === "none" ? rows(d.embedding) : d.embedding)),
@@ -630,11 +607,7 @@ export class Hearth {
         nEmbd: r.nEmbd,
         promptTokens: r.promptTokens,
       };
-    } catch (e) {
-      throw asHearthError(e);
-    } finally {
-      release();
-    }
+    });
   }
 
   /**
