@@ -769,10 +769,14 @@ class ClassicPage extends PageBase {
     if (!el) return null;
     return el["element-6066-11e4-a52e-4f735466cecf"] ?? el.ELEMENT ?? Object.values(el)[0];
   }
-  async screenshot({ path, fullPage = false } = {}) {
+  async screenshot({ path: file, fullPage = false } = {}) {
     const b64 = await this._op("screenshot", this.engine === "firefox" ? { full: fullPage, hash: false } : undefined);
     const buf = Buffer.from(b64, "base64");
-    if (path) fs.writeFileSync(path, buf);
+    // As playwright's: the folder is made when missing.
+    if (file) {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, buf);
+    }
     return buf;
   }
   async setViewportSize(size) {

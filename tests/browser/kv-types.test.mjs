@@ -10,7 +10,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { openApiPage, fixtureDir, root, knownIssue } from "./harness.mjs";
+import { openApiPage, fixtureDir, root } from "./harness.mjs";
 
 const FIXTURES = ["spm-f32", "bpe-q4_0"];
 const KV_TYPES = ["f16", "q8_0", "f32"];
@@ -71,13 +71,7 @@ test("each kvType gives llama.cpp's greedy tokens with that cache (CPU engine, b
   }
 });
 
-// WebKit only, seen in today's last CI run after the session's merges (it passed there at 47b8310):
-// the perplexity runs trap with an out-of-bounds access in the engine. Marked so the suite reports
-// it without failing CI until it is fixed.
-test(
-  "a kvType other than f16, q8_0 and f32 is HearthError invalid_argument; perplexity takes one",
-  knownIssue({ webkit: "perplexity with a kvType traps (out of bounds) in WebKitGTK since the session's merges" }),
-  async () => {
+test("a kvType other than f16, q8_0 and f32 is HearthError invalid_argument; perplexity takes one", async () => {
   const r = await page.evaluate(async () => {
     let code = null;
     try {
@@ -105,8 +99,7 @@ test(
   for (const v of Object.values(r.ppl)) assert.ok(Number.isFinite(v) && v > 1, JSON.stringify(r.ppl));
   // The default is the model's cache type (q8_0 here), not f16's.
   assert.notEqual(r.ppl.default, r.ppl.f16);
-  },
-);
+});
 
 test("WebGPU (f16 packed in u32 words without shader-f16) runs every kvType within tolerance of the CPU engine", async (t) => {
   if (!adapter) return t.skip("no WebGPU adapter in this engine");

@@ -80,6 +80,14 @@ async function chat(text) {
   return { text: placeholder ? "" : await reply.textContent(), stats: await stats.textContent() };
 }
 
+/** The demo model has random weights and the page draws with a fresh seed each time, so a reply
+ * can end at once on an end-of-turn token: ask again then (three times is plenty). */
+async function chatWithText(first, again = first) {
+  let reply = { text: "", stats: "" };
+  for (let i = 0; i < 3 && !reply.text.trim(); i++) reply = await chat(i ? again : first);
+  return reply;
+}
+
 test("without a default model the bundled demo model loads on start, and the page says it writes gibberish", async () => {
   await waitState("ready");
   const name = await page.locator('[data-testid="model-name"]').textContent();
@@ -108,11 +116,7 @@ test("a message streams a reply with tokens/s and time to first token", async ()
       if (r.length) window.__lengths.push(r[r.length - 1].textContent.length);
     }).observe(document.getElementById("messages"), { subtree: true, childList: true, characterData: true });
   });
-  // The demo model has random weights and the page draws with a fresh seed each time, so a reply
-  // can end at once on an end-of-turn token: ask again then (three times is plenty).
-  let text = "";
-  let stats = "";
-  for (let i = 0; i < 3 && !text.trim(); i++) ({ text, stats } = await chat(i ? "Hello again!" : "Hello! Who are you?"));
+  const { text, stats } = await chatWithText("Hello! Who are you?", "Hello again!");
   seen.push(...(await page.evaluate(() => window.__lengths)));
   assert.ok(text.trim().length > 0, "the reply is not empty");
   assert.match(stats, /\d+(\.\d+)? tokens\/s/);
@@ -202,7 +206,7 @@ test("a file that is not a GGUF model shows an error in words; the page stays us
     await page.emulateMedia({ colorScheme: "light" });
   }
   // The demo model is still loaded and answers.
-  const { text } = await chat("Still there?");
+  const { text } = await chatWithText("Still there?");
   assert.ok(text.trim().length > 0);
   assert.equal(await error.isVisible(), false, "sending clears the error");
 });
@@ -230,7 +234,7 @@ test("a model loads by URL with download progress; a bad URL is an error in word
   assert.equal(await page.evaluate(() => localStorage.getItem("hearth.lastUrl")), server.url + "fixtures/spm-q4_0.gguf");
   // The long gibberish so far does not fit this model's 1024-token context (it tokenizes
   // differently): the oldest turns are left out and the reply still comes.
-  const other = await chat("Hi, other model");
+  const other = await chatWithText("Hi, other model");
   assert.ok(other.text.trim().length > 0, `${other.stats} / ${await page.locator('[data-testid="error"]').textContent()}`);
 
   await page.locator('[data-testid="url-input"]').fill(server.url + "fixtures/missing.gguf");

@@ -196,7 +196,8 @@ test("a model that cannot fit is refused before any weight is downloaded; the sa
   for (const backend of ["cpu", "auto"]) {
     assert.equal(r[backend].code, "model_too_big", `${backend}: ${JSON.stringify(r[backend])}`);
     assert.equal(r[backend].name, "HearthError");
-    assert.match(r[backend].message, /needs \d+(\.\d)? GB of memory on the CPU .* at most \d+(\.\d)? GB; what would fit: /);
+    // Where the engine runs no memory64 module, a parenthesis after the limit says so.
+    assert.match(r[backend].message, /needs \d+(\.\d)? GB of memory on the CPU .* at most \d+(\.\d)? GB( \([^)]*\))?; what would fit: /);
   }
   assert.equal(r.reload, "model_too_big");
   assert.deepEqual(r.tokens, CASE.greedy.slice(0, 4), "the object still runs its model");

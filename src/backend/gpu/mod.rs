@@ -57,7 +57,7 @@ pub struct GpuPending {
 /// Write `data` into `buf` at byte `at`, where `carry` holds the `at % 4` bytes before it that are
 /// not written yet; leaves the bytes after the last whole word in `carry`.
 fn put_words(ctx: &Ctx, buf: &wgpu::Buffer, at: u64, mut data: &[u8], carry: &mut Vec<u8>) -> Result<()> {
-    debug_assert_eq!(at % 4, carry.len() as u64);
+    assert_eq!(at % 4, carry.len() as u64);
     let mut at = at;
     if !carry.is_empty() {
         let n = (4 - carry.len()).min(data.len());
