@@ -175,8 +175,18 @@ export function fixtureDir(names = ["spm-q4_0", "bpe-q4_k_m"]) {
   if (missing.length) {
     fs.mkdirSync(dir, { recursive: true });
     const bin = cliBinary();
-    // The mixture-of-experts fixtures (moe-*, moe1-*) are their own set: `hearth fixture --moe`.
-    for (const n of missing) execFileSync(bin, ["fixture", "--out", dir, "--only", n, ...(/^moe\d*-/.test(n) ? ["--moe"] : [])], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+    // Written aside and renamed into place: the engines' suites run at once (scripts/test-browsers)
+    // and may want the same fixture; none reads a half-written one.
+    const scratch = fs.mkdtempSync(path.join(dir, ".writing-"));
+    try {
+      // The mixture-of-experts fixtures (moe-*, moe1-*) are their own set: `hearth fixture --moe`.
+      for (const n of missing) {
+        execFileSync(bin, ["fixture", "--out", scratch, "--only", n, ...(/^moe\d*-/.test(n) ? ["--moe"] : [])], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+        fs.renameSync(path.join(scratch, `${n}.gguf`), path.join(dir, `${n}.gguf`));
+      }
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
   }
   return dir;
 }
@@ -189,13 +199,60 @@ export function fixtureDir(names = ["spm-q4_0", "bpe-q4_k_m"]) {
  */
 export function bigModel() {
   if (process.env.HEARTH_BIG_MODEL) return process.env.HEARTH_BIG_MODEL;
-  const dir = path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "hearth", "big");
+  const dir = bigDir();
   const file = path.join(dir, "big-f16.gguf");
   if (!fs.existsSync(file)) {
     fs.mkdirSync(dir, { recursive: true });
-    execFileSync(cliBinary(), ["fixture", "--big", "--out", dir], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+    // Aside, then renamed: another engine's suite may be reading it (or writing it) at once.
+    const scratch = fs.mkdtempSync(path.join(dir, ".writing-"));
+    try {
+      execFileSync(cliBinary(), ["fixture", "--big", "--out", scratch], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+      fs.renameSync(path.join(scratch, "big-f16.gguf"), file);
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
   }
   return file;
+}
+
+function bigDir() {
+  return path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "hearth", "big");
+}
+
+/**
+ * Run `fn` while no other engine's suite runs a test that loads the model over 4 GiB: each such
+ * load holds about 5 GB (wasm memory, or SwiftShader's buffers) and the engines' suites run at
+ * once (scripts/test-browsers). A lock file beside the model, with the holder's pid: one whose
+ * process is gone is taken over.
+ */
+export async function withBigModelLock(fn) {
+  const dir = bigDir();
+  fs.mkdirSync(dir, { recursive: true });
+  const lock = path.join(dir, ".load-lock");
+  for (;;) {
+    try {
+      fs.writeFileSync(lock, String(process.pid), { flag: "wx" });
+      break;
+    } catch (e) {
+      if (e.code !== "EEXIST") throw e;
+      let holder = "";
+      try {
+        holder = fs.readFileSync(lock, "utf8").trim();
+      } catch {}
+      // Empty: just made, its pid not written yet.
+      let alive = holder === "";
+      try {
+        alive ||= process.kill(Number(holder), 0);
+      } catch {}
+      if (!alive) fs.rmSync(lock, { force: true });
+      else await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
 }
 
 /**

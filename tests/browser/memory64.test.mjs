@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, cliBinary, bigModel, root, ENGINE, ENGINE_NAME, onlyIn } from "./harness.mjs";
+import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, cliBinary, bigModel, withBigModelLock, root, ENGINE, ENGINE_NAME, onlyIn } from "./harness.mjs";
 
 const golden = JSON.parse(fs.readFileSync(path.join(root, "tests/golden/model-spm-q4_0.json"), "utf8"));
 const CASE = golden.cases[0];
@@ -45,7 +45,7 @@ after(async () => {
 // until that is understood, with a time limit everywhere so a stuck load fails instead of hanging CI.
 const FIREFOX_STUCK = ENGINE === "firefox" ? { skip: "firefox: the memory64 load has run for over 10 minutes since weights stream in pieces (under investigation)" } : {};
 
-test("a model over 4 GiB loads on the CPU through the memory64 build and generates the native CLI's tokens", { ...FIREFOX_STUCK, timeout: 300000 }, async () => {
+test("a model over 4 GiB loads on the CPU through the memory64 build and generates the native CLI's tokens", { ...FIREFOX_STUCK, timeout: 600000 }, () => withBigModelLock(async () => {
   const page = await browser.newPage();
   logPage(page, "memory64");
   await page.goto(server.url + "test/api.html");
@@ -128,7 +128,7 @@ test("a model over 4 GiB loads on the CPU through the memory64 build and generat
   assert.equal(r.smallInfo.engine, "wasm32");
   assert.ok(r.smallStats.wasmMemoryBytes < 1 << 30, `the small model's engine holds ${r.smallStats.wasmMemoryBytes} bytes: not a fresh one`);
   assert.deepEqual(r.smallTokens, CASE.greedy.slice(0, 4), "the small model on wasm32 after the memory64 one");
-});
+}));
 
 test("without the memory64 build (HEARTH_WASM64=0) a model over 4 GiB is refused before its weights download", onlyIn(["chromium"], "needs request interception (page.route), which only playwright gives"), async () => {
   const page = await browser.newPage();

@@ -359,7 +359,9 @@ test("without WebGPU the load notice says so in words: running on the CPU", asyn
     // A browser with no navigator.gpu at all (the engine then never asks for an adapter) says the same.
     const fallback = await p.evaluate(async () => {
       delete Navigator.prototype.gpu;
-      const { Hearth } = await import("/pkg/hearth.js");
+      // The page's own Hearth class (a dynamic import from Firefox's WebDriver script failed once
+      // on a busy machine).
+      const Hearth = window.hearthPage.llm.constructor;
       const m = await Hearth.load("models/demo.gguf", { worker: false });
       await m.unload();
       return m.info.backendFallback;

@@ -74,7 +74,12 @@ test("the chat page loads the real default model and answers: Paris", async () =
     assert.equal(await page.locator("#note-demo").isVisible(), false);
     assert.equal(await page.locator('[data-testid="load-demo"]').isVisible(), true, "the demo model can still be loaded");
     // Kept in the model store (so it loads offline), checked against its sha256.
-    const stored = await page.evaluate(() => window.hearthPage.llm.constructor.models.list());
+    // The store's write may end after the page is ready (WebKit's Cache Storage, on a busy machine).
+    let stored = [];
+    for (let i = 0; i < 60 && !stored.some((m) => m.complete); i++) {
+      if (i) await page.waitForTimeout(500);
+      stored = await page.evaluate(() => window.hearthPage.llm.constructor.models.list());
+    }
     assert.deepEqual(stored.map((m) => [new URL(m.url).pathname, m.sha256, m.complete]), [[MODEL_URL, def.sha256, true]]);
 
     // Greedy, with the page's default system prompt.
