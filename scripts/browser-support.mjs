@@ -2,7 +2,13 @@
 // The README's browser-support table, from the logs of a browser-test run in each engine:
 //
 //   HEARTH_BROWSER_LOGS=/tmp/hearth-browsers scripts/test-browsers
-//   node scripts/browser-support.mjs /tmp/hearth-browsers [--write]
+//   node scripts/browser-support.mjs /tmp/hearth-browsers [--write] [--speed=DIR]
+//
+// scripts/test-browsers runs the engines side by side, which is right for the outcomes but not for
+// a speed: --speed=DIR takes the decode figures from another run's logs, one engine at a time on a
+// quiet machine:
+//
+//   HEARTH_BROWSER_JOBS=1 HEARTH_BROWSER_LOGS=/tmp/speed scripts/test-browsers tests/browser/real-model.test.mjs
 //
 // Reads <dir>/<engine>.log (chromium, firefox, webkit: whichever exist), each the TAP output of
 // `node --test tests/browser/` in that engine, and prints a Markdown table: what
@@ -17,6 +23,7 @@ const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..")
 const args = process.argv.slice(2);
 const write = args.includes("--write");
 const dir = args.find((a) => !a.startsWith("--"));
+const speedDir = args.find((a) => a.startsWith("--speed="))?.slice("--speed=".length);
 if (!dir) {
   console.error("usage: node scripts/browser-support.mjs LOG_DIR [--write]");
   process.exit(2);
@@ -48,10 +55,10 @@ function verdict(tests, pattern) {
   return `${bad} of ${got.length} tests fail`;
 }
 
-function row(engine, log) {
+function row(engine, log, speedLog = log) {
   const tests = outcomes(log);
   const support = JSON.parse(/engine support: (\{.*\})\s*$/m.exec(log)?.[1] ?? "null");
-  const decode = /decode in \S+: ([\d.]+) tokens\/s \((\d+) tokens, (\w+), (\d+) threads?, (\w+)\)/.exec(log);
+  const decode = /decode in \S+: ([\d.]+) tokens\/s \((\d+) tokens, (\w+), (\d+) threads?, (\w+)\)/.exec(speedLog);
   const counts = Object.fromEntries([...log.matchAll(/^# (tests|pass|fail|skipped|todo) (\d+)$/gm)].map((m) => [m[1], Number(m[2])]));
   const s = support ?? {};
   let gpu = "n/a";
@@ -66,7 +73,7 @@ function row(engine, log) {
     ? "n/a"
     : `${s.storage.opfs && s.storage.createWritable ? "OPFS" : s.storage.cacheStorage ? "Cache Storage" : "none"}; tests: ${verdict(tests, /stored|store|Range request|sha256|quota/i)}`;
   return [
-    `${NAMES[engine] ?? engine} ${s.version?.replace(/^Firefox /, "") ?? ""}`.trim(),
+    `${NAMES[engine] ?? engine} ${s.version?.replace(/^(Firefox|WebKitGTK) /, "") ?? ""}`.trim(),
     support ? `${s.worker.threads}${s.sharedArrayBuffer ? "" : " (no SharedArrayBuffer)"}` : "n/a",
     support ? s.worker.simd : "n/a",
     gpu,
@@ -74,7 +81,7 @@ function row(engine, log) {
     verdict(tests, /offline|service worker/i),
     verdict(tests, /widget|launcher/i),
     `${counts.pass ?? "?"} pass, ${counts.fail ?? "?"} fail, ${counts.skipped ?? 0} skipped${counts.todo ? `, ${counts.todo} todo` : ""}`,
-    decode ? `${decode[1]} (${decode[3]}, ${decode[4]} threads, ${decode[5]})` : "not measured",
+    decode ? `${decode[1]} (${decode[3]}, ${decode[4]} thread${decode[4] === "1" ? "" : "s"}, ${decode[5]})` : "not measured",
   ];
 }
 
@@ -82,7 +89,8 @@ const header = ["Engine", "Threads", "SIMD build", "WebGPU", "Model store", "Off
 const rows = [];
 for (const engine of ["chromium", "firefox", "webkit"]) {
   const f = path.join(dir, `${engine}.log`);
-  if (fs.existsSync(f)) rows.push(row(engine, fs.readFileSync(f, "utf8")));
+  const speed = speedDir && path.join(speedDir, `${engine}.log`);
+  if (fs.existsSync(f)) rows.push(row(engine, fs.readFileSync(f, "utf8"), speed && fs.existsSync(speed) ? fs.readFileSync(speed, "utf8") : undefined));
 }
 if (!rows.length) {
   console.error(`no chromium.log, firefox.log or webkit.log in ${dir}`);
@@ -103,6 +111,6 @@ if (write) {
     process.exit(1);
   }
   const when = new Date().toISOString().slice(0, 10);
-  fs.writeFileSync(readme, `${text.slice(0, a + begin.length)}\n${table}\n\nMeasured ${when} by \`scripts/test-browsers\` on this repository's CI machine (2 cores, no GPU).\n${text.slice(b)}`);
+  fs.writeFileSync(readme, `${text.slice(0, a + begin.length)}\n${table}\n\nMeasured ${when} by \`scripts/test-browsers\` on this repository's CI machine (2 cores, no GPU)${speedDir ? "; the decode figures with one engine at a time (\`HEARTH_BROWSER_JOBS=1\`)" : ""}.\n${text.slice(b)}`);
   console.error("README.md updated");
 }
