@@ -296,3 +296,27 @@ export function realModel() {
   if (!fs.existsSync(served) || fs.statSync(served).size !== fs.statSync(env).size) throw new Error(`www/${def.url} is missing or is not $HEARTH_REAL_MODEL: run scripts/default-model`);
   return def;
 }
+
+/**
+ * Wait until the chat page (www/index.html) is ready; on a timeout, fail with what the page shows
+ * (its state, status line, error and progress), which a bare timeout does not say.
+ */
+export async function waitPageReady(page, timeout) {
+  try {
+    await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout });
+  } catch (e) {
+    let shown = "(the page did not answer)";
+    try {
+      shown = JSON.stringify(
+        await page.evaluate(() => ({
+          state: document.body.dataset.state,
+          status: document.querySelector('[data-testid="status"]')?.textContent,
+          error: document.querySelector('[data-testid="error"]')?.textContent,
+          progress: document.querySelector('[data-testid="progress"]')?.value ?? null,
+          notices: [...document.querySelectorAll("li.notice")].map((n) => n.textContent),
+        })),
+      );
+    } catch {}
+    throw new Error(`${e.message}; the page shows ${shown}`);
+  }
+}

@@ -15,7 +15,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, realModel, root, ENGINE, NETWORK_EVENTS, OFFLINE_EMULATION } from "./harness.mjs";
+import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, realModel, root, ENGINE, NETWORK_EVENTS, OFFLINE_EMULATION, waitPageReady } from "./harness.mjs";
 
 // WebKit until www/hearth/store.js's ensureRoom reads navigator.storage?.estimate: the page keeps
 // its default model in the store, and WebKitGTK has no navigator.storage (TypeError), so the page
@@ -34,7 +34,7 @@ after(async () => {
   await browser?.close();
 });
 
-const ready = (page) => page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: LOAD_TIMEOUT });
+const ready = (page) => waitPageReady(page, LOAD_TIMEOUT);
 
 /** Send a message on the chat page and wait for the reply's stats line. */
 async function chat(page, text) {

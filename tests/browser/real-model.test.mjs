@@ -17,7 +17,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, root, ENGINE, ENGINE_NAME } from "./harness.mjs";
+import { startServer, launchBrowser, logPage, assertPkgBuilt, realModel, root, ENGINE, ENGINE_NAME, waitPageReady } from "./harness.mjs";
 
 // WebKit until www/hearth/store.js's ensureRoom reads navigator.storage?.estimate: the chat page
 // keeps its default model in the store, and WebKitGTK has no navigator.storage (TypeError), so the
@@ -63,7 +63,7 @@ test("the chat page loads the real default model and answers: Paris", async () =
     page.on("console", (m) => m.type() === "error" && problems.push(m.text()));
     page.on("pageerror", (e) => problems.push(e.message));
     await page.goto(server.url);
-    await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
+    await waitPageReady(page, TIMEOUT);
     assert.match(await page.locator('[data-testid="model-name"]').textContent(), /^SmolLM2 135M Instruct Q4_1 · 98 MB$/);
     assert.equal(def.name, "SmolLM2 135M Instruct");
     // Where it runs, in words: a WebGPU fallback is a sentence, not an adapter request's error text.
@@ -110,7 +110,7 @@ test("the Evaluate panel measures the sample text's perplexity with progress, an
     page.on("console", (m) => m.type() === "error" && problems.push(m.text()));
     page.on("pageerror", (e) => problems.push(e.message));
     await page.goto(server.url);
-    await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
+    await waitPageReady(page, TIMEOUT);
     await page.locator("#eval-panel > summary").click();
     const result = page.locator('[data-testid="eval-result"]');
 
@@ -128,7 +128,7 @@ test("the Evaluate panel measures the sample text's perplexity with progress, an
     assert.equal(await page.locator('[data-testid="input"]').isDisabled(), true, "no chat while measuring");
     await page.waitForFunction(() => document.querySelector('[data-testid="eval-progress"]').value > 0, null, { timeout: TIMEOUT });
     await page.locator('[data-testid="eval-cancel"]').click();
-    await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
+    await waitPageReady(page, TIMEOUT);
     assert.equal(await result.textContent(), "Cancelled.");
     assert.equal(await page.locator('[data-testid="input"]').isEnabled(), true);
 
@@ -139,7 +139,7 @@ test("the Evaluate panel measures the sample text's perplexity with progress, an
       new MutationObserver(() => window.__evalProgress.push(bar.value)).observe(bar, { attributes: true });
     });
     await page.locator('[data-testid="eval-run"]').click();
-    await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
+    await waitPageReady(page, TIMEOUT);
     const text = await result.textContent();
     console.log(`Evaluate panel: ${text}`);
     const m = text.match(/^Perplexity (\d+\.\d{3}) ± (\d+\.\d{3}) · ([\d,]+) tokens, (\d+) chunks of 128 \(([\d,]+) scored\) · ([\d.]+) tokens\/s, [\d.]+ s · SmolLM2 135M Instruct$/);
