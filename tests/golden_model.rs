@@ -52,28 +52,16 @@ fn kv_type(g: &serde_json::Value) -> KvType {
 }
 
 fn golden_files() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(common::golden_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        // The mixture-of-experts and Llama 4 fixtures' goldens are checked by tests/moe.rs and
-        // tests/llama4.rs.
-        .filter(|n| n.starts_with("model-") && !n.starts_with("model-moe") && !n.starts_with("model-llama4") && n.ends_with(".json"))
-        .collect();
-    v.sort();
-    v
+    // The mixture-of-experts and Llama 4 fixtures' goldens are checked by tests/moe.rs and
+    // tests/llama4.rs.
+    common::model_goldens(|n| !n.starts_with("model-moe") && !n.starts_with("model-llama4"))
 }
 
 
 
 #[test]
 fn every_fixture_and_quant_type_has_goldens() {
-    let files = golden_files();
-    for spec in hearth::fixture::specs() {
-        for q in hearth::fixture::QUANTS {
-            let name = format!("model-{}-{q}.json", spec.name);
-            assert!(files.contains(&name), "missing golden {name}");
-        }
-    }
+    common::assert_goldens_exist(&golden_files(), &hearth::fixture::specs(), &hearth::fixture::QUANTS, "scripts/goldens");
 }
 
 #[test]
@@ -83,8 +71,7 @@ fn matches_llama_cpp_on_every_fixture() {
     for file in golden_files() {
         let g = common::read_json(&file);
         let fixture = g["fixture"].as_str().unwrap();
-        let quant = fixture.trim_end_matches(".gguf").split_once('-').unwrap().1.to_string();
-        let bytes = common::checked_fixture(fixture, g["sha256"].as_str().unwrap());
+        let (quant, bytes) = common::golden_fixture(&g);
         let mut engine = common::load(&bytes, 1_000_003);
         let kv = kv_type(&g);
         engine.kv_type = kv;

@@ -550,9 +550,8 @@ fn forward_matches_the_goldens(disable_f16: bool) {
         }
         let g = common::read_json(&name);
         let fixture = g["fixture"].as_str().unwrap();
-        let quant = fixture.trim_end_matches(".gguf").split_once('-').unwrap().1;
         let kv = KvType::parse(g["kv_type"].as_str().unwrap()).unwrap();
-        let bytes = common::checked_fixture(fixture, g["sha256"].as_str().unwrap());
+        let (quant, bytes) = common::golden_fixture(&g);
         let mut cpu = common::load(&bytes, 1 << 20);
         let mut exact = common::load_with(Dequantized, &bytes, 1 << 20);
         let mut on_gpu = common::load_with(gpu.clone(), &bytes, 1 << 20);
@@ -574,10 +573,10 @@ fn forward_matches_the_goldens(disable_f16: bool) {
                 }
             }
         }
-        let (tight, loose) = tolerance(quant, kv);
+        let (tight, loose) = tolerance(&quant, kv);
         per_position.sort_by(f32::total_cmp);
         let median = per_position[per_position.len() / 2];
-        if cpu.model.config.is_moe() && !matches!(quant, "f32" | "f16") {
+        if cpu.model.config.is_moe() && !matches!(quant.as_str(), "f32" | "f16") {
             // Routing is a discontinuity: where two experts' scores are within the activation
             // rounding of each other, llama.cpp (and our CPU backend), rounding activations to 8
             // bits, choose one expert and f32 arithmetic the other, and that position's logits

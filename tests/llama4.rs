@@ -11,24 +11,12 @@ use hearth::model::Ffn;
 use hearth::HearthError;
 
 fn goldens() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(common::golden_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("model-llama4") && n.ends_with(".json"))
-        .collect();
-    v.sort();
-    v
+    common::model_goldens(|n| n.starts_with("model-llama4"))
 }
 
 #[test]
 fn every_llama4_fixture_has_goldens() {
-    let files = goldens();
-    for spec in hearth::fixture::llama4_specs() {
-        for q in hearth::fixture::LLAMA4_QUANTS {
-            let name = format!("model-{}-{q}.json", spec.name);
-            assert!(files.contains(&name), "missing golden {name}: run scripts/goldens-llama4");
-        }
-    }
+    common::assert_goldens_exist(&goldens(), &hearth::fixture::llama4_specs(), &hearth::fixture::LLAMA4_QUANTS, "scripts/goldens-llama4");
 }
 
 /// (median, max) |logit difference| allowed: as tests/moe.rs, float weights to rounding, the
@@ -49,8 +37,7 @@ fn llama4_matches_llama_cpp() {
     for file in goldens() {
         let g = common::read_json(&file);
         let fixture = g["fixture"].as_str().unwrap();
-        let quant = fixture.trim_end_matches(".gguf").split_once('-').unwrap().1.to_string();
-        let bytes = common::checked_fixture(fixture, g["sha256"].as_str().unwrap());
+        let (quant, bytes) = common::golden_fixture(&g);
         let engine = common::load(&bytes, 1_000_003);
         assert!(engine.model.config.llama4.is_some(), "{fixture}: architecture llama4");
         common::compare_golden(&engine, &g, tolerance(&quant), &mut failures);

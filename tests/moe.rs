@@ -20,13 +20,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn moe_goldens() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(common::golden_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("model-moe") && n.ends_with(".json"))
-        .collect();
-    v.sort();
-    v
+    common::model_goldens(|n| n.starts_with("model-moe"))
 }
 
 /// Tolerances (median over positions, any position) as tests/golden_model.rs gives the dense
@@ -48,13 +42,7 @@ fn tolerance(fixture: &str, quant: &str) -> (f32, f32) {
 
 #[test]
 fn every_moe_fixture_has_goldens() {
-    let files = moe_goldens();
-    for spec in hearth::fixture::moe_specs() {
-        for q in hearth::fixture::MOE_QUANTS {
-            let name = format!("model-{}-{q}.json", spec.name);
-            assert!(files.contains(&name), "missing golden {name}: run scripts/goldens-moe");
-        }
-    }
+    common::assert_goldens_exist(&moe_goldens(), &hearth::fixture::moe_specs(), &hearth::fixture::MOE_QUANTS, "scripts/goldens-moe");
 }
 
 #[test]
@@ -65,8 +53,7 @@ fn moe_matches_llama_cpp() {
     for file in moe_goldens() {
         let g = common::read_json(&file);
         let fixture = g["fixture"].as_str().unwrap();
-        let quant = fixture.trim_end_matches(".gguf").split_once('-').unwrap().1.to_string();
-        let bytes = common::checked_fixture(fixture, g["sha256"].as_str().unwrap());
+        let (quant, bytes) = common::golden_fixture(&g);
         let engine = common::load(&bytes, 1_000_003);
         assert!(engine.model.config.n_expert > 0);
         common::compare_golden(&engine, &g, tolerance(fixture, &quant), &mut failures);

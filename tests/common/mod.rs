@@ -39,6 +39,36 @@ pub fn checked_fixture(file: &str, sha: &str) -> Vec<u8> {
     bytes
 }
 
+/// The model goldens (`model-*.json` in tests/golden) whose file names `keep` accepts, sorted.
+pub fn model_goldens(keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(golden_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("model-") && n.ends_with(".json") && keep(n))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every spec in `specs` has a golden among `files` in each of `quants`; `how` says how to make
+/// a missing one.
+pub fn assert_goldens_exist(files: &[String], specs: &[hearth::fixture::Spec], quants: &[&str], how: &str) {
+    for spec in specs {
+        for q in quants {
+            let name = format!("model-{}-{q}.json", spec.name);
+            assert!(files.contains(&name), "missing golden {name}: run {how}");
+        }
+    }
+}
+
+/// A model golden's fixture: its quant type (`spm-q4_k.gguf`: "q4_k") and its bytes, checked
+/// against the sha256 the golden records.
+pub fn golden_fixture(g: &serde_json::Value) -> (String, Vec<u8>) {
+    let fixture = g["fixture"].as_str().unwrap();
+    let quant = fixture.trim_end_matches(".gguf").split_once('-').unwrap().1.to_string();
+    (quant, checked_fixture(fixture, g["sha256"].as_str().unwrap()))
+}
+
 /// Load through the streaming path, in chunks that split headers and tensors at odd places.
 pub fn load(bytes: &[u8], chunk: usize) -> Engine<Cpu> {
     load_with(Cpu, bytes, chunk)
