@@ -175,20 +175,29 @@ export function fixtureDir(names = ["spm-q4_0", "bpe-q4_k_m"]) {
   if (missing.length) {
     fs.mkdirSync(dir, { recursive: true });
     const bin = cliBinary();
-    // Written aside and renamed into place: the engines' suites run at once (scripts/test-browsers)
-    // and may want the same fixture; none reads a half-written one.
-    const scratch = fs.mkdtempSync(path.join(dir, ".writing-"));
-    try {
-      // The mixture-of-experts fixtures (moe-*, moe1-*) are their own set: `hearth fixture --moe`.
-      for (const n of missing) {
-        execFileSync(bin, ["fixture", "--out", scratch, "--only", n, ...(/^moe\d*-/.test(n) ? ["--moe"] : [])], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
-        fs.renameSync(path.join(scratch, `${n}.gguf`), path.join(dir, `${n}.gguf`));
-      }
-    } finally {
-      fs.rmSync(scratch, { recursive: true, force: true });
+    // The mixture-of-experts fixtures (moe-*, moe1-*) are their own set: `hearth fixture --moe`.
+    for (const n of missing) {
+      writeAside(dir, `${n}.gguf`, (scratch) =>
+        execFileSync(bin, ["fixture", "--out", scratch, "--only", n, ...(/^moe\d*-/.test(n) ? ["--moe"] : [])], { cwd: root, stdio: ["ignore", "ignore", "inherit"] }),
+      );
     }
   }
   return dir;
+}
+
+/**
+ * `write(scratch)` writes `name` into a fresh folder inside `dir`, from where it is renamed into
+ * `dir`: the engines' suites run at once (scripts/test-browsers) and may want the same file, and
+ * none may read a half-written one.
+ */
+function writeAside(dir, name, write) {
+  const scratch = fs.mkdtempSync(path.join(dir, ".writing-"));
+  try {
+    write(scratch);
+    fs.renameSync(path.join(scratch, name), path.join(dir, name));
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
 }
 
 /**
@@ -203,14 +212,9 @@ export function bigModel() {
   const file = path.join(dir, "big-f16.gguf");
   if (!fs.existsSync(file)) {
     fs.mkdirSync(dir, { recursive: true });
-    // Aside, then renamed: another engine's suite may be reading it (or writing it) at once.
-    const scratch = fs.mkdtempSync(path.join(dir, ".writing-"));
-    try {
-      execFileSync(cliBinary(), ["fixture", "--big", "--out", scratch], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
-      fs.renameSync(path.join(scratch, "big-f16.gguf"), file);
-    } finally {
-      fs.rmSync(scratch, { recursive: true, force: true });
-    }
+    writeAside(dir, "big-f16.gguf", (scratch) =>
+      execFileSync(cliBinary(), ["fixture", "--big", "--out", scratch], { cwd: root, stdio: ["ignore", "ignore", "inherit"] }),
+    );
   }
   return file;
 }
