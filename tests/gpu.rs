@@ -559,13 +559,21 @@ fn forward_matches_the_goldens(disable_f16: bool) {
         let n_vocab = cpu.model.config.n_vocab;
         let (mut vs_exact, mut vs_cpu, mut vs_llama) = (0f32, 0f32, 0f32);
         let mut per_position = Vec::new();
-        for case in g["cases"].as_array().unwrap() {
-            let tokens: Vec<u32> = case["prompt_tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect();
+        let cases = g["cases"].as_array().unwrap();
+        let case_tokens = |case: &serde_json::Value| -> Vec<u32> { case["prompt_tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect() };
+        // Stepping costs a submission per token (most of this test's time on lavapipe): the
+        // longest prompt covers the decode path's positions, the others check the prompt pass.
+        let longest = (0..cases.len()).max_by_key(|&i| case_tokens(&cases[i]).len()).unwrap();
+        for (i, case) in cases.iter().enumerate() {
+            let tokens = case_tokens(case);
             let (c, l) = (cpu.prompt_logits(&tokens).unwrap(), on_gpu.prompt_logits(&tokens).unwrap());
             let want = exact.prompt_logits(&tokens).unwrap();
             per_position.extend(want.chunks_exact(n_vocab).zip(l.chunks_exact(n_vocab)).map(|(a, b)| max_diff(a, b)));
             vs_cpu = vs_cpu.max(max_diff(&c, &l));
-            vs_exact = vs_exact.max(max_diff(&want, &l)).max(max_diff(&want, &stepped_logits(&on_gpu, &tokens)));
+            vs_exact = vs_exact.max(max_diff(&want, &l));
+            if i == longest {
+                vs_exact = vs_exact.max(max_diff(&want, &stepped_logits(&on_gpu, &tokens)));
+            }
             for (pos, p) in case["positions"].as_array().unwrap().iter().enumerate() {
                 let row = &l[pos * n_vocab..(pos + 1) * n_vocab];
                 for (id, want) in p["ids"].as_array().unwrap().iter().zip(p["logits"].as_array().unwrap()) {
