@@ -7,6 +7,7 @@ use crate::gguf::{GgufStream, Metadata};
 use crate::grammar::{Constraint, TokenIndex};
 use crate::model::{AdapterInfo, AdapterLoader, Llama, Logits, ModelLoader, Sequence};
 use crate::sampler::{self, Sampler, SamplerConfig};
+use crate::saved::{self, SavedHeader};
 use crate::stop::StopStrings;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 use std::sync::{Arc, OnceLock};
@@ -423,6 +424,61 @@ impl<B: Backend> Session<B> {
         self.last_logprobs = None;
         self.stop = None;
         Ok(reuse)
+    }
+
+    /// What a saved session of this one records, its tokens aside.
+    fn saved_header(&self, engine: &Engine<B>, model_sha256: [u8; 32], tokens: Vec<u32>) -> SavedHeader {
+        let c = &engine.model.config;
+        SavedHeader {
+            model_sha256,
+            n_layer: c.n_layer as u32,
+            kv_dim: c.kv_dim() as u32,
+            n_vocab: c.n_vocab as u32,
+            n_ctx: self.seq.n_ctx as u32,
+            kv_type: self.seq.kv_type,
+            tokens,
+        }
+    }
+
+    /// The cached tokens and their KV rows as bytes (`saved`), tied to the model file's SHA-256.
+    /// A cache computed with LoRA adapters is not saved (the bytes do not record them).
+    pub async fn save_async(&self, engine: &Engine<B>, model_sha256: [u8; 32]) -> Result<Vec<u8>> {
+        let (current, epoch) = {
+            let a = engine.model.adapters();
+            (a.list.is_empty(), a.epoch)
+        };
+        if !current {
+            return Err(HearthError::InvalidArgument("a conversation run with LoRA adapters cannot be saved: remove them and start it again".into()));
+        }
+        // A cache from before the adapters last changed is stale (the next start re-reads all).
+        let n = if self.seq.adapters == epoch { self.seq.len } else { 0 };
+        let kv = engine.model.backend.read_kv(&self.seq.cache, n).await?;
+        Ok(saved::encode(&self.saved_header(engine, model_sha256, self.tokens[..n].to_vec()), &kv))
+    }
+
+    /// `save_async`, waiting for the backend's readback.
+    pub fn save(&self, engine: &Engine<B>, model_sha256: [u8; 32]) -> Result<Vec<u8>> {
+        now(self.save_async(engine, model_sha256))
+    }
+
+    /// Put a saved session's tokens and cache in this one (of the same context size and cache
+    /// type, for the same model file); the next `start` reuses them as if they had never left.
+    /// Returns how many tokens came back. On error the session is as before.
+    pub fn restore(&mut self, engine: &Engine<B>, model_sha256: [u8; 32], bytes: &[u8]) -> Result<usize> {
+        let (header, kv) = saved::decode(bytes)?;
+        saved::check(&header, &self.saved_header(engine, model_sha256, Vec::new()))?;
+        let n = header.tokens.len();
+        crate::backend::kv_rows_bytes(self.seq.kv_type, engine.model.config.kv_dim(), self.seq.n_ctx, engine.model.config.n_layer, n, kv.len())?;
+        if !engine.model.adapters().list.is_empty() {
+            return Err(HearthError::InvalidArgument("a saved conversation runs without LoRA adapters: remove them first".into()));
+        }
+        engine.model.backend.write_kv(&mut self.seq.cache, n, kv)?;
+        self.seq.len = n;
+        self.seq.adapters = engine.model.adapters().epoch;
+        self.tokens = header.tokens;
+        self.logits.clear();
+        self.stop = Some(StopReason::Length);
+        Ok(n)
     }
 
     /// The next token, or None once stopped (see `stop_reason`).

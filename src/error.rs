@@ -52,6 +52,12 @@ pub enum HearthError {
     /// An adapter made for another base model: `what` names the tensor (or metadata key).
     #[error("the LoRA adapter does not match the loaded model: {what}: {why}")]
     AdapterMismatch { what: String, why: String },
+    /// Saved-session bytes that are not one, or are damaged or cut short.
+    #[error("not a saved Hearth session, or a damaged one: {0}")]
+    BadSession(String),
+    /// A saved session made with another model, context size or cache type.
+    #[error("the saved session does not match: {0}")]
+    SessionMismatch(String),
 }
 
 /// Longest message shown: names and strings from a file can be any length.
@@ -108,6 +114,8 @@ impl HearthError {
             Self::DeviceLost(_) => "device_lost",
             Self::NotAnAdapter(_) => "not_an_adapter",
             Self::AdapterMismatch { .. } => "adapter_mismatch",
+            Self::BadSession(_) => "bad_session",
+            Self::SessionMismatch(_) => "session_mismatch",
         }
     }
 }

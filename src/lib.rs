@@ -17,6 +17,7 @@ pub mod memory;
 pub mod model;
 pub mod perplexity;
 pub mod sampler;
+pub mod saved;
 pub mod stop;
 pub mod tokenizer;
 #[cfg(any(target_arch = "wasm32", target_arch = "wasm64"))]

@@ -432,6 +432,12 @@ impl Backend for Dequantized {
         // An f32 cache: `attention` rounds what goes in (the type is kept in the cache's wrapper).
         Ok((Cpu.new_kv_cache(n_layer, n_ctx, kv_dim, KvType::F32)?, kv))
     }
+    async fn read_kv(&self, cache: &Self::KvCache, len: usize) -> hearth::Result<Vec<u8>> {
+        Cpu.read_kv(&cache.0, len).await
+    }
+    fn write_kv(&self, cache: &mut Self::KvCache, len: usize, bytes: &[u8]) -> hearth::Result<()> {
+        Cpu.write_kv(&mut cache.0, len, bytes)
+    }
     fn embed(&self, table: &Self::Weight, ids: &[u32]) -> hearth::Result<Self::Tensor> {
         Cpu.embed(table, ids)
     }
@@ -664,4 +670,48 @@ fn float_rows_of_any_length() {
     let got = gpu.prompt_logits(&tokens).unwrap();
     let d = max_diff(&got, &want);
     assert!(d < 1e-3, "odd-f32 on the GPU vs the CPU: max |diff| {d}");
+}
+
+/// Saved sessions on the GPU: the cache's bytes are the CPU backend's layout (a CPU-saved
+/// session restored on the GPU saves back byte for byte, Q8_0's split scales included, and the
+/// GPU computes on from it as from its own cache), and a session restored on the GPU continues
+/// with the unbroken GPU session's tokens.
+#[test]
+fn saved_sessions_round_trip_through_the_gpu_cache() {
+    const SHA: [u8; 32] = [3; 32];
+    // F32 weights: the backends' logits agree to ~0.02, so a misplaced cache row would show.
+    let bytes = common::fixture_bytes("bpe-f32.gguf");
+    let greedy = |n| hearth::GenerateOptions { max_tokens: n, sampler: hearth::sampler::SamplerConfig::greedy(), stop_at_eos: false, ..Default::default() };
+    fn run<B: Backend>(s: &mut hearth::Session<B>, e: &Engine<B>) -> Vec<u32> {
+        while s.next(e).unwrap().is_some() {}
+        s.generated().to_vec()
+    }
+    for g in gpus() {
+        for kv in KvType::ALL {
+            let what = format!("{} path, {kv} KV", path(&g));
+            let (mut cpu, mut gpu) = (common::load(&bytes, 1 << 20), common::load_with(g.clone(), &bytes, 1 << 20));
+            (cpu.kv_type, gpu.kv_type) = (kv, kv);
+            let prompt = cpu.tokenize_prompt("Once upon a time there was");
+            let mut c = cpu.new_session(96).unwrap();
+            c.start(&cpu, &prompt, &greedy(5)).unwrap();
+            run(&mut c, &cpu);
+            let from_cpu = c.save(&cpu, SHA).unwrap();
+            let mut on_gpu = gpu.new_session(96).unwrap();
+            on_gpu.restore(&gpu, SHA, &from_cpu).unwrap();
+            assert!(on_gpu.save(&gpu, SHA).unwrap() == from_cpu, "{what}: the GPU's cache saves the bytes it was given");
+
+            let mut s = gpu.new_session(96).unwrap();
+            s.start(&gpu, &prompt, &greedy(5)).unwrap();
+            let reply = run(&mut s, &gpu);
+            let saved = s.save(&gpu, SHA).unwrap();
+            let turn2 = [prompt.clone(), reply, gpu.tokenizer.encode(" and then", false, false)].concat();
+            let mut restored = gpu.new_session(96).unwrap();
+            restored.restore(&gpu, SHA, &saved).unwrap();
+            on_gpu.start(&gpu, &turn2, &greedy(8)).unwrap();
+            assert_eq!(restored.start(&gpu, &turn2, &greedy(8)).unwrap(), s.start(&gpu, &turn2, &greedy(8)).unwrap());
+            let d = max_diff(on_gpu.logits(), s.logits());
+            assert!(d < 0.1, "{what}: from the CPU's cache the GPU's logits differ by {d}");
+            assert_eq!(run(&mut restored, &gpu), run(&mut s, &gpu), "{what}: the restored session continues as the unbroken one");
+        }
+    }
 }

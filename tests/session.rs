@@ -274,3 +274,93 @@ fn every_kv_cache_type_reuses_its_cache() {
     assert!(err.message().contains("multiple of 32"), "{}", err.message());
     narrow.new_session_with(64, KvType::F16).unwrap();
 }
+
+const SHA: [u8; 32] = [7; 32];
+
+/// Turn 1, saved; turn 2 in a session restored from the bytes gives exactly the unbroken
+/// session's tokens (greedy, then sampled), reusing as much of the cache.
+fn a_restored_session_goes_on_like_an_unbroken_one<B: hearth::backend::Backend>(e: &hearth::Engine<B>, what: &str) -> Vec<u8> {
+    let turn1 = e.tokenize_prompt("Once upon a time");
+    let mut s = e.new_session(128).unwrap();
+    s.start(e, &turn1, &greedy(10)).unwrap();
+    let reply = run(&mut s, e);
+    let saved = s.save(e, SHA).unwrap();
+    assert!(saved.starts_with(b"HEARTHKV"));
+
+    let mut turn2 = [turn1.clone(), reply].concat();
+    turn2.extend(e.tokenizer.encode(" and then", false, false));
+    let sampled = GenerateOptions { sampler: SamplerConfig { seed: 11, temperature: 0.9, ..Default::default() }, ..greedy(12) };
+    for opts in [greedy(12), sampled] {
+        let mut restored = e.new_session(128).unwrap();
+        assert_eq!(restored.restore(e, SHA, &saved).unwrap(), turn1.len() + 9, "{what}: the tokens the cache holds come back");
+        let mut unbroken = e.new_session(128).unwrap();
+        unbroken.restore(e, SHA, &s.save(e, SHA).unwrap()).unwrap();
+        let (a, b) = (restored.start(e, &turn2, &opts).unwrap(), s.start(e, &turn2, &opts).unwrap());
+        assert_eq!(a, b, "{what}: as much of the cache is reused");
+        assert_eq!(run(&mut restored, e), run(&mut s, e), "{what}: a restored session continues with the unbroken one's tokens");
+        // Back to where turn 1 ended, for the next round.
+        s = e.new_session(128).unwrap();
+        s.restore(e, SHA, &saved).unwrap();
+    }
+    saved
+}
+
+#[test]
+fn a_saved_session_restores_and_continues_with_identical_tokens() {
+    for kv in hearth::backend::KvType::ALL {
+        let mut e = common::load(&common::fixture_bytes("bpe-q4_k_m.gguf"), 1 << 20);
+        e.kv_type = kv;
+        let saved = a_restored_session_goes_on_like_an_unbroken_one(&e, kv.name());
+        // Header, token ids, then per layer keys and values of the n cached positions.
+        let c = &e.model.config;
+        let n = u32::from_le_bytes(saved[64..68].try_into().unwrap()) as usize;
+        assert_eq!(saved.len(), 68 + 4 * n + 8 + 2 * c.n_layer * kv.bytes((n * c.kv_dim()) as u64) as usize, "{kv}");
+    }
+}
+
+#[test]
+fn a_saved_session_for_another_model_context_or_cache_is_refused_and_the_session_goes_on() {
+    let e = common::load(&common::fixture_bytes("spm-q4_0.gguf"), 1 << 20);
+    let prompt = e.tokenize_prompt("The quick brown fox");
+    let mut s = e.new_session(64).unwrap();
+    s.start(&e, &prompt, &greedy(4)).unwrap();
+    let first = run(&mut s, &e);
+    let saved = s.save(&e, SHA).unwrap();
+    let code = |r: hearth::Result<usize>| r.map_err(|e| (e.code(), e.message())).unwrap_err();
+
+    let mut other = e.new_session(64).unwrap();
+    let (c, m) = code(other.restore(&e, [8; 32], &saved));
+    assert_eq!(c, "session_mismatch");
+    assert!(m.contains("another model file (SHA-256 0707070707070707…; this one is 0808080808080808…)"), "{m}");
+    let (c, m) = code(e.new_session(128).unwrap().restore(&e, SHA, &saved));
+    assert!(c == "session_mismatch" && m.contains("context of 64 tokens; this session's is 128"), "{m}");
+    let (c, m) = code(e.new_session_with(64, hearth::backend::KvType::Q8_0).unwrap().restore(&e, SHA, &saved));
+    assert!(c == "session_mismatch" && m.contains("f16 KV cache; this session's is q8_0"), "{m}");
+    let bpe = common::load(&common::fixture_bytes("bpe-q4_0.gguf"), 1 << 20);
+    let (c, m) = code(bpe.new_session(64).unwrap().restore(&bpe, SHA, &saved));
+    assert!(c == "session_mismatch" && m.contains("layers"), "{m}");
+
+    // Cut anywhere, or with a byte changed where the format is checked: bad_session.
+    for cut in [0, 7, 12, 44, 66, 70, 80, saved.len() / 2, saved.len() - 1] {
+        assert_eq!(code(other.restore(&e, SHA, &saved[..cut])).0, "bad_session", "cut at {cut}");
+    }
+    let mut longer = saved.clone();
+    longer.push(0);
+    assert_eq!(code(other.restore(&e, SHA, &longer)).0, "bad_session");
+    for (at, byte) in [(0, b'G'), (8, 2), (60, 9)] {
+        let mut bad = saved.clone();
+        bad[at] = byte;
+        let (c, m) = code(other.restore(&e, SHA, &bad));
+        assert_eq!(c, "bad_session", "{m}");
+    }
+    let mut bad = saved.clone();
+    bad[68..72].copy_from_slice(&u32::MAX.to_le_bytes()); // the first token id
+    assert!(code(other.restore(&e, SHA, &bad)).1.contains("outside the vocabulary"));
+
+    // Neither session was changed by the refusals.
+    assert_eq!(other.restore(&e, SHA, &saved).unwrap(), prompt.len() + 3);
+    assert_eq!(s.start(&e, &prompt, &greedy(4)).unwrap(), prompt.len() - 1);
+    assert_eq!(run(&mut s, &e), first);
+    assert_eq!(other.start(&e, &prompt, &greedy(4)).unwrap(), prompt.len() - 1);
+    assert_eq!(run(&mut other, &e), first);
+}

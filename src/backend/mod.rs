@@ -137,6 +137,16 @@ pub enum Gating {
 }
 
 // The async methods are only awaited on one thread (the engine's worker): no Send bound wanted.
+/// The bytes of `len` positions of one layer's keys (or values) in a saved cache, after checking
+/// that `got` bytes are `n_layer` layers of both at most `n_ctx` positions.
+pub fn kv_rows_bytes(ty: KvType, kv_dim: usize, n_ctx: usize, n_layer: usize, len: usize, got: usize) -> Result<usize> {
+    let rows = ty.bytes((len * kv_dim) as u64) as usize;
+    if len > n_ctx || got != 2 * n_layer * rows {
+        return Err(HearthError::BadSession(format!("{got} bytes of cache for {len} positions; {n_layer} layers of {kv_dim} {} values need {} (context {n_ctx})", ty.name(), 2 * n_layer * rows)));
+    }
+    Ok(rows)
+}
+
 #[allow(async_fn_in_trait)]
 pub trait Backend {
     /// Activations: `rows` tokens of `cols` values each.
@@ -180,6 +190,13 @@ pub trait Backend {
     /// A cache of `n_ctx` positions of `kv_dim` keys and values per layer, stored as `kv`
     /// (`kv_dim` a multiple of `kv.block_values()`).
     fn new_kv_cache(&self, n_layer: usize, n_ctx: usize, kv_dim: usize, kv: KvType) -> Result<Self::KvCache>;
+
+    /// Positions `0..len` of the cache, for a saved session: per layer its keys' rows, then its
+    /// values', each row as ggml stores the cache's type (f32, f16, block_q8_0), so the bytes are
+    /// the same from every backend.
+    async fn read_kv(&self, cache: &Self::KvCache, len: usize) -> Result<Vec<u8>>;
+    /// Put bytes `read_kv` gave back at positions `0..len`.
+    fn write_kv(&self, cache: &mut Self::KvCache, len: usize, bytes: &[u8]) -> Result<()>;
 
     /// Rows `ids` of an embedding table, read from its quantized form.
     fn embed(&self, table: &Self::Weight, ids: &[u32]) -> Result<Self::Tensor>;

@@ -7,7 +7,7 @@
 
 pub mod kernels;
 
-use super::{Backend, KvType, Rope, Routing};
+use super::{kv_rows_bytes, Backend, KvType, Rope, Routing};
 use std::sync::atomic::{AtomicU64, Ordering};
 use kernels::attn;
 use rayon::prelude::*;
@@ -112,6 +112,24 @@ impl KvRows {
             KvType::F16 => KvRows::F16(vec(n)?),
             KvType::Q8_0 => KvRows::Q8_0(vec(n / 32 * attn::Q8_0_BYTES)?),
         })
+    }
+
+    /// The first `n` values' bytes (little-endian, as ggml stores them), appended to `out`.
+    fn save(&self, n: usize, out: &mut Vec<u8>) {
+        match self {
+            KvRows::F32(c) => c[..n].iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            KvRows::F16(c) => c[..n].iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            KvRows::Q8_0(c) => out.extend_from_slice(&c[..n / 32 * attn::Q8_0_BYTES]),
+        }
+    }
+
+    /// The first values from `save`'s bytes.
+    fn restore(&mut self, bytes: &[u8]) {
+        match self {
+            KvRows::F32(c) => c.iter_mut().zip(bytes.chunks_exact(4)).for_each(|(x, b)| *x = f32::from_le_bytes(b.try_into().unwrap())),
+            KvRows::F16(c) => c.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(x, b)| *x = u16::from_le_bytes(b.try_into().unwrap())),
+            KvRows::Q8_0(c) => c[..bytes.len()].copy_from_slice(bytes),
+        }
     }
 
     /// Rows `pos0..` from `x` (rows of `kv_dim` values), converted to the cache's type.
@@ -238,6 +256,26 @@ impl Backend for Cpu {
             }
         }
         Ok(CpuKvCache { k, v, kv_dim, n_ctx, ty: kv })
+    }
+
+    async fn read_kv(&self, cache: &CpuKvCache, len: usize) -> Result<Vec<u8>> {
+        let n = len.min(cache.n_ctx) * cache.kv_dim;
+        let mut out = Vec::new();
+        out.try_reserve_exact(2 * cache.k.len() * cache.ty.bytes(n as u64) as usize).map_err(|_| HearthError::ModelTooBig { needed: 2 * cache.k.len() as u64 * cache.ty.bytes(n as u64), limit: 0 })?;
+        for (k, v) in cache.k.iter().zip(&cache.v) {
+            k.save(n, &mut out);
+            v.save(n, &mut out);
+        }
+        Ok(out)
+    }
+
+    fn write_kv(&self, cache: &mut CpuKvCache, len: usize, bytes: &[u8]) -> Result<()> {
+        let rows = kv_rows_bytes(cache.ty, cache.kv_dim, cache.n_ctx, cache.k.len(), len, bytes.len())?;
+        for ((k, v), layer) in cache.k.iter_mut().zip(cache.v.iter_mut()).zip(bytes.chunks_exact(2 * rows)) {
+            k.restore(&layer[..rows]);
+            v.restore(&layer[rows..]);
+        }
+        Ok(())
     }
 
     fn embed(&self, table: &CpuWeight, ids: &[u32]) -> Result<CpuTensor> {

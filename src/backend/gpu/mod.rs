@@ -355,6 +355,49 @@ impl Backend for Gpu {
         Ok(GpuKvCache { k, v, kv_dim, n_ctx, ty: kv, scales: scales as usize })
     }
 
+    async fn read_kv(&self, cache: &GpuKvCache, len: usize) -> Result<Vec<u8>> {
+        let n = len.min(cache.n_ctx) * cache.kv_dim;
+        let mut out = Vec::new();
+        for (k, v) in cache.k.iter().zip(&cache.v) {
+            for buf in [k, v] {
+                match cache.ty {
+                    KvType::Q8_0 => {
+                        // Values' bytes, then two f16 scales a word: as ggml's blocks, scale first.
+                        let at = 4 * cache.scales;
+                        let words = self.ctx.read(buf, (at + (n / 32).div_ceil(2) * 4) as u64).await?;
+                        for (b, qs) in words[..n].chunks_exact(32).enumerate() {
+                            out.extend_from_slice(&words[at + 2 * b..at + 2 * b + 2]);
+                            out.extend_from_slice(qs);
+                        }
+                    }
+                    ty => out.extend_from_slice(&self.ctx.read(buf, ty.bytes(n as u64)).await?[..ty.bytes(n as u64) as usize]),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn write_kv(&self, cache: &mut GpuKvCache, len: usize, bytes: &[u8]) -> Result<()> {
+        let rows = super::kv_rows_bytes(cache.ty, cache.kv_dim, cache.n_ctx, cache.k.len(), len, bytes.len())?;
+        for ((k, v), layer) in cache.k.iter().zip(&cache.v).zip(bytes.chunks_exact(2 * rows)) {
+            for (buf, saved) in [(k, &layer[..rows]), (v, &layer[rows..])] {
+                if cache.ty != KvType::Q8_0 {
+                    self.ctx.write(buf, 0, saved)?;
+                    continue;
+                }
+                let blocks = saved.len() / 34;
+                let (mut qs, mut ds) = (Vec::with_capacity(blocks * 32), vec![0u8; blocks.div_ceil(2) * 4]);
+                for (b, block) in saved.chunks_exact(34).enumerate() {
+                    ds[2 * b..2 * b + 2].copy_from_slice(&block[..2]);
+                    qs.extend_from_slice(&block[2..]);
+                }
+                self.ctx.write(buf, 0, &qs)?;
+                self.ctx.write(buf, 4 * cache.scales as u64, &ds)?;
+            }
+        }
+        Ok(())
+    }
+
     fn embed(&self, table: &GpuWeight, ids: &[u32]) -> Result<GpuTensor> {
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= table.rows) {
             return Err(HearthError::InvalidArgument(format!("token id {bad} is outside the vocabulary of {}", table.rows)));
