@@ -256,3 +256,47 @@ fn f16_cache_gives_llama_cpps_default_first_token() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A saved conversation on the real model (400 tokens; HEARTH_SESSION_TOKENS=2000 for the
+/// figure BENCHMARKS.md quotes, whose prefill takes half a minute here): restoring it reads back
+/// its cache instead of re-reading the text, and the next turn then gives exactly the unbroken
+/// session's tokens. Prints both times (measured, not asserted: the machine may be busy).
+#[test]
+fn a_saved_conversation_restores_instead_of_prefilling_and_continues_identically() {
+    let Some(bytes) = model_bytes() else { return };
+    let engine = common::load(&bytes, 4 << 20);
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/www/eval/sample.txt")).unwrap();
+    let n: usize = std::env::var("HEARTH_SESSION_TOKENS").map_or(400, |v| v.parse().expect("HEARTH_SESSION_TOKENS: a number of tokens"));
+    let conversation: Vec<u32> = engine.tokenize_prompt(&text).into_iter().take(n).collect();
+    assert_eq!(conversation.len(), n);
+    let opts = |n| GenerateOptions { max_tokens: n, sampler: SamplerConfig::greedy(), stop_at_eos: false, batch: 64, ..Default::default() };
+    let run = |s: &mut hearth::Session<Cpu>| {
+        while s.next(&engine).unwrap().is_some() {}
+        s.generated().to_vec()
+    };
+    let sha = [1u8; 32];
+    let t = std::time::Instant::now();
+    let mut s = engine.new_session(2048).unwrap();
+    s.start(&engine, &conversation, &opts(1)).unwrap();
+    let prefill = t.elapsed();
+    let reply = run(&mut s);
+    let t = std::time::Instant::now();
+    let saved = s.save(&engine, sha).unwrap();
+    let save = t.elapsed();
+    let t = std::time::Instant::now();
+    let mut restored = engine.new_session(2048).unwrap();
+    restored.restore(&engine, sha, &saved).unwrap();
+    let restore = t.elapsed();
+    eprintln!(
+        "{n}-token conversation, {} KV: prefill {:.0} ms; save {:.0} ms, restore {:.1} ms ({:.1} MB), {:.0}× faster than prefill",
+        engine.kv_type,
+        prefill.as_secs_f64() * 1e3,
+        save.as_secs_f64() * 1e3,
+        restore.as_secs_f64() * 1e3,
+        saved.len() as f64 / 1e6,
+        prefill.as_secs_f64() / restore.as_secs_f64()
+    );
+    let next = [conversation, reply, engine.tokenize_prompt(" The end.")[1..].to_vec()].concat();
+    assert_eq!(restored.start(&engine, &next, &opts(8)).unwrap(), s.start(&engine, &next, &opts(8)).unwrap());
+    assert_eq!(run(&mut restored), run(&mut s));
+}
