@@ -175,6 +175,12 @@ function byteRange(header, size) {
   return [start, end];
 }
 
+// Node closes an idle keep-alive connection after 5 s; a browser that sends its next request on
+// it just then gets a reset (Firefox: a NetworkError), which a busy machine made likely between
+// a load's header read and its download. Keep idle connections as long as common servers do.
+server.keepAliveTimeout = 75_000;
+server.headersTimeout = 76_000;
+
 server.on("error", (e) => {
   console.error(`serve.mjs: ${e.message}`);
   process.exit(1);

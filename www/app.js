@@ -16,6 +16,10 @@ const SETTINGS_KEY = "hearth.settings.v1";
 const URL_KEY = "hearth.lastUrl";
 const KEEP_KEY = "hearth.keepOffline";
 const SEEN_KEY = "hearth.seenIntro"; // the model panel (with the note on the demo model) starts open once
+// The last conversation survives a reload: its messages here, the engine's cache of it as the
+// saved session LAST_CHAT (OPFS), tied to the model file.
+const CHAT_KEY = "hearth.lastChat.v1";
+const LAST_CHAT = "hearth-page-last-chat";
 const DEFAULTS = Object.freeze({
   systemPrompt: "You are a helpful assistant.",
   temperature: 0.7,
@@ -86,6 +90,8 @@ let genCtl = null; // AbortController of the reply in progress
 let evalCtl = null; // AbortController of the perplexity run in progress
 /** @type {{role: string, content: string}[]} */
 let history = [];
+/** Counts New chat presses: a save of the last conversation that ends after one keeps nothing. */
+let chatEpoch = 0;
 let shownDropped = 0; // how many old messages the last notice said the model no longer sees
 let settings = readSettings();
 const coarse = window.matchMedia("(pointer: coarse)").matches;
@@ -333,6 +339,7 @@ async function loadModel(source, label, knownBytes = 0) {
         (isDemo ? ` Its weights are random, so it writes gibberish${demoNote}` : ""),
     );
     setState("ready", readyText());
+    if (history.length === 0) await restoreLastChat(next);
     refreshStored();
     if (!coarse) el.input.focus(); // no surprise on-screen keyboard on phones
     try {
@@ -351,6 +358,40 @@ async function loadModel(source, label, knownBytes = 0) {
       loadCtl = null;
       el.loadStatus.hidden = true;
     }
+  }
+}
+
+/** Keep the conversation for the next visit (best effort: a model without a known SHA-256, or no storage, keeps nothing). */
+async function saveLastChat() {
+  const keep = history.slice();
+  const epoch = chatEpoch;
+  try {
+    const saved = await llm.saveSession(LAST_CHAT);
+    // New chat was pressed meanwhile: it deletes the session once this save is done.
+    if (epoch !== chatEpoch) return;
+    localStorage.setItem(CHAT_KEY, JSON.stringify({ modelSha256: saved.modelSha256, systemPrompt: settings.systemPrompt, history: keep }));
+  } catch {
+    /* not kept */
+  }
+}
+
+/** The last visit's conversation with this model, shown again with its cache back in the engine. */
+async function restoreLastChat(m) {
+  let last;
+  try {
+    last = JSON.parse(localStorage.getItem(CHAT_KEY));
+  } catch {
+    return;
+  }
+  if (!last?.history?.length || last.systemPrompt !== settings.systemPrompt) return;
+  try {
+    const r = await m.restoreSession(LAST_CHAT);
+    if (llm !== m || history.length > 0) return;
+    history = last.history;
+    for (const msg of history) addMessage(msg.role, msg.content).li.removeAttribute("aria-busy");
+    addNotice(`Your last conversation is back (${r.tokens} tokens of it cached, restored in ${Math.round(r.ms)} ms): it goes on from here. New chat starts afresh.`);
+  } catch {
+    /* another model, context size or cache type: its conversation waits for it */
   }
 }
 
@@ -500,7 +541,10 @@ async function send() {
     body.textContent = done.finishReason === "abort" ? "(stopped before any text)" : "(no text)";
     body.classList.add("muted");
   }
-  if (reply) history.push({ role: "assistant", content: reply });
+  if (reply) {
+    history.push({ role: "assistant", content: reply });
+    saveLastChat();
+  }
   else {
     // Keep user/assistant turns paired: the unanswered question leaves the conversation.
     history.pop();
@@ -523,6 +567,13 @@ function stop() {
 function newChat() {
   genCtl?.abort();
   history = [];
+  chatEpoch++;
+  try {
+    localStorage.removeItem(CHAT_KEY);
+  } catch {
+    /* ignore */
+  }
+  llm?.deleteSession(LAST_CHAT).catch(() => {});
   shownDropped = 0;
   el.messages.replaceChildren();
   updateEmpty();

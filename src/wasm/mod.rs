@@ -649,6 +649,35 @@ impl WasmEngine {
         core_do!(&self.core, c => c.gen.try_borrow().map_or(true, |g| g.run.is_some()))
     }
 
+    /// The chat session as saved-session bytes (`crate::saved`: its cached tokens and their KV
+    /// rows), tied to `modelSha256` (the model file's SHA-256, 64 hex digits). Resolves to a
+    /// Uint8Array. Not while a generation runs, nor before the first one.
+    #[wasm_bindgen(js_name = saveSession)]
+    pub fn save_session(&self, model_sha256: &str) -> js_sys::Promise {
+        let sha = sha256_arg(model_sha256);
+        match &self.core {
+            AnyCore::Cpu(c) => save_session_promise(c.clone(), sha),
+            AnyCore::Gpu(c) => save_session_promise(c.clone(), sha),
+        }
+    }
+
+    /// Put saved-session bytes in place of the chat session, for the context size and cache type
+    /// generations use (`options`: {contextSize, kvType}, as `start`'s); the next generation whose
+    /// prompt begins with the saved tokens reuses their cache. Returns how many tokens came back.
+    /// `bad_session` / `session_mismatch` leave the chat session as it was.
+    #[wasm_bindgen(js_name = restoreSession)]
+    pub fn restore_session(&self, model_sha256: &str, bytes: &[u8], options: JsValue) -> Result<u32, JsValue> {
+        let sha = sha256_arg(model_sha256)?;
+        let o: SessionOptions = if options.is_undefined() || options.is_null() {
+            SessionOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(|e| invalid(format!("session options: {e}")))?
+        };
+        let n_ctx = count("contextSize", o.context_size, self.default_context(), 1)?;
+        let kv = kv_type(o.kv_type.as_deref())?;
+        core_do!(&self.core, c => c.restore_session(sha, bytes, n_ctx, kv))
+    }
+
     /// Tests: lose the GPU device as a driver reset would (nothing on the CPU).
     #[wasm_bindgen(js_name = debugLoseDevice)]
     pub fn debug_lose_device(&self) {
@@ -877,6 +906,61 @@ impl WasmAdapterLoader {
             Some(AnyAdapterLoader::Gpu(l)) => l.received() as f64,
             None => 0.0,
         }
+    }
+}
+
+/// {contextSize, kvType} of `Engine.restoreSession`.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct SessionOptions {
+    context_size: Option<f64>,
+    kv_type: Option<String>,
+}
+
+/// A model file's SHA-256 from its 64 hex digits.
+fn sha256_arg(hex: &str) -> Result<[u8; 32], JsValue> {
+    let bad = || invalid(format!("the model's SHA-256 must be 64 hex digits, got {hex:?}"));
+    if hex.len() != 64 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+fn save_session_promise<B: Backend + 'static>(c: Core<B>, sha: Result<[u8; 32], JsValue>) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        let sha = sha?;
+        let g = c.gen.try_borrow().map_err(|_| Core::<B>::busy())?;
+        if g.run.is_some() {
+            return Err(invalid("a generation is running: let it finish (or abort it) before saving the session"));
+        }
+        let s = g.session.as_ref().ok_or_else(|| invalid("there is no conversation to save yet: generate first"))?;
+        let bytes = s.save_async(&c.engine, sha).await.map_err(js_error)?;
+        Ok(js_sys::Uint8Array::from(bytes.as_slice()).into())
+    })
+}
+
+impl<B: Backend> Core<B> {
+    fn restore_session(&self, sha: [u8; 32], bytes: &[u8], n_ctx: usize, kv: KvType) -> Result<u32, JsValue> {
+        let mut g = self.gen.try_borrow_mut().map_err(|_| Self::busy())?;
+        if g.run.is_some() {
+            return Err(invalid("a generation is running: let it finish (or abort it) before restoring a session"));
+        }
+        // Into the chat session when it has the same shape (a refusal leaves it as it was), else
+        // into a new one that replaces it only once restored.
+        if let Some(s) = g.session.as_mut().filter(|s| s.context_size() == n_ctx && s.kv_type() == kv) {
+            let n = s.restore(&self.engine, sha, bytes).map_err(js_error)?;
+            g.reused = 0;
+            return Ok(n as u32);
+        }
+        let mut s = self.engine.new_session_with(n_ctx, kv).map_err(js_error)?;
+        let n = s.restore(&self.engine, sha, bytes).map_err(js_error)?;
+        g.session = Some(s);
+        g.reused = 0;
+        Ok(n as u32)
     }
 }
 

@@ -1,6 +1,7 @@
 // The real default model, SmolLM2-135M-Instruct Q4_1, in the browser under test (HEARTH_BROWSER):
 // - the chat page loads it by default (models/default.json), names it as people know it, says in
-//   words where it runs, and answers "What is the capital of France?" with Paris (greedy); its
+//   words where it runs, and answers "What is the capital of France?" with Paris (greedy); after a
+//   reload the conversation is back and the next turn reads it from the restored cache; its
 //   Evaluate panel measures the sample text's perplexity, with progress, and can be cancelled;
 // - through the API: the chat template and the greedy reply equal llama.cpp's
 //   (tests/golden/real-smollm2-q4_1.json, scripts/goldens-real) up to a near tie, the rule of
@@ -97,6 +98,27 @@ test("the chat page loads the real default model and answers: Paris", async () =
     await page.evaluate(() => (document.getElementById("model-panel").open = false));
     await page.waitForTimeout(300); // the chevron's transition
     await page.screenshot({ path: ENGINE === "chromium" ? "/tmp/hearth-real-chat.png" : `/tmp/hearth-real-chat-${ENGINE}.png` });
+
+    // A reload keeps the conversation: its messages, and its cache (a saved session) in the engine.
+    await page.waitForFunction(() => localStorage.getItem("hearth.lastChat.v1"), null, { timeout: 30000 });
+    await page.reload();
+    await waitPageReady(page, TIMEOUT);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="reply"]').length === 1, null, { timeout: 30000 });
+    assert.equal(await page.locator('[data-testid="user-message"]').first().textContent(), "What is the capital of France?");
+    assert.equal(await page.locator('[data-testid="reply"]').first().textContent(), reply);
+    const back = await page.locator("li.notice").last().textContent();
+    assert.match(back, /^Your last conversation is back \((\d+) tokens of it cached, restored in \d+ ms\)/, back);
+    const saved = Number(back.match(/\((\d+) tokens/)[1]);
+    await page.locator('[data-testid="input"]').fill("And of Germany?");
+    await page.locator('[data-testid="input"]').press("Enter");
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="stats"]').length === 1 && document.body.dataset.state === "ready", null, { timeout: TIMEOUT });
+    const stats = await page.locator('[data-testid="stats"]').first().textContent();
+    console.log(`after a reload: ${back} / next reply: ${stats}`);
+    const cached = Number(stats.match(/(\d+) cached/)?.[1]);
+    assert.ok(cached >= saved - 2, `the next turn read the restored conversation from the cache: ${stats}`);
+    // New chat forgets it.
+    await page.locator("#new-chat").click();
+    await page.waitForFunction(() => !localStorage.getItem("hearth.lastChat.v1"));
   } finally {
     await context.close();
   }

@@ -389,6 +389,7 @@ export class HearthError extends Error {
    * in flight, and the engine was restarted (a fresh Worker) without its model: `load` it again
    * (the same object's `load`, or `Hearth.load`). The message says what happened, on one line.
    * "content_flagged": a model loaded with a guard refused the conversation (`moderation` says why).
+   * Saved sessions: "session_not_found", "session_mismatch", "bad_session".
    */
   code: string;
   /** "content_flagged": the guard's verdict on the user's message, and "input". */
@@ -615,8 +616,38 @@ export class Hearth {
   decode(ids: number[] | Uint32Array): Promise<string>;
   /** LoRA adapters of the loaded model (a new `load` starts without any). */
   readonly adapters: Adapters;
+  /**
+   * Save the conversation the engine has cached (its tokens and KV cache) under `name`, in OPFS
+   * (Cache Storage where files are not writable), tied to the model file's SHA-256, the context
+   * size and the KV cache type. The SHA-256 is `load`'s `sha256`, the model store's (`cache:
+   * true`), or hashed from the File or bytes loaded; else HearthError "invalid_argument".
+   */
+  saveSession(name: string): Promise<SavedSession & { ms: number }>;
+  /**
+   * Put the conversation saved as `name` back in the engine's cache; the next chat that begins
+   * with it continues with the unbroken session's tokens. "session_not_found", "session_mismatch"
+   * (another model, context size or cache type) or "bad_session" leave the cache as it was.
+   */
+  restoreSession(name: string): Promise<{ name: string; tokens: number; bytes: number; ms: number }>;
+  listSessions(): Promise<SavedSession[]>;
+  deleteSession(name: string): Promise<boolean>;
   stats(): Promise<EngineStats>;
   unload(): Promise<void>;
+}
+
+/** A saved conversation's listing (`saveSession`, `listSessions`). */
+export interface SavedSession {
+  name: string;
+  /** The model's display name when it was saved. */
+  model: string | null;
+  modelSha256: string;
+  contextSize: number;
+  kvType: "f16" | "q8_0" | "f32";
+  /** Tokens in the saved cache. */
+  tokens: number;
+  bytes: number;
+  /** ISO 8601. */
+  savedAt: string;
 }
 
 export default Hearth;

@@ -11,6 +11,7 @@
 import { Completions, Embeddings, Moderations } from "./openai.js";
 import { toolOptions } from "./tools.js";
 import { ModelStore, requestPersistence, storeAvailable } from "./store.js";
+import { SessionStore } from "./sessions.js";
 
 const FEED_SLICE = 4 << 20;
 const BACKENDS = ["auto", "cpu", "webgpu"];
@@ -626,6 +627,57 @@ export class Hearth {
     return this._impl.decode(Array.from(ids));
   }
 
+  /**
+   * Save the conversation the engine has cached (the last generation's prompt and reply: its
+   * tokens and KV cache) under `name`, in the Origin Private File System (Cache Storage where
+   * files are not writable). Tied to the model file's SHA-256 (given to `load` as `sha256`, known
+   * from the model store with `cache: true`, or hashed from the File or bytes loaded), the
+   * context size and the KV cache type. Resolves to {name, model, modelSha256, contextSize,
+   * kvType, tokens, bytes, savedAt, ms}.
+   * @param {string} name
+   */
+  async saveSession(name) {
+    return this._serial(async () => {
+      const store = await SessionStore.open();
+      const t0 = performance.now();
+      const { bytes, meta } = await this._impl.saveSession();
+      const saved = { name, ...meta, savedAt: new Date().toISOString() };
+      await store.put(name, bytes, saved);
+      return { ...saved, ms: performance.now() - t0 };
+    });
+  }
+
+  /**
+   * Put the conversation saved as `name` back in the engine's cache: the next `chat` (or
+   * `generate`) whose prompt begins with its tokens reads only what follows, and continues with
+   * exactly the tokens an unbroken session gives. Rejects with "session_not_found",
+   * "session_mismatch" (another model file, context size or cache type: the message says which)
+   * or "bad_session" (damaged bytes); the engine's cache is then as it was. Resolves to {name,
+   * tokens, bytes, ms}.
+   * @param {string} name
+   */
+  async restoreSession(name) {
+    return this._serial(async () => {
+      const store = await SessionStore.open();
+      const t0 = performance.now();
+      const bytes = await store.get(name);
+      if (!bytes) throw new HearthError("session_not_found", `no saved session is named ${JSON.stringify(name)}`);
+      const size = bytes.length;
+      const tokens = await this._impl.restoreSession(bytes);
+      return { name, tokens, bytes: size, ms: performance.now() - t0 };
+    });
+  }
+
+  /** The saved sessions of this origin: [{name, model, modelSha256, contextSize, kvType, tokens, bytes, savedAt}]. */
+  async listSessions() {
+    return this._serial(async () => (await SessionStore.open()).list());
+  }
+
+  /** Delete the session saved as `name`; resolves to whether there was one. */
+  async deleteSession(name) {
+    return this._serial(async () => (await SessionStore.open()).delete(name));
+  }
+
   /** {threads, wasmMemoryBytes}: the engine's thread count and its wasm memory (= peak) size. */
   async stats() {
     return this._impl.stats();
@@ -805,7 +857,7 @@ class WorkerImpl {
       progress({ phase: "load", loaded, total });
     }
     if (signal?.aborted) throw abortError("loading");
-    return t.call("load-end", { contextSize, kvType });
+    return t.call("load-end", { contextSize, kvType, sha256 });
   }
   generate(req, onChunk) {
     if (this.lost) return { done: Promise.reject(this.lost), abort: () => {} };
@@ -845,6 +897,12 @@ class WorkerImpl {
   }
   adapterCall(op, args) {
     return this.call(op, args);
+  }
+  saveSession() {
+    return this.call("session-save", {});
+  }
+  restoreSession(bytes) {
+    return this.lost ? Promise.reject(this.lost) : this.t.request("session-restore", { bytes }, undefined, [bytes.buffer])[1];
   }
   decode(ids) {
     return this.call("decode", { ids });
@@ -949,6 +1007,20 @@ class LocalImpl {
       if (op === "adapter-remove") return this.host.removeAdapter(id);
       return this.host.adapters();
     });
+  }
+  async saveSession() {
+    try {
+      return await this.host.saveSession();
+    } catch (e) {
+      throw this.fail(e);
+    }
+  }
+  async restoreSession(bytes) {
+    try {
+      return await this.host.restoreSession(bytes);
+    } catch (e) {
+      throw this.fail(e);
+    }
   }
   async decode(ids) {
     return this.wrap(() => this.host.decode(ids));

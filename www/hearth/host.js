@@ -5,6 +5,7 @@
 import { ModelStore, contentLength, fetchModel, readChunk } from "./store.js";
 import { assertFits, browserLimits, formatBytes, judge, readHeader } from "./preflight.js";
 import { ToolStream, toolOptions } from "./tools.js";
+import { Sha256 } from "./sha256.js";
 
 /** The wasm-bindgen module in use (pkg/hearth_wasm.js, pkg/threads/ or pkg/wasm64/hearth_wasm.js). */
 let wasm = null;
@@ -528,6 +529,7 @@ export class Host {
     await this.beginLoad(backend);
     // URLs go through the model store (kept for offline use, resumable, verified) when asked.
     this.cache = cache ? { sha256 } : null;
+    this.modelSha = null;
     // At most one progress report per MiB or 50 ms (a big model arrives in many small chunks);
     // the first and the last are always reported.
     const report = onProgress || (() => {});
@@ -683,7 +685,9 @@ export class Host {
       const url = String(source);
       const store = await ModelStore.open();
       try {
-        await store.fetch(url, { sha256: this.cache.sha256, signal: fetchSignal, check, onChunk: (b) => this.feed(b), onProgress: (p) => progress(p) });
+        const got = await store.fetch(url, { sha256: this.cache.sha256, signal: fetchSignal, check, onChunk: (b) => this.feed(b), onProgress: (p) => progress(p) });
+        // The store hashes what it keeps: a saved session's tie to this file (one-file models).
+        if (this.loader.shards() <= 1) this.modelSha = got.sha256;
       } catch (e) {
         // A file the engine rejects is no use stored; an interrupted download stays, to resume.
         if (!["aborted", "network", "quota_exceeded", "storage_unavailable", "checksum_mismatch"].includes(e && e.code)) await store.delete(url).catch(() => {});
@@ -1060,6 +1064,55 @@ export class Host {
     if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
     this.engine.removeAdapter(adapterId(id));
     return true;
+  }
+
+  /**
+   * The loaded model file's SHA-256 (hex), which ties a saved session to it: given at load
+   * (`sha256`), from the model store (which hashes what it keeps), or hashed now from the File,
+   * Blob or bytes the model was loaded from (kept for a GPU loss's reload).
+   */
+  async modelSha256() {
+    if (this.modelSha) return this.modelSha;
+    const s = this.source;
+    if (s?.sha256) return (this.modelSha = String(s.sha256).toLowerCase());
+    const src = s && (Array.isArray(s.source) ? (s.source.length === 1 ? s.source[0] : null) : s.source);
+    const h = new Sha256();
+    if (src && typeof Blob !== "undefined" && src instanceof Blob) {
+      for (let at = 0; at < src.size; at += 4 << 20) h.update(new Uint8Array(await src.slice(at, at + (4 << 20)).arrayBuffer()));
+    } else if (src instanceof ArrayBuffer || ArrayBuffer.isView(src)) {
+      h.update(src instanceof ArrayBuffer ? new Uint8Array(src) : new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
+    } else {
+      throw codeError(
+        "invalid_argument",
+        "a saved session is tied to the model file's SHA-256, which is not known for this model: load it with cache: true (the model store hashes it) or pass its sha256 to Hearth.load",
+      );
+    }
+    return (this.modelSha = h.hex());
+  }
+
+  /**
+   * The chat's cached conversation as saved-session bytes (src/saved.rs) and what they were made
+   * with: {bytes, meta: {model, modelSha256, contextSize, kvType, tokens, bytes}}. The page keeps
+   * them (sessions.js).
+   */
+  async saveSession() {
+    this.check();
+    const e = this.engine;
+    if (!e) throw codeError("invalid_argument", "no model is loaded");
+    const sha = await this.modelSha256();
+    const bytes = await this.guard(e.saveSession(sha));
+    // The token count sits after the fixed header (src/saved.rs).
+    const tokens = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(64, true);
+    return { bytes, meta: { model: this.info?.displayName ?? null, modelSha256: sha, contextSize: this.contextSize, kvType: this.kvType, tokens, bytes: bytes.length } };
+  }
+
+  /** Put saved-session bytes back in place of the chat's cache; returns the tokens restored. */
+  async restoreSession(bytes) {
+    this.check();
+    const e = this.engine;
+    if (!e) throw codeError("invalid_argument", "no model is loaded");
+    const sha = await this.modelSha256();
+    return e.restoreSession(sha, bytes, { contextSize: this.contextSize, kvType: this.kvType });
   }
 
   /** [{id, name, scale, alpha, rank, tensors}], in the order their deltas are added. */

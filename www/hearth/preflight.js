@@ -2,7 +2,7 @@
 // set against what this browser can hold, before any weight is downloaded. `Hearth.inspect`
 // returns it; every load runs it and refuses a model that cannot fit with "model_too_big".
 
-import { readPrefix } from "./store.js";
+import { fetchModel, readPrefix } from "./store.js";
 
 /** Both wasm32 builds link a 4 GiB memory maximum. */
 export const WASM_LIMIT = 4 * 2 ** 30;
@@ -78,14 +78,7 @@ export async function readHeader(source, inspect, signal) {
 }
 
 async function fetchPrefix(url, want, signal) {
-  let res;
-  try {
-    res = await fetch(url, { headers: { Range: `bytes=0-${want - 1}` }, signal });
-  } catch (e) {
-    if (signal?.aborted) throw codeError("aborted", "loading was aborted");
-    throw codeError("network", `could not fetch ${url}: ${e.message || e}`);
-  }
-  if (!res.ok) throw codeError("network", `could not fetch ${url}: HTTP ${res.status} ${res.statusText}`.trim());
+  const res = await fetchModel(url, { headers: { Range: `bytes=0-${want - 1}` }, signal });
   let size = null;
   const range = res.headers.get("Content-Range");
   if (res.status === 206 && range) size = Number(/\/(\d+)\s*$/.exec(range)?.[1] ?? NaN);

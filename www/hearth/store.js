@@ -40,14 +40,24 @@ function hasOpfs() {
  */
 export async function fetchModel(url, { signal, headers, check = () => {}, accept = (r) => r.ok } = {}) {
   let resp;
-  try {
-    resp = await fetch(url, { signal, headers });
-  } catch (e) {
-    check();
-    if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
-    throw codeError("network", `could not fetch ${url}: ${e && e.message ? e.message : e}`);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      resp = await fetch(url, { signal, headers });
+      break;
+    } catch (e) {
+      check();
+      if (e && e.name === "AbortError") throw codeError("aborted", "loading was aborted");
+      // Once more after a moment: a request sent on a connection the server was closing fails
+      // at once, and a GET can be sent again.
+      if (attempt === 0) {
+        await new Promise((r) => setTimeout(r, 500));
+        check();
+        continue;
+      }
+      throw codeError("network", `could not fetch ${url}: ${e && e.message ? e.message : e}`);
+    }
   }
-  if (!accept(resp)) throw codeError("network", `could not fetch ${url}: HTTP ${resp.status} ${resp.statusText}`);
+  if (!accept(resp)) throw codeError("network", `could not fetch ${url}: HTTP ${resp.status} ${resp.statusText}`.trim());
   return resp;
 }
 

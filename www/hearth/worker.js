@@ -16,11 +16,11 @@ const inflight = new Set();
 /** {code: "engine_crashed" | "out_of_memory", message} once the engine crashed. */
 let crashed = null;
 
-function reply(rid, kind, payload) {
+function reply(rid, kind, payload, transfer = []) {
   // A request failed by the crash has had its answer.
   if (kind !== "event" && !inflight.delete(rid)) return;
   if (kind === "event" && !inflight.has(rid)) return;
-  self.postMessage({ rid, kind, ...payload });
+  self.postMessage({ rid, kind, ...payload }, transfer);
 }
 
 /** The engine trapped: fail what is in flight and ask to be replaced. */
@@ -68,6 +68,7 @@ async function handle(msg) {
     case "load-end": {
       const info = host.finishLoad(msg.contextSize, undefined, msg.kvType);
       host.source = null; // bytes arrive in slices and are not kept
+      host.modelSha = msg.sha256 ? String(msg.sha256).toLowerCase() : null;
       host.deviceLost = false;
       return reply(rid, "result", { value: info });
     }
@@ -99,6 +100,12 @@ async function handle(msg) {
       return reply(rid, "result", { value: host.removeAdapter(msg.id) });
     case "adapter-list":
       return reply(rid, "result", { value: host.adapters() });
+    case "session-save": {
+      const saved = await host.saveSession();
+      return reply(rid, "result", { value: saved }, [saved.bytes.buffer]);
+    }
+    case "session-restore":
+      return reply(rid, "result", { value: await host.restoreSession(msg.bytes) });
     case "embed": {
       const result = await host.embed(msg.inputs, { pooling: msg.pooling, normalize: msg.normalize, isAborted: () => aborted.has(rid) });
       return reply(rid, "result", { value: result });
