@@ -443,11 +443,11 @@ impl<B: Backend> Session<B> {
     /// The cached tokens and their KV rows as bytes (`saved`), tied to the model file's SHA-256.
     /// A cache computed with LoRA adapters is not saved (the bytes do not record them).
     pub async fn save_async(&self, engine: &Engine<B>, model_sha256: [u8; 32]) -> Result<Vec<u8>> {
-        let (current, epoch) = {
+        let (adapters, epoch) = {
             let a = engine.model.adapters();
-            (a.list.is_empty(), a.epoch)
+            (!a.list.is_empty(), a.epoch)
         };
-        if !current {
+        if adapters {
             return Err(HearthError::InvalidArgument("a conversation run with LoRA adapters cannot be saved: remove them and start it again".into()));
         }
         // A cache from before the adapters last changed is stale (the next start re-reads all).
@@ -463,7 +463,8 @@ impl<B: Backend> Session<B> {
 
     /// Put a saved session's tokens and cache in this one (of the same context size and cache
     /// type, for the same model file); the next `start` reuses them as if they had never left.
-    /// Returns how many tokens came back. On error the session is as before.
+    /// Returns how many tokens came back. A refusal (`bad_session`, `session_mismatch`) leaves the
+    /// session as it was; a backend that fails while writing leaves it with an empty cache.
     pub fn restore(&mut self, engine: &Engine<B>, model_sha256: [u8; 32], bytes: &[u8]) -> Result<usize> {
         let (header, kv) = saved::decode(bytes)?;
         saved::check(&header, &self.saved_header(engine, model_sha256, Vec::new()))?;
@@ -472,7 +473,10 @@ impl<B: Backend> Session<B> {
         if !engine.model.adapters().list.is_empty() {
             return Err(HearthError::InvalidArgument("a saved conversation runs without LoRA adapters: remove them first".into()));
         }
-        engine.model.backend.write_kv(&mut self.seq.cache, n, kv)?;
+        if let Err(e) = engine.model.backend.write_kv(&mut self.seq.cache, n, kv) {
+            self.seq.len = 0;
+            return Err(e);
+        }
         self.seq.len = n;
         self.seq.adapters = engine.model.adapters().epoch;
         self.tokens = header.tokens;

@@ -6,6 +6,8 @@
 // fetched). The page keeps them, not the engine's worker: WebKit's Cache Storage written in one
 // worker was not seen by the next one (measured in WebKitGTK), and the page outlives its workers.
 
+import { hasOpfs } from "./store.js";
+
 const DIR = "hearth-sessions";
 const CACHE_URL = "https://hearth.invalid/sessions/";
 
@@ -13,16 +15,6 @@ function codeError(code, message) {
   const e = new Error(message);
   e.code = code;
   return e;
-}
-
-/** OPFS with writable files (createWritable; WebKit's OPFS writes only from workers). */
-function hasOpfs() {
-  return (
-    typeof navigator !== "undefined" &&
-    !!navigator.storage?.getDirectory &&
-    typeof FileSystemFileHandle !== "undefined" &&
-    typeof FileSystemFileHandle.prototype.createWritable === "function"
-  );
 }
 
 function checkName(name) {

@@ -25,7 +25,7 @@ function mb(n) {
 }
 
 /** OPFS with writable files: engines that have the directory API without `createWritable` (older WebKit) use Cache Storage. */
-function hasOpfs() {
+export function hasOpfs() {
   return (
     typeof navigator !== "undefined" &&
     !!navigator.storage?.getDirectory &&
