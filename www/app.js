@@ -366,10 +366,10 @@ async function saveLastChat() {
   const keep = history.slice();
   const epoch = chatEpoch;
   try {
-    const saved = await llm.saveSession(LAST_CHAT);
+    await llm.saveSession(LAST_CHAT);
     // New chat was pressed meanwhile: it deletes the session once this save is done.
     if (epoch !== chatEpoch) return;
-    localStorage.setItem(CHAT_KEY, JSON.stringify({ modelSha256: saved.modelSha256, systemPrompt: settings.systemPrompt, history: keep }));
+    localStorage.setItem(CHAT_KEY, JSON.stringify({ systemPrompt: settings.systemPrompt, history: keep }));
   } catch {
     /* not kept */
   }

@@ -136,7 +136,6 @@ pub enum Gating {
     Sigmoid,
 }
 
-// The async methods are only awaited on one thread (the engine's worker): no Send bound wanted.
 /// The bytes of `len` positions of one layer's keys (or values) in a saved cache, after checking
 /// that `got` bytes are `n_layer` layers of both at most `n_ctx` positions.
 pub fn kv_rows_bytes(ty: KvType, kv_dim: usize, n_ctx: usize, n_layer: usize, len: usize, got: usize) -> Result<usize> {
@@ -147,6 +146,7 @@ pub fn kv_rows_bytes(ty: KvType, kv_dim: usize, n_ctx: usize, n_layer: usize, le
     Ok(rows)
 }
 
+// The async methods are only awaited on one thread (the engine's worker): no Send bound wanted.
 #[allow(async_fn_in_trait)]
 pub trait Backend {
     /// Activations: `rows` tokens of `cols` values each.

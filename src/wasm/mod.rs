@@ -650,8 +650,8 @@ impl WasmEngine {
     }
 
     /// The chat session as saved-session bytes (`crate::saved`: its cached tokens and their KV
-    /// rows), tied to `modelSha256` (the model file's SHA-256, 64 hex digits). Resolves to a
-    /// Uint8Array. Not while a generation runs, nor before the first one.
+    /// rows), tied to `modelSha256` (the model file's SHA-256, 64 hex digits). Resolves to
+    /// {bytes: Uint8Array, tokens}. Not while a generation runs, nor before the first one.
     #[wasm_bindgen(js_name = saveSession)]
     pub fn save_session(&self, model_sha256: &str) -> js_sys::Promise {
         let sha = sha256_arg(model_sha256);
@@ -939,7 +939,11 @@ fn save_session_promise<B: Backend + 'static>(c: Core<B>, sha: Result<[u8; 32], 
         }
         let s = g.session.as_ref().ok_or_else(|| invalid("there is no conversation to save yet: generate first"))?;
         let bytes = s.save_async(&c.engine, sha).await.map_err(js_error)?;
-        Ok(js_sys::Uint8Array::from(bytes.as_slice()).into())
+        let (header, _) = crate::saved::decode(&bytes).map_err(js_error)?;
+        let o = js_sys::Object::new();
+        set(&o, "bytes", js_sys::Uint8Array::from(bytes.as_slice()));
+        set(&o, "tokens", header.tokens.len() as f64);
+        Ok(o.into())
     })
 }
 

@@ -1100,9 +1100,7 @@ export class Host {
     const e = this.engine;
     if (!e) throw codeError("invalid_argument", "no model is loaded");
     const sha = await this.modelSha256();
-    const bytes = await this.guard(e.saveSession(sha));
-    // The token count sits after the fixed header (src/saved.rs).
-    const tokens = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(64, true);
+    const { bytes, tokens } = await this.guard(e.saveSession(sha));
     return { bytes, meta: { model: this.info?.displayName ?? null, modelSha256: sha, contextSize: this.contextSize, kvType: this.kvType, tokens, bytes: bytes.length } };
   }
 
