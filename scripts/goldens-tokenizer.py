@@ -4,12 +4,13 @@
 Regenerate (after changing src/fixture/vocab.rs, src/fixture/corpus.txt or the strings below):
 
     HEARTH_VOCAB_DIR=/tmp/hearth-vocab cargo test --test tokenizer write_vocab_files -- --ignored
-    /opt/goldenvenv/bin/python scripts/goldens-tokenizer.py \
-        /tmp/hearth-vocab/vocab-spm.gguf /tmp/hearth-vocab/vocab-bpe.gguf
+    $(scripts/llama-cpp-venv) scripts/goldens-tokenizer.py \
+        /tmp/hearth-vocab/vocab-spm.gguf /tmp/hearth-vocab/vocab-bpe.gguf /tmp/hearth-vocab/vocab-bpe-llama4.gguf
 
 The first command writes vocabulary-only GGUF files built by the Rust fixture builders; this script
-loads each with llama-cpp-python (vocab_only=True) and writes tests/golden/tokenizer-spm.json and
-tests/golden/tokenizer-bpe.json: for every test string the ids llama.cpp's llama_tokenize gives
+loads each with llama-cpp-python (vocab_only=True) and writes tests/golden/tokenizer-spm.json,
+tests/golden/tokenizer-bpe.json and tests/golden/tokenizer-bpe-llama4.json (the bpe vocabulary
+under Llama 4's pre-tokenizer, with EXTRA_LLAMA4 strings for its case rules as well): for every test string the ids llama.cpp's llama_tokenize gives
 (add_special/parse_special in three combinations), llama_detokenize of those ids, every token's
 piece, the BOS/EOS/EOG ids, and the sha256 of the GGUF file so a stale golden is detected.
 """
@@ -130,7 +131,27 @@ def detokenize(vocab, ids, remove_special, unparse_special):
     return buf.raw[:n]
 
 
-def golden(path):
+# Case runs, contractions in both cases, non-ASCII letters, marks and symbols, newlines and
+# slashes: what the GPT-4o regex (llama.cpp's LLAMA4 / GPT4O pre-tokenizer) splits differently.
+EXTRA_LLAMA4 = [
+    "helloWorld HELLO World",
+    "HTTPServer parseJSON getHTTPResponseCode",
+    "DON'T Don't don'T I'M we'RE they'Ve",
+    "ÉCOLE école Ünïcode naïve café",
+    "ǅemal ǈubljana ǋata",
+    "e\u0301te\u0301 cafe\u0301",
+    "€100 →→ ©2024 ™x",
+    "日本語のテキスト 한국어",
+    "path/to//file\n\n/next",
+    "a\r\n\r\nb  \n  c\u00a0d\u2003\n",
+    "x  \t\n\n  y   z",
+    "(foo);\n}\n\n// comment",
+    "1234567 12,345.678",
+    "Ωmega ΣΙΓΜΑ σίγμα",
+]
+
+
+def golden(path, extra=()):
     sha = hashlib.sha256(open(path, "rb").read()).hexdigest()
     llm = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
     vocab = llama_cpp.llama_model_get_vocab(llm.model)
@@ -141,7 +162,7 @@ def golden(path):
         return None if x == null else x
 
     cases = []
-    for text in CASES:
+    for text in CASES + list(extra):
         data = text.encode("utf-8")
         ids = tokenize(vocab, data, False, False)
         ids_special = tokenize(vocab, data, False, True)
@@ -177,14 +198,14 @@ def golden(path):
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) != 4:
         sys.exit(__doc__)
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden")
     os.makedirs(root, exist_ok=True)
-    for kind, path in (("spm", sys.argv[1]), ("bpe", sys.argv[2])):
+    for kind, path, extra in (("spm", sys.argv[1], ()), ("bpe", sys.argv[2], ()), ("bpe-llama4", sys.argv[3], EXTRA_LLAMA4)):
         out = os.path.join(root, f"tokenizer-{kind}.json")
         with open(out, "w", encoding="utf-8") as f:
-            json.dump(golden(path), f, ensure_ascii=False, indent=1)
+            json.dump(golden(path, extra), f, ensure_ascii=False, indent=1)
             f.write("\n")
         print("wrote", os.path.normpath(out))
 

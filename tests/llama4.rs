@@ -106,10 +106,12 @@ fn missing_llama4_keys_are_typed_errors() {
         Some(HearthError::BadMetadata { key, .. }) => assert_eq!(key, "llama4.attention.sliding_window"),
         e => panic!("sliding_window 0: {e:?}"),
     }
-    // llama.cpp's `llama4` pre-tokenizer (a GPT-4o regex) is not implemented: refused by name.
-    match load(&rewrite(&bytes, &[("tokenizer.ggml.pre", Some(Value::String("llama4".into())))])).err() {
-        Some(HearthError::UnsupportedTokenizer(m)) => assert!(m.contains("llama4"), "{m}"),
-        e => panic!("pre-tokenizer llama4: {e:?}"),
+    // A real Llama 4 file names the `llama4` pre-tokenizer (llama.cpp's GPT-4o regex): it loads
+    // (tests/tokenizer.rs holds its splits to llama.cpp's); an unknown pre-tokenizer is refused by name.
+    load(&rewrite(&bytes, &[("tokenizer.ggml.pre", Some(Value::String("llama4".into())))])).expect("pre llama4 loads");
+    match load(&rewrite(&bytes, &[("tokenizer.ggml.pre", Some(Value::String("no-such-pre".into())))])).err() {
+        Some(HearthError::UnsupportedTokenizer(m)) => assert!(m.contains("no-such-pre"), "{m}"),
+        e => panic!("an unknown pre-tokenizer: {e:?}"),
     }
     let engine = load(&bytes).unwrap();
     assert!(engine.new_sequence(8191).is_ok());

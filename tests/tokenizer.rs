@@ -8,7 +8,7 @@ use hearth::tokenizer::{StreamDecoder, Tokenizer};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
-const REGENERATE: &str = "regenerate with:\n  HEARTH_VOCAB_DIR=/tmp/hearth-vocab cargo test --test tokenizer write_vocab_files -- --ignored\n  /opt/goldenvenv/bin/python scripts/goldens-tokenizer.py /tmp/hearth-vocab/vocab-spm.gguf /tmp/hearth-vocab/vocab-bpe.gguf";
+const REGENERATE: &str = "regenerate with:\n  HEARTH_VOCAB_DIR=/tmp/hearth-vocab cargo test --test tokenizer write_vocab_files -- --ignored\n  $(scripts/llama-cpp-venv) scripts/goldens-tokenizer.py /tmp/hearth-vocab/vocab-spm.gguf /tmp/hearth-vocab/vocab-bpe.gguf /tmp/hearth-vocab/vocab-bpe-llama4.gguf";
 
 /// A vocabulary-only GGUF: the fixture's tokenizer metadata plus the llama hyper-parameters
 /// llama.cpp wants to see before it loads a vocabulary.
@@ -16,6 +16,11 @@ fn vocab_gguf(kind: &str) -> Vec<u8> {
     let entries = match kind {
         "spm" => spm_vocab(SPM_PIECES),
         "bpe" => bpe_vocab(BPE_MERGES),
+        // The same vocabulary under Llama 4's pre-tokenizer (llama.cpp's GPT4O regex).
+        "bpe-llama4" => bpe_vocab(BPE_MERGES)
+            .into_iter()
+            .map(|(k, v)| if k == "tokenizer.ggml.pre" { (k, Value::String("llama4".into())) } else { (k, v) })
+            .collect(),
         _ => unreachable!(),
     };
     let mut w = GgufWriter::new();
@@ -153,13 +158,18 @@ fn bpe_matches_llama_cpp() {
     check_against_golden("bpe");
 }
 
+#[test]
+fn llama4_pre_tokenizer_matches_llama_cpp() {
+    check_against_golden("bpe-llama4");
+}
+
 /// Writes the vocab-only GGUF files the golden script reads: see scripts/goldens-tokenizer.py.
 #[test]
 #[ignore]
 fn write_vocab_files() {
     let dir = std::env::var("HEARTH_VOCAB_DIR").expect("set HEARTH_VOCAB_DIR to the output directory");
     std::fs::create_dir_all(&dir).unwrap();
-    for kind in ["spm", "bpe"] {
+    for kind in ["spm", "bpe", "bpe-llama4"] {
         let path = format!("{dir}/vocab-{kind}.gguf");
         std::fs::write(&path, vocab_gguf(kind)).unwrap();
         eprintln!("wrote {path}");

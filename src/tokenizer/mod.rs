@@ -168,7 +168,8 @@ impl Tokenizer {
                 (bos, eos, unk) = (Some(11), Some(11), None);
                 ignore_merges = ignore;
                 add_bos = p == PreTokenizer::Llama3 && ignore;
-                (add_eos, add_space_prefix, clean_spaces) = (false, false, true);
+                // llama.cpp turns clean_spaces off for the GPT4O pre-tokenizers.
+                (add_eos, add_space_prefix, clean_spaces) = (false, false, p != PreTokenizer::Gpt4o);
             }
             other => return Err(HearthError::UnsupportedTokenizer(other.to_string())),
         }

@@ -19,6 +19,8 @@ pub(crate) enum PreTokenizer {
     Starcoder,
     /// llama.cpp's DEFAULT (missing or "default" pre): four regexes in sequence.
     Default,
+    /// llama.cpp's GPT4O (gpt-4o, llama4, ...): the GPT-4o regex, with case runs (`match_gpt4o`).
+    Gpt4o,
 }
 
 impl PreTokenizer {
@@ -37,6 +39,7 @@ impl PreTokenizer {
             "starcoder" | "refact" | "command-r" | "smollm" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => {
                 (Self::Starcoder, false)
             }
+            "gpt-4o" | "llama4" | "kanana2" | "talkie" => (Self::Gpt4o, false),
             _ => return None,
         })
     }
@@ -58,6 +61,7 @@ impl PreTokenizer {
                 offsets = split_matches(&cpts, &offsets, |c, p, _| flags(c[p]).is_number().then_some(1));
                 offsets = split_gpt2(&cpts, &offsets);
             }
+            Self::Gpt4o => offsets = split_matches(&cpts, &offsets, match_gpt4o),
             Self::Default => {
                 // "[\p{P}\$\+<=>\^~\|]+"
                 let punct = |c: u32| flags(c).is_punctuation() && !flags(c).is_whitespace()
@@ -123,6 +127,94 @@ fn split_matches(
         start = end;
     }
     out
+}
+
+/// llama.cpp's GPT4O regex, which it runs through `std::regex` over "collapsed" text (each code
+/// point past ASCII replaced by a byte for its category: letters, numbers, punctuation, accent
+/// marks, symbols, whitespace as \x0B, anything else as \xD0; `\p{L}` then means ASCII letters or
+/// the letter byte). So a non-ASCII letter is both "not a-z" and "not A-Z", and a non-ASCII
+/// symbol or mark is no letter. Returns the length of the first alternative that matches at `p`,
+/// with ECMAScript's backtracking:
+/// `[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?`
+/// `|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:'[sS]|...)?`
+/// `|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+fn match_gpt4o(c: &[u32], p: usize, end: usize) -> Option<usize> {
+    let ascii = |x: u32| x < 0x80;
+    // A class as the collapsed text sees it: ASCII as itself, other code points by category.
+    let class = |x: u32, in_ascii: fn(&u8) -> bool, category: fn(Flags) -> bool| {
+        if ascii(x) {
+            in_ascii(&(x as u8))
+        } else {
+            let f = flags(x);
+            category(f) && !f.is_whitespace()
+        }
+    };
+    let letter = |x: u32| class(x, u8::is_ascii_alphabetic, Flags::is_letter);
+    let number = |x: u32| class(x, u8::is_ascii_digit, Flags::is_number);
+    // std::regex's \s in the "C" locale; other whitespace was collapsed to \x0B.
+    let space = |x: u32| if ascii(x) { matches!(x, 0x09..=0x0D | 0x20) } else { flags(x).is_whitespace() };
+    let newline = |x: u32| x == 0x0A || x == 0x0D;
+    let upper = |x: u32| letter(x) && !(0x61..=0x7A).contains(&x); // (?=[\p{L}])([^a-z])
+    let lower = |x: u32| letter(x) && !(0x41..=0x5A).contains(&x); // (?=[\p{L}])([^A-Z])
+    let count = |from: usize, pred: &dyn Fn(u32) -> bool| c[from..end].iter().take_while(|&&x| pred(x)).count();
+    let contraction = |q: usize| -> usize {
+        if q + 1 < end && c[q] == '\'' as u32 {
+            let l = |i: usize| if q + i < end { ascii_lower(c[q + i]) } else { 0 };
+            if [b's', b't', b'm', b'd'].iter().any(|&k| l(1) == k as u32) {
+                return 2;
+            }
+            if [(b'r', b'e'), (b'v', b'e'), (b'l', b'l')].iter().any(|&(a, b)| l(1) == a as u32 && l(2) == b as u32) {
+                return 3;
+            }
+        }
+        0
+    };
+
+    // The two letter alternatives, after the optional prefix (without it they would start at a
+    // non-letter and fail, so only the prefixed try counts when there is one).
+    let q = if !newline(c[p]) && !letter(c[p]) && !number(c[p]) { p + 1 } else { p };
+    if q < end {
+        let uppers = count(q, &upper);
+        // U* then L+: U* gives back characters until L+ can take one.
+        for j in (0..=uppers).rev() {
+            let lowers = count(q + j, &lower);
+            if lowers > 0 {
+                let e = q + j + lowers;
+                return Some(e + contraction(e) - p);
+            }
+        }
+        // U+ then L*.
+        if uppers > 0 {
+            let e = q + uppers + count(q + uppers, &lower);
+            return Some(e + contraction(e) - p);
+        }
+    }
+    // \p{N}{1,3}
+    let n = count(p, &number);
+    if n > 0 {
+        return Some(n.min(3));
+    }
+    // ' ?[^\s\p{L}\p{N}]+[\r\n/]*'
+    let other = |x: u32| !space(x) && !letter(x) && !number(x);
+    let q = if c[p] == ' ' as u32 { p + 1 } else { p };
+    let o = if q < end { count(q, &other) } else { 0 };
+    if o > 0 {
+        let e = q + o;
+        return Some(e + count(e, &|x| newline(x) || x == '/' as u32) - p);
+    }
+    let ws = count(p, &space);
+    if ws == 0 {
+        return None;
+    }
+    // \s*[\r\n]+: up to the run's last newline.
+    if let Some(last) = (0..ws).rev().find(|&i| newline(c[p + i])) {
+        return Some(last + 1);
+    }
+    // \s+(?!\S), else \s+
+    if p + ws == end || ws == 1 {
+        return Some(ws);
+    }
+    Some(ws - 1)
 }
 
 const OUT_OF_RANGE: u32 = 0xFFFF_FFFF;
@@ -400,6 +492,17 @@ mod tests {
         assert_eq!(s.split("Hello world!!"), vec!["Hello", " world", "!!"]);
         assert_eq!(s.split("I'll 12345"), vec!["I", "'ll", " 12345"]);
         assert_eq!(s.split("a   b"), vec!["a", "  ", " b"]);
+    }
+
+    #[test]
+    fn gpt4o_splits_case_runs_like_the_regex() {
+        let s = PreTokenizer::Gpt4o;
+        assert_eq!(s.split("Hello World"), vec!["Hello", " World"]);
+        assert_eq!(s.split("helloWorld HELLO"), vec!["hello", "World", " HELLO"]);
+        assert_eq!(s.split("DON'T don't"), vec!["DON'T", " don't"]);
+        assert_eq!(s.split("1234567"), vec!["123", "456", "7"]);
+        assert_eq!(s.split("a/b//\n\nx"), vec!["a", "/b", "//\n\n", "x"]);
+        assert_eq!(s.split("x  \n\n  y"), vec!["x", "  \n\n", " ", " y"]);
     }
 
     #[test]
