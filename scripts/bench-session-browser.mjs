@@ -8,14 +8,10 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { startServer, launchBrowser, assertPkgBuilt, root } from "../tests/browser/harness.mjs";
+import { realModelBench, root } from "../tests/browser/harness.mjs";
 
 const n = Number(process.argv[2] || 2000);
-const model = process.env.HEARTH_REAL_MODEL;
-if (!model || !fs.existsSync(model)) throw new Error("set HEARTH_REAL_MODEL to SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch-model)");
-assertPkgBuilt();
-const server = await startServer({ mounts: { "/m": path.dirname(model), "/test": path.join(root, "tests/browser") } });
-const browser = await launchBrowser();
+const { url, server, browser } = await realModelBench();
 try {
   const page = await browser.newPage();
   await page.goto(server.url + "test/api.html");
@@ -53,7 +49,7 @@ try {
       await c.unload();
       return { n: conversation.length, first, saved, reread, rereadMs, restored, unbroken, cont, threads: c.info?.threads };
     },
-    { url: "/m/" + path.basename(model), text, n },
+    { url, text, n },
   );
   const same = JSON.stringify(r.cont.ids) === JSON.stringify(r.unbroken.ids);
   console.log(`${r.n}-token conversation, SmolLM2-135M-Instruct Q4_1, context 2048, F16 KV, Chromium CPU engine:`);

@@ -277,6 +277,18 @@ export async function openApiPage(tag, fixtures) {
   return { server, browser, page, adapter };
 }
 
+/**
+ * For the benchmark scripts: $HEARTH_REAL_MODEL served at /m/ (its URL: `url`) beside the API test
+ * page (/test/api.html), and a fresh browser. Returns {url, server, browser}; close both.
+ */
+export async function realModelBench() {
+  const model = process.env.HEARTH_REAL_MODEL;
+  if (!model || !fs.existsSync(model)) throw new Error("set HEARTH_REAL_MODEL to SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch-model)");
+  assertPkgBuilt();
+  const server = await startServer({ mounts: { "/m": path.dirname(model), "/test": path.join(root, "tests/browser") } });
+  return { url: "/m/" + path.basename(model), server, browser: await launchBrowser() };
+}
+
 /** The pkg/ build must exist (scripts/build-wasm). */
 export function assertPkgBuilt() {
   const f = path.join(pkgDir, "hearth_wasm_bg.wasm");

@@ -163,3 +163,45 @@ test("on WebGPU (the engine's adapter: SwiftShader in Chromium) adapters give ll
   assert.deepEqual(r.none.tokens, r.base.tokens);
   assert.equal(r.errors.mismatch?.code, "adapter_mismatch");
 });
+
+test("a GPU lost with adapters loaded: the model goes on on the CPU with them, under the same ids", async (t) => {
+  if (!adapter) return t.skip("no WebGPU adapter in this engine");
+  const want = goldenCase([["a", 1.0], ["b", 0.5]]);
+  const r = await page.evaluate(
+    async ({ prompt, n }) => {
+      const greedy = async (m) => {
+        const ids = [];
+        for await (const c of m.generate(prompt, { maxTokens: n, temperature: 0, stopAtEos: false })) ids.push(...c.tokenIds);
+        return ids;
+      };
+      const m = await Hearth.load("/fixtures/spm-f32.gguf", { contextSize: 128, backend: "webgpu" });
+      // Ids that no longer follow the engine's count after the reload: a, b, a removed, a again.
+      const first = await m.adapters.load("/fixtures/lora-spm-a.gguf", { scale: 1 });
+      const bytes = new Uint8Array(await (await fetch("/fixtures/lora-spm-b.gguf")).arrayBuffer());
+      const b = await m.adapters.load(bytes, { scale: 0.2 });
+      await m.adapters.remove(first.id);
+      const a = await m.adapters.load("/fixtures/lora-spm-a.gguf", { scale: 1 });
+      await m.adapters.setScale(b.id, 0.5);
+      const before = await m.adapters.list();
+      await m._debugLoseDevice(0);
+      let lost = null;
+      try {
+        await greedy(m);
+      } catch (e) {
+        lost = e.code;
+      }
+      const both = await greedy(m);
+      const after = await m.adapters.list();
+      await m.adapters.remove(b.id);
+      const onlyA = await greedy(m);
+      await m.unload();
+      return { lost, before, after, both, onlyA, ids: [first.id, b.id, a.id] };
+    },
+    { prompt: want.prompt, n: want.greedy.length },
+  );
+  assert.equal(r.lost, "device_lost");
+  assert.deepEqual(r.after, r.before, "the same adapters, ids and scales after the reload on the CPU");
+  assert.deepEqual(r.ids, [1, 2, 3]);
+  assertGreedy(r.both, want, 0.05, "a:1+b:0.5 on the CPU after the GPU was lost");
+  assertGreedy(r.onlyA, goldenCase([["a", 1.0]]), 0.05, "a:1 after removing b by its id");
+});

@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startServer, launchBrowser, logPage, assertPkgBuilt, fixtureDir, root, ENGINE, onlyIn, NETWORK_EVENTS, MEDIA_EMULATION } from "./harness.mjs";
+import { startServer, launchBrowser, logPage, assertPkgBuilt, fixtureDir, root, ENGINE, onlyIn, NETWORK_EVENTS, MEDIA_EMULATION, waitPageReady } from "./harness.mjs";
 
 // WebKit until www/hearth/store.js's ensureRoom reads navigator.storage?.estimate: a load by URL
 // keeps the model in the store, and WebKitGTK has no navigator.storage (TypeError).
@@ -357,7 +357,7 @@ test("without WebGPU the load notice says so in words: running on the CPU", asyn
     const p = await other.newPage();
     logPage(p, "no-webgpu");
     await p.goto(server.url);
-    await p.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: LOAD_TIMEOUT });
+    await waitPageReady(p, LOAD_TIMEOUT);
     const notice = await p.locator("li.notice").first().textContent();
     assert.match(notice, /^Loaded the bundled demo model \([\d.]+ MB\) in [\d.]+ s\. WebGPU is not available in this browser — running on the CPU, \d threads?\. /, notice);
     // A browser with no navigator.gpu at all (the engine then never asks for an adapter) says the same.

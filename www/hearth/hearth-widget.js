@@ -183,6 +183,8 @@ export class HearthChat extends HTMLElement {
     const guard = this.getAttribute("guard-model");
     this.loading = Hearth.load(new URL(url, document.baseURI).href, {
       cache,
+      // shared: the site's tabs that show this widget share one engine (each its own conversation).
+      shared: this.hasAttribute("shared"),
       guard: guard ? { model: new URL(guard, document.baseURI).href } : undefined,
       onProgress: (p) => {
         if (p.total) e.progress.value = p.loaded / p.total;

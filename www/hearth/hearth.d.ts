@@ -41,6 +41,18 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Run the engine in a dedicated module Worker (default true). */
   worker?: boolean;
+  /**
+   * Share one engine among this origin's tabs (default false): a model loaded from a URL runs in
+   * a SharedWorker named after the URL and these options, so every tab that loads it so uses one
+   * copy of the weights. Each tab keeps its own conversation (swapped in and out of the engine's
+   * KV cache, so it continues exactly as in a dedicated engine); requests from the tabs are served
+   * in turn; a closed tab's state is freed, and the last tab's `unload` frees the model. LoRA
+   * adapters are refused there (HearthError "unsupported": they would change every tab's model).
+   * A File or bytes, or a browser without SharedWorker, gets a dedicated Worker: `info.shared`
+   * says which. The shared engine runs on one thread where the browser starts no Worker from a
+   * SharedWorker.
+   */
+  shared?: boolean;
   /** Keep URL models in the model store (OPFS): later loads read the stored copy, offline too; an interrupted download resumes. */
   cache?: boolean;
   /** With cache: the file's expected sha256 (hex); a mismatch is HearthError "checksum_mismatch". */
@@ -120,6 +132,8 @@ export interface ModelInfo {
   simd: "relaxed" | "simd128";
   /** "wasm32" (at most 4 GiB), or "wasm64": the memory64 build (one thread, CPU only) that runs a model past that where the browser has memory64. */
   engine: "wasm32" | "wasm64";
+  /** Whether the model runs in an engine shared by this origin's tabs (LoadOptions.shared). */
+  shared: boolean;
 }
 
 export interface EngineStats {
@@ -128,6 +142,11 @@ export interface EngineStats {
   engine: "wasm32" | "wasm64";
   /** The engine's wasm memory; it never shrinks, so this is its peak so far. */
   wasmMemoryBytes: number;
+  /**
+   * A shared engine's tabs (`clients`), how many hold a conversation, and the bytes of those
+   * stashed while another tab's conversation is in the engine. Absent on a dedicated engine.
+   */
+  shared?: { clients: number; conversations: number; stashedBytes: number };
 }
 
 export interface GenerateOptions {
@@ -389,7 +408,8 @@ export class HearthError extends Error {
    * in flight, and the engine was restarted (a fresh Worker) without its model: `load` it again
    * (the same object's `load`, or `Hearth.load`). The message says what happened, on one line.
    * "content_flagged": a model loaded with a guard refused the conversation (`moderation` says why).
-   * Saved sessions: "session_not_found", "session_mismatch", "bad_session".
+   * Saved sessions: "session_not_found", "session_mismatch", "bad_session". "unsupported": LoRA
+   * adapters on a shared engine (LoadOptions.shared).
    */
   code: string;
   /** "content_flagged": the guard's verdict on the user's message, and "input". */

@@ -116,11 +116,12 @@ function watchPoolCrashes(name, transport) {
  * fresh Worker replaces it; `onCrash(error)` is told.
  */
 class WorkerTransport {
-  constructor(onCrash) {
+  constructor(onCrash, sharedName = null) {
     this.next = 1;
     this.pending = new Map();
     this.dead = null;
     this.onCrash = onCrash;
+    this.sharedName = sharedName;
     this.spawn();
   }
   spawn() {
@@ -131,26 +132,7 @@ class WorkerTransport {
     this.worker = worker;
     watchPoolCrashes(this.name, this);
     worker.onmessage = (ev) => {
-      if (worker !== this.worker) return; // a replaced Worker's last words
-      const m = ev.data;
-      // The engine crashed: replaced at its first word of it, so that the next request (made as
-      // soon as this one fails) already goes to the fresh Worker.
-      if (m.kind === "crashed" || (m.kind === "error" && (m.error.code === "engine_crashed" || m.error.code === "out_of_memory"))) {
-        return this.replace(new HearthError(m.error.code, m.error.message));
-      }
-      const p = this.pending.get(m.rid);
-      if (!p) return;
-      if (m.kind === "event") p.onEvent?.(m.value);
-      else {
-        this.pending.delete(m.rid);
-        if (m.kind === "result") p.resolve(m.value);
-        else p.reject(new HearthError(m.error.code, m.error.message));
-      }
-    };
-    const fail = (msg) => {
-      this.dead = new HearthError("worker", msg);
-      for (const p of this.pending.values()) p.reject(this.dead);
-      this.pending.clear();
+      if (worker === this.worker) this.receive(ev.data); // else a replaced Worker's last words
     };
     worker.onerror = (ev) => {
       if (worker !== this.worker) return;
@@ -158,19 +140,45 @@ class WorkerTransport {
       if (ev.message && CRASH_TEXT.test(ev.message)) {
         return this.replace(new HearthError("engine_crashed", `the engine crashed (${oneLine(ev.message, 300)}) and was restarted: load the model again`));
       }
-      fail(`the Hearth worker failed: ${ev.message || "could not load worker.js (check the server's MIME types and CSP)"}`);
+      this.fail(`the Hearth worker failed: ${ev.message || "could not load worker.js (check the server's MIME types and CSP)"}`);
     };
     worker.onmessageerror = () => {
-      if (worker === this.worker) fail("a message from the Hearth worker could not be read");
+      if (worker === this.worker) this.fail("a message from the Hearth worker could not be read");
     };
+  }
+  receive(m) {
+    // The engine crashed: replaced at its first word of it, so that the next request (made as
+    // soon as this one fails) already goes to the fresh Worker.
+    if (m.kind === "crashed" || (m.kind === "error" && (m.error.code === "engine_crashed" || m.error.code === "out_of_memory"))) {
+      return this.replace(new HearthError(m.error.code, m.error.message));
+    }
+    const p = this.pending.get(m.rid);
+    if (!p) return;
+    if (m.kind === "event") p.onEvent?.(m.value);
+    else {
+      this.pending.delete(m.rid);
+      if (m.kind === "result") p.resolve(m.value);
+      else p.reject(new HearthError(m.error.code, m.error.message));
+    }
+  }
+  fail(msg) {
+    this.dead = new HearthError("worker", msg);
+    for (const p of this.pending.values()) p.reject(this.dead);
+    this.pending.clear();
+  }
+  post(msg, transfer = []) {
+    this.worker.postMessage(msg, transfer);
+  }
+  /** End the current Worker. */
+  stop() {
+    this.worker.terminate();
   }
   /** The engine crashed: its requests fail with `error`, and a fresh Worker takes its place. */
   replace(error) {
     if (this.dead) return;
-    const old = this.worker;
     const pending = [...this.pending.values()];
     this.pending.clear();
-    old.terminate();
+    this.stop();
     this.spawn();
     for (const p of pending) p.reject(error);
     this.onCrash?.(error);
@@ -181,7 +189,7 @@ class WorkerTransport {
     const promise = new Promise((resolve, reject) => {
       if (this.dead) return reject(this.dead);
       this.pending.set(rid, { resolve, reject, onEvent });
-      this.worker.postMessage({ rid, op, ...args }, transfer);
+      this.post({ rid, op, ...args }, transfer);
     });
     return [rid, promise];
   }
@@ -189,15 +197,122 @@ class WorkerTransport {
     return this.request(op, args, onEvent)[1];
   }
   abort(target) {
-    if (!this.dead) this.worker.postMessage({ rid: 0, op: "abort", target });
+    if (!this.dead) this.post({ rid: 0, op: "abort", target });
   }
   terminate() {
     transports.delete(this.name);
-    this.worker.terminate();
+    this.stop();
     this.dead = new HearthError("worker", "the model was unloaded");
     for (const p of this.pending.values()) p.reject(this.dead);
     this.pending.clear();
   }
+}
+
+/**
+ * The engine of every tab of this origin that loads the same model with the same options
+ * (`shared: true`): a SharedWorker (shared-worker.js) named after them, so one copy of the
+ * weights serves them all. This tab is one client with its own conversation; a Web Lock held while
+ * the tab lives tells the worker when it is gone. After a crash the worker closes and the tabs
+ * go on under the name's next epoch (kept in localStorage, so tabs opened later find it too): the
+ * old name could still match the closing worker, which never answers (Firefox).
+ */
+class SharedTransport extends WorkerTransport {
+  spawn() {
+    if (this.name) transports.delete(this.name);
+    this.epoch = Math.max(sharedEpoch(this.sharedName) ?? 0, this.epoch ?? 0);
+    this.name = `${this.sharedName} #${this.epoch}`;
+    const worker = new SharedWorker(new URL("./shared-worker.js", import.meta.url), { type: "module", name: this.name });
+    this.worker = worker;
+    watchPoolCrashes(this.name, this);
+    worker.port.onmessage = (ev) => {
+      if (worker === this.worker) this.receive(ev.data);
+    };
+    worker.port.onmessageerror = () => {
+      if (worker === this.worker) this.fail("a message from the Hearth shared worker could not be read");
+    };
+    worker.onerror = (ev) => {
+      if (worker !== this.worker) return;
+      ev.preventDefault?.();
+      this.fail(`the Hearth shared worker failed: ${ev.message || "could not load shared-worker.js (check the server's MIME types and CSP)"}`);
+    };
+    worker.port.start();
+    const client = { gone: false, release: null };
+    this.client = client;
+    holdTabLock().then((lock) => {
+      if (!lock) return;
+      client.release = lock.release;
+      if (client.gone) lock.release();
+      else worker.port.postMessage({ rid: 0, op: "hello", lock: lock.name });
+    });
+  }
+  post(msg, transfer = []) {
+    this.worker.port.postMessage(msg, transfer);
+  }
+  /** This tab leaves the shared engine (which goes on for the other tabs). */
+  stop() {
+    this.client.gone = true;
+    this.client.release?.();
+    this.worker.port.postMessage({ rid: 0, op: "bye" });
+    this.worker.port.close();
+  }
+  replace(error) {
+    if (this.dead) return;
+    this.epoch += 1;
+    setSharedEpoch(this.sharedName, this.epoch);
+    super.replace(error);
+  }
+}
+
+/** The epoch of a shared engine's name: how many times it crashed (null without localStorage). */
+function sharedEpoch(name) {
+  try {
+    const v = Number(globalThis.localStorage?.getItem(`hearth-shared-epoch ${name}`));
+    return Number.isInteger(v) && v >= 0 ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+function setSharedEpoch(name, epoch) {
+  try {
+    if ((sharedEpoch(name) ?? 0) < epoch) globalThis.localStorage?.setItem(`hearth-shared-epoch ${name}`, String(epoch));
+  } catch {}
+}
+
+/**
+ * A Web Lock this tab holds until it is closed (or `release()`): the shared engine waits for it
+ * to know the tab is gone. Null where Web Locks are missing (a tab then leaves at pagehide).
+ */
+async function holdTabLock() {
+  const name = `hearth-tab-${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}`;
+  if (typeof navigator === "undefined" || !navigator.locks) {
+    if (typeof addEventListener === "function") addEventListener("pagehide", (e) => !e.persisted && transportsLeave());
+    return null;
+  }
+  let release;
+  const held = new Promise((r) => (release = r));
+  await new Promise((acquired) => {
+    navigator.locks.request(name, () => {
+      acquired();
+      return held;
+    });
+  });
+  return { name, release };
+}
+
+/** Without Web Locks: every shared transport of this tab says goodbye. */
+function transportsLeave() {
+  for (const t of transports.values()) if (t instanceof SharedTransport && !t.dead) t.terminate();
+}
+
+/**
+ * The SharedWorker name of a shared load: its source's URL(s) and the options that shape the
+ * engine. Null for a source only this tab holds (a File or bytes).
+ */
+function sharedName(source, { backend, contextSize, kvType, cache, sha256 }, threads) {
+  const list = Array.isArray(source) ? source : [source];
+  if (!list.every(isUrl)) return null;
+  return `hearth-shared ${JSON.stringify([list.map(resolveUrl), backend, contextSize ?? null, kvType ?? null, !!cache, sha256 ?? null, threads ?? null])}`;
 }
 
 function resolveUrl(source) {
@@ -368,11 +483,11 @@ export class Hearth {
    * @param {{backend?: "auto"|"cpu"|"webgpu", contextSize?: number, kvType?: "f16"|"q8_0"|"f32", onProgress?: (p: {phase: "download"|"load", loaded: number, total: number, shard?: number, shards?: number}) => void, signal?: AbortSignal, worker?: boolean, threads?: number, cache?: boolean, sha256?: string}} [options]
    */
   static async load(source, options = {}) {
-    const { contextSize, kvType, onProgress, signal, worker = true, backend = "auto", cache = false, sha256, threads, guard } = options;
+    const { contextSize, kvType, onProgress, signal, worker = true, backend = "auto", cache = false, sha256, threads, guard, shared = false } = options;
     if (signal?.aborted) throw abortError("loading");
     if (!BACKENDS.includes(backend)) throw new HearthError("invalid_argument", `backend must be one of ${BACKENDS.join(", ")}; got ${backend}`);
     const useWorker = worker && typeof Worker !== "undefined";
-    const impl = useWorker ? new WorkerImpl(threads) : new LocalImpl(threads);
+    const impl = useWorker ? new WorkerImpl(threads, shared) : new LocalImpl(threads);
     try {
       if (cache) requestPersistence();
       const info = await impl.load(source, { backend, contextSize, kvType, onProgress, signal, cache, sha256 });
@@ -382,7 +497,7 @@ export class Hearth {
         const plain = typeof guard === "object" && !(guard instanceof Hearth) && !isUrl(guard) && !(typeof Blob !== "undefined" && guard instanceof Blob) && !bytesOf(guard) && !Array.isArray(guard);
         const g = plain ? guard : { model: guard };
         try {
-          llm.guard = g.model instanceof Hearth ? g.model : await Hearth.load(g.model, { worker, threads, signal, cache, backend: g.backend ?? "cpu", contextSize: g.contextSize });
+          llm.guard = g.model instanceof Hearth ? g.model : await Hearth.load(g.model, { worker, shared, threads, signal, cache, backend: g.backend ?? "cpu", contextSize: g.contextSize });
         } catch (e) {
           await llm.unload();
           throw e;
@@ -794,30 +909,62 @@ class Adapters {
 }
 
 class WorkerImpl {
-  constructor(threads) {
+  constructor(threads, shared = false) {
     this.threads = threads;
+    /** Whether loads from URLs go to the shared engine of their model (`shared: true`). */
+    this.shared = shared;
     /** The "engine_crashed" error while the replaced Worker has no model (until a load). */
     this.lost = null;
-    this.t = new WorkerTransport((e) => (this.lost = e));
+    this.t = null;
   }
   /** Requests that need the model fail while a crash has taken it. */
   call(op, args) {
     return this.lost ? Promise.reject(this.lost) : this.t.call(op, args);
   }
+  /**
+   * The transport for a load of `source`: the SharedWorker of that model when shared (and the
+   * browser has SharedWorker), else a dedicated Worker; the one in use when it is the same kind.
+   */
+  transportFor(source, options) {
+    const name = this.shared && typeof SharedWorker !== "undefined" ? sharedName(source, options, this.threads) : null;
+    const onCrash = (e) => (this.lost = e);
+    if (name) {
+      if (this.t?.sharedName === name && !this.t.dead) return this.t;
+      try {
+        return new SharedTransport(onCrash, name);
+      } catch (e) {
+        // A SharedWorker that cannot start (a CSP without it, a sandboxed frame): a dedicated Worker.
+        console.warn(`Hearth: no shared engine (${e && e.message ? e.message : e}); running in a dedicated Worker`);
+      }
+    }
+    if (this.t && !this.t.sharedName && !this.t.dead) return this.t;
+    return new WorkerTransport(onCrash);
+  }
+  /** Load into the transport `source` calls for; a failed load leaves the one in use as it was. */
   async load(source, options) {
+    const prev = this.t;
+    this.t = this.transportFor(source, options);
     let info;
     try {
       info = await this.loadIn(source, options);
     } catch (e) {
-      // The model needs the other engine build (memory64 past wasm32's 4 GiB, or wasm32 again)
-      // and this Worker holds a model: a fresh Worker loads it (the old model goes with the old one).
-      if (!(e && e.code === "engine_switch")) throw e;
-      this.t.terminate();
-      this.t = new WorkerTransport((err) => (this.lost = err));
-      info = await this.loadIn(source, options);
+      if (e && e.code === "engine_switch" && !this.t.sharedName) {
+        // The model needs the other engine build (memory64 past wasm32's 4 GiB, or wasm32 again)
+        // and this Worker holds a model: a fresh Worker loads it (the old model goes with the old one).
+        this.t.terminate();
+        this.t = new WorkerTransport((err) => (this.lost = err));
+        info = await this.loadIn(source, options);
+      } else {
+        if (this.t !== prev) {
+          this.t.terminate();
+          this.t = prev;
+        }
+        throw e;
+      }
     }
+    if (prev && prev !== this.t) prev.terminate();
     this.lost = null;
-    return info;
+    return { ...info, shared: !!this.t.sharedName };
   }
   async loadIn(source, { backend, contextSize, kvType, onProgress, signal, cache, sha256 }) {
     const t = this.t;
@@ -920,10 +1067,10 @@ class WorkerImpl {
     return this.t.call("stats");
   }
   async unload() {
-    this.t.terminate();
+    this.t?.terminate();
   }
   close() {
-    this.t.terminate();
+    this.t?.terminate();
   }
 }
 
@@ -949,7 +1096,7 @@ class LocalImpl {
       await this.mod.initWasm(this.threads);
       this.host ??= new this.mod.Host();
       const src = Array.isArray(source) ? source.map((x) => (isUrl(x) ? resolveUrl(x) : x)) : isUrl(source) ? resolveUrl(source) : source;
-      return await this.host.load(src, {
+      const info = await this.host.load(src, {
         backend,
         contextSize,
         kvType,
@@ -959,6 +1106,7 @@ class LocalImpl {
         fetchSignal: signal,
         isAborted: () => !!signal?.aborted,
       });
+      return { ...info, shared: false };
     } catch (e) {
       throw this.fail(e);
     }

@@ -368,6 +368,9 @@ function checkKvType(kvType) {
 /** Slice size when feeding bytes we already hold (keeps each wasm call short). */
 export const FEED_SLICE = 4 << 20;
 
+/** The model tag of stashed conversations (Host.stashChat): they never leave this engine. */
+const STASH_SHA = "0".repeat(64);
+
 /** Let queued messages (abort) run: a MessageChannel hop, not clamped like nested setTimeout. */
 export function yieldToEventLoop() {
   return new Promise((resolve) => {
@@ -468,6 +471,9 @@ export class Host {
     this.instance = instance;
     if (this.engine) this.engine.free();
     this.engine = engine;
+    // A new engine has no adapters: ids the page holds start again (reloadOnCpu puts them back).
+    this.adapterKeep = new Map();
+    this.nextAdapterId = 1; // as the engine counts them
     loaded.add(this);
     const raw = engine.info();
     const train = raw.nCtxTrain || 0;
@@ -996,13 +1002,21 @@ export class Host {
     }
     const { source, contextSize, kvType, cache, sha256 } = this.source;
     const prev = this.info;
-    let adapters = 0;
-    try {
-      adapters = this.engine ? this.engine.adapters().length : 0;
-    } catch {}
+    const kept = this.adapterKeep;
+    const next = this.nextAdapterId;
     await this.load(source, { backend: "cpu", contextSize, kvType, cache, sha256 });
-    // Adapters are not reloaded (their sources are not kept): say so rather than run without them unseen.
-    const dropped = adapters ? `; its ${adapters} LoRA adapter(s) were dropped: load them again` : "";
+    // The adapters again, in their order, with their scales and the ids the page knows them by.
+    const lost = [];
+    for (const [id, a] of kept) {
+      try {
+        const internal = await this.addAdapter(a.source, a.scale);
+        this.adapterKeep.set(id, { ...a, internal });
+      } catch (e) {
+        lost.push(`${a.name} (${e && e.message ? e.message : e})`);
+      }
+    }
+    this.nextAdapterId = next;
+    const dropped = lost.length ? `; LoRA adapter(s) that could not be loaded again were dropped: ${lost.join(", ")}` : "";
     this.info.backendFallback = `the GPU device was lost while running on ${prev?.gpu?.name || "WebGPU"}${dropped}`;
   }
 
@@ -1017,6 +1031,20 @@ export class Host {
     this.check();
     if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
     checkScale(scale);
+    // Kept to load it again if a lost GPU moves the model to the CPU: a URL or Blob as given,
+    // bytes as a copy of their own.
+    const keep = typeof source === "string" || source instanceof URL || (typeof Blob !== "undefined" && source instanceof Blob) ? source : toBytes(source).slice();
+    const internal = await this.addAdapter(keep, scale, isAborted, fetchSignal);
+    const id = this.nextAdapterId++;
+    const kept = { source: keep, scale, internal };
+    this.adapterKeep.set(id, kept);
+    const entry = this.adapters().find((a) => a.id === id);
+    kept.name = entry.name;
+    return entry;
+  }
+
+  /** Stream an adapter's bytes into the engine and add it; returns the engine's id for it. */
+  async addAdapter(source, scale, isAborted = () => false, fetchSignal) {
     const check = () => {
       if (isAborted()) throw codeError("aborted", "loading the adapter was aborted");
     };
@@ -1044,25 +1072,32 @@ export class Host {
         loader.feed(toBytes(source));
       }
       check();
-      const id = this.engine.addAdapter(loader, scale);
-      return this.adapters().find((a) => a.id === id);
+      return this.engine.addAdapter(loader, scale);
     } finally {
       loader.free();
     }
+  }
+
+  /** The engine's id of the adapter the page knows as `id` (an unknown id is left as it is: the engine refuses it). */
+  internalAdapterId(id) {
+    return this.adapterKeep.get(adapterId(id))?.internal ?? adapterId(id);
   }
 
   setAdapterScale(id, scale) {
     this.check();
     if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
     checkScale(scale);
-    this.engine.setAdapterScale(adapterId(id), scale);
+    this.engine.setAdapterScale(this.internalAdapterId(id), scale);
+    const kept = this.adapterKeep.get(id);
+    if (kept) kept.scale = scale;
     return this.adapters().find((a) => a.id === id);
   }
 
   removeAdapter(id) {
     this.check();
     if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
-    this.engine.removeAdapter(adapterId(id));
+    this.engine.removeAdapter(this.internalAdapterId(id));
+    this.adapterKeep.delete(id);
     return true;
   }
 
@@ -1113,11 +1148,35 @@ export class Host {
     return e.restoreSession(sha, bytes, { contextSize: this.contextSize, kvType: this.kvType });
   }
 
+  /**
+   * The chat's cached conversation as bytes that only this engine reads back (`unstashChat`): the
+   * SharedWorker swaps each tab's conversation in and out with them. Null before the first
+   * generation. Not tied to the file's SHA-256 (never stored; the model is the one loaded).
+   */
+  async stashChat() {
+    this.check();
+    if (!this.engine || this.engine.running) return null;
+    try {
+      return (await this.guard(this.engine.saveSession(STASH_SHA))).bytes;
+    } catch (e) {
+      if (e && e.code === "invalid_argument") return null; // no conversation yet
+      throw e;
+    }
+  }
+
+  /** Put back a conversation `stashChat` took. */
+  unstashChat(bytes) {
+    this.check();
+    if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
+    return this.engine.restoreSession(STASH_SHA, bytes, { contextSize: this.contextSize, kvType: this.kvType });
+  }
+
   /** [{id, name, scale, alpha, rank, tensors}], in the order their deltas are added. */
   adapters() {
     this.check();
     if (!this.engine) throw codeError("invalid_argument", "no model is loaded");
-    return Array.from(this.engine.adapters());
+    const page = new Map([...this.adapterKeep].map(([id, a]) => [a.internal, id]));
+    return Array.from(this.engine.adapters(), (a) => ({ ...a, id: page.get(a.id) ?? a.id }));
   }
 
   tokenize(text, addSpecial = true, parseSpecial = false) {
