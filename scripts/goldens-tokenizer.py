@@ -3,7 +3,7 @@
 
 Regenerate (after changing src/fixture/vocab.rs, src/fixture/corpus.txt or the strings below):
 
-    HEARTH_VOCAB_DIR=/tmp/hearth-vocab cargo test --test tokenizer write_vocab_files -- --ignored
+    HEARTH_VOCAB_DIR=/tmp/hearth-vocab cargo test --test all tokenizer::write_vocab_files -- --ignored
     $(scripts/llama-cpp-venv) scripts/goldens-tokenizer.py \
         /tmp/hearth-vocab/vocab-spm.gguf /tmp/hearth-vocab/vocab-bpe.gguf /tmp/hearth-vocab/vocab-bpe-llama4.gguf
 

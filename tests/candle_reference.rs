@@ -6,7 +6,7 @@
 //! Only the spm fixtures: candle's quantized_llama knows no llama3 rope factors, so the bpe
 //! fixtures (rope_freqs.weight) would be a different model to it.
 
-mod common;
+use crate::common;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};

@@ -4,7 +4,7 @@
 //! DeepSeek-R1-Distill-Llama templates, on conversations with and without a system prompt, an
 //! assistant turn last, unicode, and roles out of order (which must fail as the template says).
 
-mod common;
+use crate::common;
 
 use hearth::chat::{ChatMessage, ChatTemplate, Date};
 

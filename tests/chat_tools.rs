@@ -6,7 +6,7 @@
 //! (tests/golden/tool-outputs.json); and calls forced by `tool_choice` on the random-weight
 //! fixtures over many seeds, which must always parse and validate against the function's schema.
 
-mod common;
+use crate::common;
 
 use hearth::chat::json::Json;
 use hearth::chat::tools::{call_constraint, ParsedCall, Reply, ToolFormat, ToolParser, ToolRequest};

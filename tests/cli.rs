@@ -1,7 +1,7 @@
 //! The `hearth` binary: JSON output shapes outside tools rely on, agreement with the library, and
 //! errors as one `hearth: error [code]: ...` line with a non-zero exit, never a panic.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! the `hearth embed` JSON shapes, typed errors, and the WebGPU backend (lavapipe natively) on the
 //! same goldens.
 
-mod common;
+use crate::common;
 
 use hearth::backend::Backend;
 use hearth::embed::{cosine, EmbedOptions, Embedding, Pooling};

@@ -2,7 +2,7 @@
 //! Every broken file here is derived from the spm-q4_0 fixture: cut short, patched in place, or
 //! rebuilt through `GgufWriter` with one thing changed.
 
-mod common;
+use crate::common;
 
 use hearth::backend::cpu::Cpu;
 use hearth::gguf::{align_up, parse_file, GgufWriter, TensorType, Value};

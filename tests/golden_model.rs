@@ -1,7 +1,7 @@
 //! The engine against llama.cpp on every fixture: prompt tokens, top-K logits at every prompt
 //! position, and greedy continuations. Goldens: tests/golden/model-*.json (scripts/goldens).
 
-mod common;
+use crate::common;
 
 use hearth::backend::KvType;
 use hearth::sampler::SamplerConfig;

@@ -2,7 +2,7 @@
 //! scripts/test installs): every kernel against the CPU backend on small random tensors, weights
 //! split across buffers, and whole forward passes on the fixtures against llama.cpp's goldens.
 
-mod common;
+use crate::common;
 
 use hearth::backend::cpu::Cpu;
 use hearth::backend::gpu::{Gpu, GpuOptions};

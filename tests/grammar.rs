@@ -1,7 +1,7 @@
 //! Constrained output: the automaton on hand-written text, schemas compiled or refused, and
 //! generation on the random-weight fixtures whose (gibberish) output must always parse/validate.
 
-mod common;
+use crate::common;
 
 use hearth::backend::cpu::Cpu;
 use hearth::grammar::{Constraint, TokenIndex};

@@ -2,7 +2,7 @@
 //! templates (tests/golden/guard-prompts.json, scripts/goldens-guard.py), the verdict grammar
 //! (any masked sampling ends in a parseable verdict), and the per-role KV cache.
 
-mod common;
+use crate::common;
 
 use hearth::chat::{ChatMessage, ChatTemplate, Date};
 use hearth::gguf::Value as GgufValue;

@@ -3,7 +3,7 @@
 //! scripts/goldens-llama4), the parts of the graph that move the output, and typed errors for
 //! missing keys, the `llama4` pre-tokenizer and contexts past what is implemented.
 
-mod common;
+use crate::common;
 
 use hearth::backend::cpu::Cpu;
 use hearth::gguf::{parse_header, GgufWriter, Value};

@@ -4,7 +4,7 @@
 //! WebGPU; adapters switched at run time (the KV cache re-prefilled); typed errors for adapters
 //! that do not fit the model.
 
-mod common;
+use crate::common;
 
 use hearth::backend::cpu::Cpu;
 use hearth::backend::gpu::{Gpu, GpuOptions};

@@ -3,7 +3,7 @@
 //! expert moving the output, decode reading only the chosen experts' weights, and typed errors
 //! for files whose experts do not add up.
 
-mod common;
+use crate::common;
 
 use hearth::backend::cpu::{weight_bytes_read, Cpu};
 use hearth::backend::Backend;

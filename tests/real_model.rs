@@ -13,7 +13,7 @@
 //! the model); without it, the cached copy at ~/.cache/hearth/models is used if present, else the
 //! tests say so and do nothing.
 
-mod common;
+use crate::common;
 
 use hearth::backend::cpu::Cpu;
 use hearth::backend::KvType;

@@ -1,7 +1,7 @@
 //! KV reuse across turns: a session re-reads only what differs from what it has cached, and its
 //! results equal a fresh session's on the whole prompt.
 
-mod common;
+use crate::common;
 
 use hearth::sampler::SamplerConfig;
 use hearth::GenerateOptions;

@@ -1,7 +1,7 @@
 //! Split models (llama.cpp's `name-00001-of-0000N.gguf` shards): loaded shard after shard they
 //! give the same model as the whole file; a missing, repeated or foreign shard is a typed error.
 
-mod common;
+use crate::common;
 
 use hearth::backend::cpu::Cpu;
 use hearth::gguf::split_file;

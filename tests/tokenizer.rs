@@ -8,7 +8,7 @@ use hearth::tokenizer::{StreamDecoder, Tokenizer};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
-const REGENERATE: &str = "regenerate with:\n  HEARTH_VOCAB_DIR=/tmp/hearth-vocab cargo test --test tokenizer write_vocab_files -- --ignored\n  $(scripts/llama-cpp-venv) scripts/goldens-tokenizer.py /tmp/hearth-vocab/vocab-spm.gguf /tmp/hearth-vocab/vocab-bpe.gguf /tmp/hearth-vocab/vocab-bpe-llama4.gguf";
+const REGENERATE: &str = "regenerate with:\n  HEARTH_VOCAB_DIR=/tmp/hearth-vocab cargo test --test all tokenizer::write_vocab_files -- --ignored\n  $(scripts/llama-cpp-venv) scripts/goldens-tokenizer.py /tmp/hearth-vocab/vocab-spm.gguf /tmp/hearth-vocab/vocab-bpe.gguf /tmp/hearth-vocab/vocab-bpe-llama4.gguf";
 
 /// A vocabulary-only GGUF: the fixture's tokenizer metadata plus the llama hyper-parameters
 /// llama.cpp wants to see before it loads a vocabulary.
