@@ -3,6 +3,7 @@
 
 Usage: scripts/goldens  (installs llama-cpp-python into .venv-goldens, builds the fixtures, runs this)
   or:  python3 scripts/goldens.py FIXTURE_DIR OUT_DIR
+  or:  python3 scripts/goldens.py --long FIXTURE_DIR OUT_DIR  (long-FIXTURE.json, see long_golden)
 
 For every fixture GGUF (written by `hearth fixture`) and every prompt: llama.cpp's prompt tokens
 (BOS as the model says, special text as plain text), the top-K logits at every prompt position,
@@ -100,7 +101,49 @@ def golden(path, kv=DEFAULT_KV):
     return cases
 
 
+# Llama 4's chunked attention (its RoPE layers see only their 8192-token chunk) and attention
+# temperature (its NoPE layers' queries scaled from position 8191) change nothing before position
+# 8191: one prompt of LONG_TOKENS random ids (BOS first) over a context of LONG_CTX, the top-K
+# logits at the positions in LONG_POSITIONS and a greedy continuation, for the fixtures in LONG.
+LONG = ["llama4-f32.gguf"]
+LONG_TOKENS = 8300
+LONG_CTX = 8448
+LONG_POSITIONS = list(range(0, 4)) + [4095, 8000] + list(range(8184, LONG_TOKENS))
+LONG_GREEDY = 8
+
+
+def long_golden(path):
+    llm = llama_cpp.Llama(
+        model_path=path, n_ctx=LONG_CTX, n_batch=512, n_ubatch=512, logits_all=True,
+        n_threads=2, n_threads_batch=2, verbose=False, **kv_settings(DEFAULT_KV)[0],
+    )
+    rng = np.random.RandomState(8192)
+    tokens = [llm.token_bos()] + [int(t) for t in rng.randint(0, llm.n_vocab(), LONG_TOKENS - 1)]
+    llm.reset()
+    llm.eval(tokens)
+    scores = np.array(llm.scores[: llm.n_tokens], dtype=np.float32)
+    positions = [dict(pos=p, **top(scores[p], TOP_K)) for p in LONG_POSITIONS]
+    g, margins = greedy(llm, scores[-1], LONG_GREEDY)
+    del llm
+    return {"n_ctx": LONG_CTX, "prompt_tokens": tokens, "positions": positions, "greedy": g, "greedy_margins": margins}
+
+
+def main_long(fixture_dir, out_dir):
+    for name in LONG:
+        path = os.path.join(fixture_dir, name)
+        doc = {"fixture": name, "sha256": sha256(path), "llama_cpp_python": llama_cpp.__version__,
+               "kv_type": DEFAULT_KV, "settings": f"n_ctx {LONG_CTX}, n_batch 512, {kv_settings(DEFAULT_KV)[1]}, 2 threads",
+               **long_golden(path)}
+        out = os.path.join(out_dir, "long-" + name.replace(".gguf", "") + ".json")
+        with open(out, "w") as f:
+            json.dump(doc, f, indent=None, separators=(",", ":"))
+            f.write("\n")
+        print(out, flush=True)
+
+
 def main():
+    if sys.argv[1] == "--long":
+        return main_long(sys.argv[2], sys.argv[3])
     fixture_dir, out_dir = sys.argv[1], sys.argv[2]
     os.makedirs(out_dir, exist_ok=True)
     for name in sorted(os.listdir(fixture_dir)):

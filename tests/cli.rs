@@ -388,8 +388,7 @@ fn bench_reports_weight_bytes_per_token() {
 }
 
 /// `logits --ctx-size N` runs the prompt in a context of N positions: the same logits as the
-/// prompt's own length when it fits, context_overflow when it does not, and a Llama 4 model
-/// refuses a context past what Hearth implements for it (invalid_argument).
+/// prompt's own length when it fits, context_overflow when it does not.
 #[test]
 fn logits_ctx_size_sizes_the_context() {
     let (file, _) = fixture("logits-ctx");
@@ -401,9 +400,4 @@ fn logits_ctx_size_sizes_the_context() {
     let own = json_ok(&run(&[]));
     assert_eq!(json_ok(&run(&["--ctx-size", "64"])), own);
     assert_fails_with(&run(&["--ctx-size", "2"]), "context_overflow", "a context of 2 tokens");
-    let l4 = hearth::fixture::build(&hearth::fixture::spec("llama4").unwrap(), "q8_0").unwrap();
-    let l4 = TempFile::new(&format!("logits-ctx-llama4-{FIXTURE}.gguf"), &l4);
-    let run = |n: &str| hearth(&["logits", "--model", path_str(&l4.0), "--prompt", "Once upon a time", "--ctx-size", n, "--json"]);
-    json_ok(&run("8191"));
-    assert_fails_with(&run("8192"), "invalid_argument", "a Llama 4 context of 8192");
 }

@@ -366,7 +366,8 @@ fn kv_rounded(x: &[f32], kv: KvType) -> Vec<f32> {
 fn attention_matches_the_cpu_backend() {
     let mut rng = Rng::new(9);
     for gpu in gpus() {
-        for kv in KvType::ALL {
+        // chunk 8: Llama 4's chunked attention (8192 in a model), crossed by every step here.
+        for (kv, chunk) in KvType::ALL.into_iter().map(|kv| (kv, 0)).chain([(KvType::F16, 8), (KvType::Q8_0, 8)]) {
             for (n_head, n_head_kv, head_dim, steps) in [(4, 2, 32, [5, 1, 3]), (2, 1, 128, [66, 1, 3])] {
                 let (q_dim, kv_dim) = (n_head * head_dim, n_head_kv * head_dim);
                 let mut cc = Cpu.new_kv_cache(2, 80, kv_dim, KvType::F32).unwrap();
@@ -377,15 +378,34 @@ fn attention_matches_the_cpu_backend() {
                     let (q, k, v) = (random(&mut rng, rows * q_dim, 1.0), random(&mut rng, rows * kv_dim, k_scale), random(&mut rng, rows * kv_dim, 1.0));
                     let ((_, gq), (_, gk), (_, gv)) = (both(&gpu, rows, q_dim, &q), both(&gpu, rows, kv_dim, &k), both(&gpu, rows, kv_dim, &v));
                     let ((cq, _), (ck, _), (cv, _)) = (both(&gpu, rows, q_dim, &q), both(&gpu, rows, kv_dim, &kv_rounded(&k, kv)), both(&gpu, rows, kv_dim, &kv_rounded(&v, kv)));
-                    let want = Cpu.attention(&mut cc, 1, &cq, &ck, &cv, pos, n_head, n_head_kv, 0.25).unwrap();
-                    let got = gpu.attention(&mut gc, 1, &gq, &gk, &gv, pos, n_head, n_head_kv, 0.25).unwrap();
+                    let want = Cpu.attention(&mut cc, 1, &cq, &ck, &cv, pos, n_head, n_head_kv, 0.25, chunk).unwrap();
+                    let got = gpu.attention(&mut gc, 1, &gq, &gk, &gv, pos, n_head, n_head_kv, 0.25, chunk).unwrap();
                     let d = max_diff(&gpu.to_vec(&got).unwrap(), &want.data);
                     let tol = if kv == KvType::Q8_0 { 0.02 } else { 1e-5 };
-                    assert!(d < tol, "{} attention, {kv} cache, head_dim {head_dim}, at {pos} (+{rows}): {d}", path(&gpu));
+                    assert!(d < tol, "{} attention, {kv} cache, chunk {chunk}, head_dim {head_dim}, at {pos} (+{rows}): {d}", path(&gpu));
                     pos += rows;
                 }
             }
         }
+    }
+}
+
+/// Rows times a factor each (Llama 4's attention temperature on its NoPE layers' queries), as
+/// the CPU backend does.
+#[test]
+fn scale_rows_matches_the_cpu_backend() {
+    let mut rng = Rng::new(11);
+    for gpu in gpus() {
+        let (rows, cols) = (3, 256);
+        let x = random(&mut rng, rows * cols, 2.0);
+        let ((mut c, _), (_, mut g)) = (both(&gpu, rows, cols, &x), both(&gpu, rows, cols, &x));
+        let f: Vec<f32> = [0, 8191, 16383].into_iter().map(hearth::model::Llama4::attn_temperature).collect();
+        assert_eq!(f[0], 1.0);
+        assert!(f[1] > 1.06 && f[2] > f[1], "{f:?}");
+        Cpu.scale_rows(&mut c, &f).unwrap();
+        gpu.scale_rows(&mut g, &f).unwrap();
+        let d = max_diff(&gpu.to_vec(&g).unwrap(), &c.data);
+        assert!(d < 1e-6, "{} scale_rows: {d}", path(&gpu));
     }
 }
 
@@ -457,10 +477,13 @@ impl Backend for Dequantized {
         Cpu.hadamard(x, n)
     }
     #[allow(clippy::too_many_arguments)]
-    fn attention(&self, cache: &mut Self::KvCache, layer: usize, q: &Self::Tensor, k: &Self::Tensor, v: &Self::Tensor, pos0: usize, n_head: usize, n_head_kv: usize, scale: f32) -> hearth::Result<Self::Tensor> {
+    fn attention(&self, cache: &mut Self::KvCache, layer: usize, q: &Self::Tensor, k: &Self::Tensor, v: &Self::Tensor, pos0: usize, n_head: usize, n_head_kv: usize, scale: f32, chunk: usize) -> hearth::Result<Self::Tensor> {
         let kv = cache.1;
         let round = |t: &Self::Tensor| hearth::backend::cpu::CpuTensor { data: kv_rounded(&t.data, kv), rows: t.rows, cols: t.cols };
-        Cpu.attention(&mut cache.0, layer, q, &round(k), &round(v), pos0, n_head, n_head_kv, scale)
+        Cpu.attention(&mut cache.0, layer, q, &round(k), &round(v), pos0, n_head, n_head_kv, scale, chunk)
+    }
+    fn scale_rows(&self, x: &mut Self::Tensor, factors: &[f32]) -> hearth::Result<()> {
+        Cpu.scale_rows(x, factors)
     }
     fn silu_mul(&self, gate: &Self::Tensor, up: &Self::Tensor) -> hearth::Result<Self::Tensor> {
         Cpu.silu_mul(gate, up)

@@ -1,7 +1,7 @@
 //! Llama 4 (architecture llama4, as llama.cpp's `llama_model_llama4` builds it): the fixtures
 //! (`hearth fixture --llama4`) against llama.cpp's goldens (tests/golden/model-llama4*.json,
 //! scripts/goldens-llama4), the parts of the graph that move the output, and typed errors for
-//! missing keys, the `llama4` pre-tokenizer and contexts past what is implemented.
+//! missing keys and the `llama4` pre-tokenizer, and a prompt past the 8192-token attention chunk.
 
 use crate::common;
 
@@ -87,8 +87,7 @@ fn rewrite(bytes: &[u8], md: &[(&str, Option<Value>)]) -> Vec<u8> {
     w.to_bytes()
 }
 
-/// Every key llama.cpp requires of a llama4 file is a typed error naming it when missing; a
-/// context past what is implemented (chunked attention, temperature tuning) is refused.
+/// Every key llama.cpp requires of a llama4 file is a typed error naming it when missing.
 #[test]
 fn missing_llama4_keys_are_typed_errors() {
     let bytes = hearth::fixture::build(&hearth::fixture::spec("llama4").unwrap(), "q8_0").unwrap();
@@ -113,12 +112,52 @@ fn missing_llama4_keys_are_typed_errors() {
         Some(HearthError::UnsupportedTokenizer(m)) => assert!(m.contains("no-such-pre"), "{m}"),
         e => panic!("an unknown pre-tokenizer: {e:?}"),
     }
-    let engine = load(&bytes).unwrap();
-    assert!(engine.new_sequence(8191).is_ok());
-    match engine.new_sequence(8192).err() {
-        Some(HearthError::InvalidArgument(m)) => assert!(m.contains("8191"), "{m}"),
-        e => panic!("a context of 8192: {e:?}"),
+}
+
+/// Past position 8190 llama.cpp's chunked attention (a RoPE layer's query sees only its
+/// 8192-token chunk) and attention temperature (the NoPE layers' queries scaled) change the
+/// output: an 8,300-token prompt of random ids against llama.cpp's top-K logits around and past
+/// the chunk boundary and its greedy continuation (tests/golden/long-llama4-f32.json,
+/// scripts/goldens-llama4). Measured: max |diff| 2.4e-3 (F16 KV cache), greedy 8/8; without the
+/// chunks 9.2, without the temperature 0.075.
+#[test]
+fn long_context_matches_llama_cpp() {
+    use hearth::model::Logits;
+    let g = common::read_json("long-llama4-f32.json");
+    let (quant, bytes) = common::golden_fixture(&g);
+    let engine = common::load(&bytes, 1 << 20);
+    let n_vocab = engine.model.config.n_vocab;
+    let tokens = common::u32s(&g["prompt_tokens"]);
+    let want = g["positions"].as_array().unwrap();
+    let mut seq = engine.new_sequence(g["n_ctx"].as_u64().unwrap() as usize).unwrap();
+    let (mut diffs, mut last) = (Vec::new(), Vec::new());
+    for (i, batch) in tokens.chunks(512).enumerate() {
+        let p0 = i * 512;
+        let here: Vec<&serde_json::Value> = want.iter().filter(|p| (p0..p0 + batch.len()).contains(&(p["pos"].as_u64().unwrap() as usize))).collect();
+        let logits = engine.model.forward(&mut seq, batch, Logits::All).unwrap();
+        for p in here {
+            let row = &logits[(p["pos"].as_u64().unwrap() as usize - p0) * n_vocab..][..n_vocab];
+            let d = common::u32s(&p["ids"]).into_iter().zip(common::f32s(&p["logits"])).map(|(id, w)| (row[id as usize] - w).abs()).fold(0f32, f32::max);
+            diffs.push((p["pos"].as_u64().unwrap(), d));
+        }
+        last = logits[(batch.len() - 1) * n_vocab..].to_vec();
     }
+    assert_eq!(diffs.len(), want.len(), "every golden position was compared");
+    let (worst_pos, worst) = diffs.iter().copied().fold((0, 0f32), |a, b| if b.1 > a.1 { b } else { a });
+    let (_, max_tol) = tolerance(&quant);
+    assert!(worst < max_tol, "logits differ by {worst} at position {worst_pos} (tolerance {max_tol})");
+    let (greedy, margins) = (common::u32s(&g["greedy"]), common::f32s(&g["greedy_margins"]));
+    let mut same = 0;
+    for (&id, &margin) in greedy.iter().zip(&margins) {
+        let ours = last.iter().enumerate().fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a }).0 as u32;
+        if ours != id {
+            assert!(margin < max_tol, "greedy step {same}: {ours} where llama.cpp has {id} (margin {margin})");
+            break;
+        }
+        same += 1;
+        last = engine.model.forward(&mut seq, &[id], Logits::Last).unwrap();
+    }
+    eprintln!("long prompt: {} positions, max |logit diff| {worst} at {worst_pos}; greedy {same}/{} as llama.cpp's", diffs.len(), greedy.len());
 }
 
 /// The shared expert is part of the output: zeroing one layer's changes the logits.

@@ -214,7 +214,9 @@ pub trait Backend {
     /// each value times 1/sqrt(n), then butterflies of width 1, 2, 4, ...).
     fn hadamard(&self, x: &mut Self::Tensor, n: usize) -> Result<()>;
     /// Store k and v of the new rows at positions `pos0..` of `layer`, then causal attention of
-    /// q over positions `0..pos0 + rows`.
+    /// q over the cache: row r, at position p = `pos0 + r`, sees positions `..=p`, from 0, or
+    /// with `chunk` > 0 from `(p / chunk) · chunk` (Llama 4's chunked attention: llama.cpp's
+    /// LLAMA_SWA_TYPE_CHUNKED mask).
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
@@ -227,7 +229,11 @@ pub trait Backend {
         n_head: usize,
         n_head_kv: usize,
         scale: f32,
+        chunk: usize,
     ) -> Result<Self::Tensor>;
+    /// Multiply row r of `x` by `factors[r]` (Llama 4's attention temperature on the queries of
+    /// its NoPE layers).
+    fn scale_rows(&self, x: &mut Self::Tensor, factors: &[f32]) -> Result<()>;
     /// Route each row of router logits (`[rows, n_expert]`): per row, the `k` experts with the
     /// largest selection score, in descending order, and their weights (see `Routing`).
     fn route(&self, logits: &Self::Tensor, routing: &Routing) -> Result<Self::Route>;

@@ -55,10 +55,17 @@ pub struct Llama4 {
 }
 
 impl Llama4 {
-    /// llama.cpp's chunked attention (RoPE layers see only their 8192-token chunk) and
-    /// temperature tuning (NoPE layers scale q by log(floor((pos + 1) / 8192) + 1) · 0.1 + 1)
-    /// both start at position 8191; a shorter context needs neither (`Llama::new_sequence`).
-    pub const MAX_CONTEXT: usize = 8191;
+    /// llama.cpp's chunked attention: on the RoPE layers a query at position p sees only the
+    /// positions from `(p / ATTN_CHUNK) · ATTN_CHUNK` (hard-coded there: no GGUF key holds it).
+    pub const ATTN_CHUNK: usize = 8192;
+
+    /// llama.cpp's attention temperature tuning: the NoPE layers' queries at position `pos` times
+    /// log(floor((pos + 1) / 8192) + 1) · 0.1 + 1, in llama.cpp's mix of float and double; 1
+    /// below position 8191.
+    pub fn attn_temperature(pos: usize) -> f32 {
+        let floor = ((pos as f32 + 1.0) / 8192.0).floor() as f64;
+        ((floor + 1.0).ln() * (0.1f32 as f64) + 1.0) as f32
+    }
 
     pub fn is_moe_layer(&self, il: usize) -> bool {
         self.moe_layer_step > 0 && (il + 1).is_multiple_of(self.moe_layer_step)

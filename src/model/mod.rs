@@ -87,12 +87,6 @@ impl<B: Backend> Llama<B> {
         if n_ctx == 0 {
             return Err(HearthError::InvalidArgument("context size must be at least 1".into()));
         }
-        if self.config.llama4.is_some() && n_ctx > Llama4::MAX_CONTEXT {
-            return Err(HearthError::InvalidArgument(format!(
-                "a Llama 4 model's context is limited to {} tokens here (chunked attention and attention temperature tuning beyond are not implemented); {n_ctx} asked",
-                Llama4::MAX_CONTEXT
-            )));
-        }
         let block = kv_type.block_values();
         if !self.config.head_dim.is_multiple_of(block) {
             // As llama.cpp: a quantized cache's blocks must not straddle heads.
@@ -187,25 +181,35 @@ impl<B: Backend> Llama<B> {
             let mut q = self.mm(ad, &h, &l.wq, at(0))?;
             let mut k = self.mm(ad, &h, &l.wk, at(1))?;
             let v = self.mm(ad, &h, &l.wv, at(2))?;
-            // Llama 4: every fourth layer has no RoPE (its temperature tuning is 1 below
-            // Llama4::MAX_CONTEXT); the others RMS-normalize each q and k head after RoPE.
+            // Llama 4: every fourth layer has no RoPE and sees the whole context, its queries
+            // scaled by the attention temperature (1 before position 8191); the others
+            // RMS-normalize each q and k head after RoPE and see only their 8192-token chunk.
+            let mut chunk = 0;
             if c.llama4.is_none_or(|l4| l4.uses_rope(il)) {
                 be.rope(&mut q, c.head_dim, pos0, &self.rope)?;
                 be.rope(&mut k, c.head_dim, pos0, &self.rope)?;
-                if c.llama4.is_some_and(|l4| l4.kq_norm) {
-                    q = be.rms_norm_heads(&q, c.head_dim, c.rms_eps)?;
-                    k = be.rms_norm_heads(&k, c.head_dim, c.rms_eps)?;
+                if let Some(l4) = c.llama4 {
+                    chunk = Llama4::ATTN_CHUNK;
+                    if l4.kq_norm {
+                        q = be.rms_norm_heads(&q, c.head_dim, c.rms_eps)?;
+                        k = be.rms_norm_heads(&k, c.head_dim, c.rms_eps)?;
+                    }
+                }
+            } else {
+                let t: Vec<f32> = (pos0..pos0 + tokens.len()).map(Llama4::attn_temperature).collect();
+                if t.iter().any(|&f| f != 1.0) {
+                    be.scale_rows(&mut q, &t)?;
                 }
             }
             let a = match seq.kv_type.rotation(c.head_dim) {
-                None => be.attention(&mut seq.cache, il, &q, &k, &v, pos0, c.n_head, c.n_head_kv, c.attention_scale)?,
+                None => be.attention(&mut seq.cache, il, &q, &k, &v, pos0, c.n_head, c.n_head_kv, c.attention_scale, chunk)?,
                 // A quantized cache holds rotated keys and values, as llama.cpp's (see KvType::rotation).
                 Some((rk, rv)) => {
                     let mut v = v;
                     be.hadamard(&mut q, rk)?;
                     be.hadamard(&mut k, rk)?;
                     be.hadamard(&mut v, rv)?;
-                    let mut a = be.attention(&mut seq.cache, il, &q, &k, &v, pos0, c.n_head, c.n_head_kv, c.attention_scale)?;
+                    let mut a = be.attention(&mut seq.cache, il, &q, &k, &v, pos0, c.n_head, c.n_head_kv, c.attention_scale, chunk)?;
                     be.hadamard(&mut a, rv)?;
                     a
                 }

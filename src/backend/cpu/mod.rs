@@ -428,6 +428,7 @@ impl Backend for Cpu {
         n_head: usize,
         n_head_kv: usize,
         scale: f32,
+        chunk: usize,
     ) -> Result<CpuTensor> {
         let kv_dim = cache.kv_dim;
         let n_new = q.rows;
@@ -445,23 +446,25 @@ impl Backend for Cpu {
         let group = n_head / n_head_kv;
         let mut out = vec![0f32; n_new * q.cols];
         // One task per (row, head): prefill has rows x heads of them, decode one per head. Row r
-        // sees itself and everything before (causal): n_kv = pos0 + r + 1 positions.
+        // sees itself and everything before (causal) back to the start of its chunk, if any:
+        // positions first(r)..pos0 + r + 1.
         let task = |i: usize| (i / n_head, i % n_head);
+        let first = |r: usize| if chunk > 0 { (pos0 + r) / chunk * chunk } else { 0 };
         let qhead = |r: usize, h: usize| &q.data[r * q.cols + h * head_dim..][..head_dim];
         match (&*kc, &*vc) {
             (KvRows::F32(kc), KvRows::F32(vc)) => {
                 out.par_chunks_mut(head_dim).enumerate().for_each_init(Vec::new, |scores, (i, oh)| {
                     let (r, h) = task(i);
-                    let (qh, off) = (qhead(r, h), (h / group) * head_dim);
+                    let (qh, off, j0) = (qhead(r, h), (h / group) * head_dim, first(r));
                     scores.clear();
-                    scores.resize(pos0 + r + 1, 0f32);
+                    scores.resize(pos0 + r + 1 - j0, 0f32);
                     for (j, s) in scores.iter_mut().enumerate() {
-                        *s = dot(qh, &kc[j * kv_dim + off..][..head_dim]) * scale;
+                        *s = dot(qh, &kc[(j0 + j) * kv_dim + off..][..head_dim]) * scale;
                     }
                     let inv = attn::softmax(scores);
                     for (j, &s) in scores.iter().enumerate() {
                         let w = s * inv;
-                        let vh = &vc[j * kv_dim + off..][..head_dim];
+                        let vh = &vc[(j0 + j) * kv_dim + off..][..head_dim];
                         for (o, &vv) in oh.iter_mut().zip(vh) {
                             *o += w * vv;
                         }
@@ -472,7 +475,8 @@ impl Backend for Cpu {
             (KvRows::F16(kc), KvRows::F16(vc)) => {
                 out.par_chunks_mut(head_dim).enumerate().for_each_init(attn::F16Scratch::default, |scratch, (i, oh)| {
                     let (r, h) = task(i);
-                    attn::attend_f16(qhead(r, h), kc, vc, kv_dim, (h / group) * head_dim, pos0 + r + 1, scale, scratch, oh);
+                    let j0 = first(r) * kv_dim;
+                    attn::attend_f16(qhead(r, h), &kc[j0..], &vc[j0..], kv_dim, (h / group) * head_dim, pos0 + r + 1 - first(r), scale, scratch, oh);
                 });
             }
             // llama.cpp's flash attention over a Q8_0 cache (see kernels/attn.rs).
@@ -480,12 +484,23 @@ impl Backend for Cpu {
                 let row = kv_dim / 32 * attn::Q8_0_BYTES;
                 out.par_chunks_mut(head_dim).enumerate().for_each_init(Vec::new, |q8, (i, oh)| {
                     let (r, h) = task(i);
-                    attn::attend_q8_0(qhead(r, h), kc, vc, row, (h / group) * head_dim / 32 * attn::Q8_0_BYTES, pos0 + r + 1, scale, q8, oh);
+                    let j0 = first(r) * row;
+                    attn::attend_q8_0(qhead(r, h), &kc[j0..], &vc[j0..], row, (h / group) * head_dim / 32 * attn::Q8_0_BYTES, pos0 + r + 1 - first(r), scale, q8, oh);
                 });
             }
             _ => unreachable!("K and V of a layer have one type"),
         }
         Ok(CpuTensor { data: out, rows: n_new, cols: q.cols })
+    }
+
+    fn scale_rows(&self, x: &mut CpuTensor, factors: &[f32]) -> Result<()> {
+        if factors.len() != x.rows {
+            return Err(HearthError::Compute(format!("scale_rows: {} factors for {} rows", factors.len(), x.rows)));
+        }
+        for (row, &f) in x.data.chunks_exact_mut(x.cols).zip(factors) {
+            row.iter_mut().for_each(|v| *v *= f);
+        }
+        Ok(())
     }
 
     fn silu_mul(&self, gate: &CpuTensor, up: &CpuTensor) -> Result<CpuTensor> {

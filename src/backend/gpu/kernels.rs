@@ -24,6 +24,8 @@ pub enum Kernel {
     Rope,
     Attention,
     SiluMul,
+    /// Rows times a factor each (Llama 4's attention temperature).
+    ScaleRows,
     Add,
     /// a += s·b (LoRA deltas).
     AddScaled,
@@ -59,6 +61,7 @@ impl Kernel {
             Kernel::Rope => include_str!("wgsl/rope.wgsl"),
             Kernel::Attention => include_str!("wgsl/attention.wgsl"),
             Kernel::SiluMul => include_str!("wgsl/silu_mul.wgsl"),
+            Kernel::ScaleRows => include_str!("wgsl/scale_rows.wgsl"),
             Kernel::Add => include_str!("wgsl/add.wgsl"),
             Kernel::AddScaled => include_str!("wgsl/add_scaled.wgsl"),
             Kernel::Argmax => include_str!("wgsl/argmax.wgsl"),

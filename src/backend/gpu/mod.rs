@@ -545,6 +545,7 @@ impl Backend for Gpu {
         n_head: usize,
         n_head_kv: usize,
         scale: f32,
+        chunk: usize,
     ) -> Result<GpuTensor> {
         let (kv_dim, n_new) = (cache.kv_dim, q.rows);
         if pos0 + n_new > cache.n_ctx {
@@ -574,10 +575,20 @@ impl Backend for Gpu {
             self.ctx.dispatch(Kernel::KvStore, ty, &p, &bufs, [gx, gy, 1])?;
         }
         let out = self.tensor(n_new, q.cols)?;
-        let p = [n_head as u32, (n_head / n_head_kv) as u32, head_dim as u32, kv_dim as u32, pos0 as u32, scale.to_bits(), cache.scales as u32];
+        let p = [n_head as u32, (n_head / n_head_kv) as u32, head_dim as u32, kv_dim as u32, pos0 as u32, scale.to_bits(), cache.scales as u32, chunk as u32];
         let bufs = [&q.buf, &cache.k[layer], &cache.v[layer], &out.buf];
         self.ctx.dispatch(Kernel::Attention, ty, &p, &bufs, [n_head as u32, n_new as u32, 1])?;
         Ok(out)
+    }
+
+    fn scale_rows(&self, x: &mut GpuTensor, factors: &[f32]) -> Result<()> {
+        if factors.len() != x.rows {
+            return Err(HearthError::Compute(format!("scale_rows: {} factors for {} rows", factors.len(), x.rows)));
+        }
+        let f = self.ctx.upload_f32(factors)?;
+        let n = x.rows * x.cols;
+        let (gx, gy) = grid(n.div_ceil(64));
+        self.ctx.dispatch(Kernel::ScaleRows, None, &[n as u32, x.cols as u32, gx * 64], &[&f, &x.buf], [gx, gy, 1])
     }
 
     fn silu_mul(&self, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor> {

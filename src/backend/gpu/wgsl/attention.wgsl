@@ -1,7 +1,8 @@
 // Causal attention of new rows over the KV cache (which already holds them, in the cache's type:
-// the kv/*.wgsl module before this one reads four values with k4 / v4, as f32). One workgroup per (head, query row); row r sees positions 0..=pos0 + r, so a whole
-// prefill is one dispatch. Positions go by in blocks of 64 with an online softmax (the running
-// maximum rescales what was summed before it), so nothing but the output is written and any
+// the kv/*.wgsl module before this one reads four values with k4 / v4, as f32). One workgroup per
+// (head, query row); row r sees positions first..=pos0 + r, where first is 0, or with chunk > 0
+// the start of the row's chunk (Llama 4's chunked attention), so a whole prefill is one dispatch.
+// Positions go by in blocks of 64 with an online softmax (the running maximum rescales what was summed before it), so nothing but the output is written and any
 // context length works without scratch memory. Vectors are read four values at a time
 // (head_dim is a multiple of 4, at most 256).
 struct P {
@@ -12,6 +13,7 @@ struct P {
     pos0: u32,
     scale: f32,
     kv_scales: u32,  // a Q8_0 cache's first scale word (kv/q8_0.wgsl)
+    chunk: u32,      // 0: no chunks
 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
@@ -43,6 +45,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let h = wid.x;
     let r = wid.y;
     let n_kv = p.pos0 + r + 1u;
+    let first = select(0u, (p.pos0 + r) / max(p.chunk, 1u) * p.chunk, p.chunk > 0u);
     let hd4 = p.head_dim / 4u;
     let kv4s = p.kv_dim / 4u;
     let ko = (h / p.group) * hd4;
@@ -58,7 +61,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var m = -3.0e38;  // the running maximum (the same in every thread)
     var l = 0.0;      // this thread's share of the sum of exp(score - m)
     var acc = vec4<f32>(0.0);
-    for (var j0 = 0u; j0 < n_kv; j0 += 64u) {
+    for (var j0 = first; j0 < n_kv; j0 += 64u) {
         workgroupBarrier();  // qh is written; the previous block's pw is no longer read
         let j = j0 + lid;
         var s = -3.0e38;
