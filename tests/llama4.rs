@@ -118,7 +118,7 @@ fn missing_llama4_keys_are_typed_errors() {
 /// 8192-token chunk) and attention temperature (the NoPE layers' queries scaled) change the
 /// output: an 8,300-token prompt of random ids against llama.cpp's top-K logits around and past
 /// the chunk boundary and its greedy continuation (tests/golden/long-llama4-f32.json,
-/// scripts/goldens-llama4). Measured: max |diff| 2.4e-3 (F16 KV cache), greedy 8/8; without the
+/// scripts/goldens-llama4). Measured: max |diff| 1.6e-3 (F16 KV cache), greedy 8/8; without the
 /// chunks 9.2, without the temperature 0.075.
 #[test]
 fn long_context_matches_llama_cpp() {
@@ -186,4 +186,35 @@ fn shared_expert_moves_the_output() {
     let other = common::load(&w.to_bytes(), 1 << 20).prompt_logits(&tokens).unwrap();
     let diff = base.iter().zip(&other).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(diff > 1e-3, "the shared expert moves the logits ({diff})");
+}
+
+/// A Llama 4 file without a template gets llama.cpp's `llama4` format (tests/chat_template.rs
+/// holds the built-in to llama.cpp's rendering), its header tokens are single tokens of the
+/// vocabulary, and `<|eot|>` (EOS, as in Llama 4 Instruct files) ends a reply: with a bias that
+/// makes it the greedy choice at once, the reply is empty and stops on it.
+#[test]
+fn llama4_chat_renders_and_stops_at_eot() {
+    use hearth::chat::{Builtin, ChatMessage, ChatTemplate, Date};
+    use hearth::sampler::SamplerConfig;
+    let bytes = common::fixture_bytes("llama4-q8_0.gguf");
+    let engine = common::load(&bytes, 1 << 20);
+    let h = parse_header(&bytes).unwrap();
+    assert_eq!(h.metadata.opt_str("tokenizer.ggml.pre").unwrap(), Some("llama4"));
+    let t = ChatTemplate::for_model(&h.metadata, &engine.tokenizer).unwrap();
+    assert_eq!(t.builtin, Some(Builtin::Llama4));
+    let text = t.render(&[ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi")], true, Date { year: 2026, month: 1, day: 1 }).unwrap();
+    assert_eq!(text, "<|begin_of_text|><|header_start|>system<|header_end|>\n\nBe brief.<|eot|><|header_start|>user<|header_end|>\n\nHi<|eot|><|header_start|>assistant<|header_end|>\n\n");
+    let ids = engine.tokenizer.encode(&text, false, true);
+    let id = |s: &str| (0..engine.tokenizer.vocab_size() as u32).find(|&i| engine.tokenizer.token_text(i) == Some(s)).unwrap();
+    let eot = id("<|eot|>");
+    assert_eq!(engine.tokenizer.eos(), Some(eot));
+    for s in ["<|begin_of_text|>", "<|header_start|>", "<|header_end|>", "<|eot|>"] {
+        assert!(ids.contains(&id(s)), "{s} is one token of {ids:?}");
+    }
+    let opts = hearth::GenerateOptions { max_tokens: 8, sampler: SamplerConfig { logit_bias: vec![(eot, 100.0)], ..SamplerConfig::greedy() }, ..Default::default() };
+    let g = engine.generate(&ids, 256, &opts, |_| true).unwrap();
+    assert_eq!(g.stop, hearth::StopReason::Eos, "stopped at <|eot|>: {:?}", g.tokens);
+    assert!(g.text.is_empty(), "{:?}", g.text);
+    let free = engine.generate(&ids, 256, &hearth::GenerateOptions { max_tokens: 8, sampler: SamplerConfig::greedy(), ..Default::default() }, |_| true).unwrap();
+    assert_eq!((free.stop, free.tokens.len()), (hearth::StopReason::Length, 8), "without the bias the reply runs to max_tokens");
 }

@@ -83,6 +83,8 @@ pub struct Date {
 pub enum Builtin {
     Llama2,
     Llama3,
+    /// Llama 4's turns (`<|header_start|>`, `<|eot|>`), as llama.cpp's built-in `llama4` format.
+    Llama4,
     ChatMl,
 }
 
@@ -91,6 +93,7 @@ impl Builtin {
         match self {
             Builtin::Llama2 => include_str!("templates/llama2.jinja"),
             Builtin::Llama3 => include_str!("templates/llama3.jinja"),
+            Builtin::Llama4 => include_str!("templates/llama4.jinja"),
             Builtin::ChatMl => include_str!("templates/chatml.jinja"),
         }
     }
@@ -122,7 +125,9 @@ impl ChatTemplate {
             return Ok(Self::new(src, &bos, &eos));
         }
         let has = |t: &str| (0..tok.vocab_size() as u32).any(|i| tok.token_text(i) == Some(t));
-        let b = if has("<|start_header_id|>") {
+        let b = if has("<|header_start|>") {
+            Builtin::Llama4
+        } else if has("<|start_header_id|>") {
             Builtin::Llama3
         } else if has("<|im_start|>") {
             Builtin::ChatMl

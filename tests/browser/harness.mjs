@@ -175,10 +175,11 @@ export function fixtureDir(names = ["spm-q4_0", "bpe-q4_k_m"]) {
   if (missing.length) {
     fs.mkdirSync(dir, { recursive: true });
     const bin = cliBinary();
-    // The mixture-of-experts fixtures (moe-*, moe1-*) are their own set: `hearth fixture --moe`.
+    // The mixture-of-experts fixtures (moe-*, moe1-*) and the Llama 4 ones (llama4-*, llama4s-*)
+    // are their own sets: `hearth fixture --moe`, `--llama4`.
     for (const n of missing) {
       writeAside(dir, `${n}.gguf`, (scratch) =>
-        execFileSync(bin, ["fixture", "--out", scratch, "--only", n, ...(/^moe\d*-/.test(n) ? ["--moe"] : [])], { cwd: root, stdio: ["ignore", "ignore", "inherit"] }),
+        execFileSync(bin, ["fixture", "--out", scratch, "--only", n, ...(/^moe\d*-/.test(n) ? ["--moe"] : /^llama4s?-/.test(n) ? ["--llama4"] : [])], { cwd: root, stdio: ["ignore", "ignore", "inherit"] }),
       );
     }
   }

@@ -1,7 +1,9 @@
-// Mixture of experts in the browser (architecture llama, Mixtral-style: `hearth fixture --moe`):
-// the CPU engine gives llama.cpp's greedy tokens and top logits (tests/golden/model-moe*.json,
-// scripts/goldens-moe) for a quantized fixture with 2 of 8 experts and an F32 one with 1 of 4,
-// and the WebGPU backend (SwiftShader) agrees with the CPU engine on the F32 fixture.
+// Mixture of experts in the browser: architecture llama, Mixtral-style (`hearth fixture --moe`),
+// and Llama 4 (`hearth fixture --llama4`: sigmoid routing with a shared expert, NoPE layers, q/k
+// norm, its pre-tokenizer). The CPU engine gives llama.cpp's greedy tokens and top logits
+// (tests/golden/model-moe*.json, scripts/goldens-moe; model-llama4*.json, scripts/goldens-llama4)
+// for quantized fixtures and F32 ones, and the WebGPU backend (SwiftShader) agrees with the CPU
+// engine on the F32 fixtures.
 //
 // Needs pkg/ (scripts/build-wasm), Chromium and playwright-core (scripts/test sets all up).
 
@@ -11,13 +13,14 @@ import fs from "node:fs";
 import path from "node:path";
 import { openApiPage, fixtureDir, root } from "./harness.mjs";
 
-const FIXTURES = ["moe-q4_k_m", "moe1-f32"];
+const FIXTURES = ["moe-q4_k_m", "moe1-f32", "llama4-q8_0", "llama4s-f32"];
 const STEPS = 12;
 
 // Tolerances per logit, as tests/moe.rs holds the native engine (its `tolerance`), doubled here
 // since a logprob difference carries both logits' errors: moe-q4_k_m routes a few positions
-// differently from llama.cpp's 8-bit activations (max 0.074 natively); F32 agrees to 5e-3.
-const TOL = { "moe-q4_k_m": 0.5, "moe1-f32": 1e-2 };
+// differently from llama.cpp's 8-bit activations (max 0.074 natively), as llama4-q8_0 does
+// (0.06); F32 agrees to 5e-3.
+const TOL = { "moe-q4_k_m": 0.5, "moe1-f32": 1e-2, "llama4-q8_0": 0.5, "llama4s-f32": 1e-2 };
 
 function golden(fixture) {
   return JSON.parse(fs.readFileSync(path.join(root, "tests/golden", `model-${fixture}.json`), "utf8"));
@@ -55,7 +58,7 @@ function run(fixture, prompts, steps, options) {
   );
 }
 
-test("the CPU engine gives llama.cpp's greedy tokens and top logits for MoE fixtures", async () => {
+test("the CPU engine gives llama.cpp's greedy tokens and top logits for MoE and Llama 4 fixtures", async () => {
   for (const fixture of FIXTURES) {
     const g = golden(fixture);
     const results = await run(fixture, g.cases.map((c) => c.prompt), STEPS, { backend: "cpu" });
@@ -84,17 +87,19 @@ test("the CPU engine gives llama.cpp's greedy tokens and top logits for MoE fixt
   }
 });
 
-test("WebGPU runs the F32 MoE fixture within tolerance of the CPU engine", async (t) => {
+test("WebGPU runs the F32 MoE and Llama 4 fixtures within tolerance of the CPU engine", async (t) => {
   if (!adapter) return t.skip("no WebGPU adapter in this engine");
-  const prompts = golden("moe1-f32").cases.map((c) => c.prompt).slice(0, 2);
-  const [cpu, gpu] = [await run("moe1-f32", prompts, 4, { backend: "cpu" }), await run("moe1-f32", prompts, 4, { backend: "webgpu" })];
-  prompts.forEach((prompt, i) => {
-    assert.equal(gpu[i].backend, "webgpu");
-    assert.deepEqual(gpu[i].tokens, cpu[i].tokens, `${JSON.stringify(prompt)}: greedy tokens`);
-    // The GPU keeps the query and softmax weights in f32 where the CPU engine rounds them to f16
-    // as llama.cpp does (kv-types.test.mjs: up to 0.02 per logit with the F16 cache).
-    const want = new Map(cpu[i].top);
-    for (const [id, lp] of gpu[i].top) if (want.has(id)) assert.ok(Math.abs(want.get(id) - lp) <= 0.05, `${JSON.stringify(prompt)}: token ${id} logprob ${lp} vs ${want.get(id)}`);
-    assert.equal(gpu[i].top[0][0], cpu[i].top[0][0], "the same top token");
-  });
+  for (const fixture of ["moe1-f32", "llama4s-f32"]) {
+    const prompts = golden(fixture).cases.map((c) => c.prompt).slice(0, 2);
+    const [cpu, gpu] = [await run(fixture, prompts, 4, { backend: "cpu" }), await run(fixture, prompts, 4, { backend: "webgpu" })];
+    prompts.forEach((prompt, i) => {
+      assert.equal(gpu[i].backend, "webgpu");
+      assert.deepEqual(gpu[i].tokens, cpu[i].tokens, `${fixture} ${JSON.stringify(prompt)}: greedy tokens`);
+      // The GPU keeps the query and softmax weights in f32 where the CPU engine rounds them to f16
+      // as llama.cpp does (kv-types.test.mjs: up to 0.02 per logit with the F16 cache).
+      const want = new Map(cpu[i].top);
+      for (const [id, lp] of gpu[i].top) if (want.has(id)) assert.ok(Math.abs(want.get(id) - lp) <= 0.05, `${JSON.stringify(prompt)}: token ${id} logprob ${lp} vs ${want.get(id)}`);
+      assert.equal(gpu[i].top[0][0], cpu[i].top[0][0], `${fixture}: the same top token`);
+    });
+  }
 });
