@@ -2,6 +2,7 @@
 //! wgpu (seconds of linking apiece in every CI run) and ran one after another, a crate's slowest
 //! test holding a core idle; as modules of one crate they link once and share the test threads.
 //! Run one file's tests with `cargo test --test all <module>::` (e.g. `real_model::`).
+//! tests/gpu_big.rs is a test of its own: it measures its process's peak memory.
 
 mod common;
 
@@ -14,7 +15,6 @@ mod errors;
 mod fuzz;
 mod golden_model;
 mod gpu;
-mod gpu_big;
 mod grammar;
 mod guard;
 mod llama4;
