@@ -220,6 +220,33 @@ export function bigModel() {
   return file;
 }
 
+/**
+ * The native CLI's greedy run of `prompt` on the model over 4 GiB (`hearth generate ... --json`,
+ * parsed): each run reads the 4.5 GB file and multiplies by its 4 GiB table per token, so the
+ * result is kept in ~/.cache/hearth/big/ under a name from the CLI binary, the model and the
+ * arguments, and the WebGPU and memory64 tests of every engine's suite compare with one run.
+ */
+export function bigModelNative(big, prompt, tokens, ctx) {
+  const bin = cliBinary();
+  const [b, m] = [fs.statSync(bin), fs.statSync(big)];
+  const key = createHash("sha256").update(JSON.stringify([bin, b.size, b.mtimeMs, big, m.size, m.mtimeMs, prompt, tokens, ctx])).digest("hex").slice(0, 16);
+  const dir = bigDir();
+  const name = `native-${key}.json`;
+  const run = () => execFileSync(bin, ["generate", "--model", big, "--prompt", prompt, "--max-tokens", String(tokens), "--temperature", "0", "--ctx-size", String(ctx), "--json"], { encoding: "utf8" });
+  try {
+    if (!fs.existsSync(path.join(dir, name))) {
+      fs.mkdirSync(dir, { recursive: true });
+      // Another build's runs are stale: at most one is kept.
+      for (const f of fs.readdirSync(dir)) if (/^native-[0-9a-f]{16}\.json$/.test(f) && f !== name) fs.rmSync(path.join(dir, f), { force: true });
+      writeAside(dir, name, (scratch) => fs.writeFileSync(path.join(scratch, name), run()));
+    }
+    return JSON.parse(fs.readFileSync(path.join(dir, name), "utf8"));
+  } catch (e) {
+    if (e.code !== "EACCES" && e.code !== "EROFS") throw e;
+    return JSON.parse(run());
+  }
+}
+
 function bigDir() {
   return path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "hearth", "big");
 }

@@ -12,10 +12,9 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, cliBinary, bigModel, withBigModelLock, root, ENGINE, ENGINE_NAME, onlyIn } from "./harness.mjs";
+import { startServer, launchBrowser, fixtureDir, logPage, assertPkgBuilt, bigModel, bigModelNative, withBigModelLock, root, ENGINE, ENGINE_NAME, onlyIn } from "./harness.mjs";
 
 const golden = JSON.parse(fs.readFileSync(path.join(root, "tests/golden/model-spm-q4_0.json"), "utf8"));
 const CASE = golden.cases[0];
@@ -105,9 +104,7 @@ test("a model over 4 GiB loads on the CPU through the memory64 build and generat
     return;
   }
   const t0 = Date.now();
-  const native = JSON.parse(
-    execFileSync(cliBinary(), ["generate", "--model", big, "--prompt", PROMPT, "--max-tokens", String(TOKENS), "--temperature", "0", "--ctx-size", String(CTX), "--json"], { encoding: "utf8" }),
-  );
+  const native = bigModelNative(big, PROMPT, TOKENS, CTX);
   console.log(`# native: ${native.tokens.join(" ")} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   const gib = (b) => `${(b / 2 ** 30).toFixed(2)} GiB`;
   console.log(
