@@ -449,7 +449,7 @@ impl Backend for Cpu {
         // sees itself and everything before (causal) back to the start of its chunk, if any:
         // positions first(r)..pos0 + r + 1.
         let task = |i: usize| (i / n_head, i % n_head);
-        let first = |r: usize| if chunk > 0 { (pos0 + r) / chunk * chunk } else { 0 };
+        let first = |r: usize| (pos0 + r).checked_div(chunk).map_or(0, |c| c * chunk);
         let qhead = |r: usize, h: usize| &q.data[r * q.cols + h * head_dim..][..head_dim];
         match (&*kc, &*vc) {
             (KvRows::F32(kc), KvRows::F32(vc)) => {
