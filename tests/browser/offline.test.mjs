@@ -42,7 +42,10 @@ async function chat(page, text) {
   await page.locator('[data-testid="input"]').fill(text);
   await page.locator('[data-testid="input"]').press("Enter");
   await page.waitForFunction((k) => document.querySelectorAll("li.msg.assistant")[k]?.querySelector('[data-testid="stats"]') && document.body.dataset.state === "ready", n, { timeout: LOAD_TIMEOUT });
-  return page.locator('[data-testid="stats"]').nth(n).textContent();
+  const stats = await page.locator('[data-testid="stats"]').nth(n).textContent();
+  // A failed reply says why below it: put that in the assertion's message.
+  if (!/tokens\/s/.test(stats)) return `${stats} (the page shows: ${await page.evaluate(() => document.querySelector('[data-testid="error"]')?.textContent)})`;
+  return stats;
 }
 
 /** Wait until the service worker controls the page and has stored the app (reloading once if needed). */

@@ -55,8 +55,9 @@ after(async () => {
 });
 
 const state = () => page.evaluate(() => document.body.dataset.state);
+// Waiting for "ready", a timeout says what the page shows (its status, error and notices).
 const waitState = (s, timeout = LOAD_TIMEOUT) =>
-  page.waitForFunction((want) => document.body.dataset.state === want, s, { timeout });
+  s === "ready" ? waitPageReady(page, timeout) : page.waitForFunction((want) => document.body.dataset.state === want, s, { timeout });
 const replies = () => page.locator('[data-testid="reply"]');
 
 /** Type a message, send it with Enter, wait for the streamed reply to finish; returns its text and stats. */
