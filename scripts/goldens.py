@@ -128,17 +128,20 @@ def long_golden(path):
     return {"n_ctx": LONG_CTX, "prompt_tokens": tokens, "positions": positions, "greedy": g, "greedy_margins": margins}
 
 
+def write_golden(out, doc):
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=None, separators=(",", ":"))
+        f.write("\n")
+    print(out, flush=True)
+
+
 def main_long(fixture_dir, out_dir):
     for name in LONG:
         path = os.path.join(fixture_dir, name)
         doc = {"fixture": name, "sha256": sha256(path), "llama_cpp_python": llama_cpp.__version__,
                "kv_type": DEFAULT_KV, "settings": f"n_ctx {LONG_CTX}, n_batch 512, {kv_settings(DEFAULT_KV)[1]}, 2 threads",
                **long_golden(path)}
-        out = os.path.join(out_dir, "long-" + name.replace(".gguf", "") + ".json")
-        with open(out, "w") as f:
-            json.dump(doc, f, indent=None, separators=(",", ":"))
-            f.write("\n")
-        print(out, flush=True)
+        write_golden(os.path.join(out_dir, "long-" + name.replace(".gguf", "") + ".json"), doc)
 
 
 def main():
@@ -154,11 +157,7 @@ def main():
             doc = {"fixture": name, "sha256": sha256(path), "llama_cpp_python": llama_cpp.__version__,
                    "kv_type": kv, "settings": f"n_ctx 512, n_batch 512, {kv_settings(kv)[1]}, 2 threads",
                    "cases": golden(path, kv)}
-            out = kv_file(out_dir, "model-" + name.replace(".gguf", ""), kv)
-            with open(out, "w") as f:
-                json.dump(doc, f, indent=None, separators=(",", ":"))
-                f.write("\n")
-            print(out, flush=True)
+            write_golden(kv_file(out_dir, "model-" + name.replace(".gguf", ""), kv), doc)
 
 
 if __name__ == "__main__":

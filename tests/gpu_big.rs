@@ -71,11 +71,10 @@ fn greedy<B: Backend>(e: &Engine<B>) -> (Vec<u32>, Vec<f32>) {
     let prompt = e.tokenizer.encode(PROMPT, true, false);
     let mut seq = e.new_sequence(64).unwrap();
     let first = e.model.forward(&mut seq, &prompt, Logits::Last).unwrap();
-    let argmax = |l: &[f32]| l.iter().enumerate().fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a }).0 as u32;
-    let mut tokens = vec![argmax(&first)];
+    let mut tokens = vec![hearth::sampler::argmax(&first)];
     while tokens.len() < TOKENS {
         let next = e.model.forward(&mut seq, &[tokens[tokens.len() - 1]], Logits::Last).unwrap();
-        tokens.push(argmax(&next));
+        tokens.push(hearth::sampler::argmax(&next));
     }
     (tokens, first)
 }

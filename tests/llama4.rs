@@ -137,8 +137,7 @@ fn long_context_matches_llama_cpp() {
         let logits = engine.model.forward(&mut seq, batch, Logits::All).unwrap();
         for p in here {
             let row = &logits[(p["pos"].as_u64().unwrap() as usize - p0) * n_vocab..][..n_vocab];
-            let d = common::u32s(&p["ids"]).into_iter().zip(common::f32s(&p["logits"])).map(|(id, w)| (row[id as usize] - w).abs()).fold(0f32, f32::max);
-            diffs.push((p["pos"].as_u64().unwrap(), d));
+            diffs.push((p["pos"].as_u64().unwrap(), common::top_k_diff(row, p)));
         }
         last = logits[(batch.len() - 1) * n_vocab..].to_vec();
     }
@@ -149,7 +148,7 @@ fn long_context_matches_llama_cpp() {
     let (greedy, margins) = (common::u32s(&g["greedy"]), common::f32s(&g["greedy_margins"]));
     let mut same = 0;
     for (&id, &margin) in greedy.iter().zip(&margins) {
-        let ours = last.iter().enumerate().fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a }).0 as u32;
+        let ours = hearth::sampler::argmax(&last);
         if ours != id {
             assert!(margin < max_tol, "greedy step {same}: {ours} where llama.cpp has {id} (margin {margin})");
             break;

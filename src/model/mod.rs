@@ -195,11 +195,10 @@ impl<B: Backend> Llama<B> {
                         k = be.rms_norm_heads(&k, c.head_dim, c.rms_eps)?;
                     }
                 }
-            } else {
+            } else if Llama4::attn_temperature(pos0 + tokens.len() - 1) != 1.0 {
+                // It never falls with the position: 1 at the last row is 1 at every row.
                 let t: Vec<f32> = (pos0..pos0 + tokens.len()).map(Llama4::attn_temperature).collect();
-                if t.iter().any(|&f| f != 1.0) {
-                    be.scale_rows(&mut q, &t)?;
-                }
+                be.scale_rows(&mut q, &t)?;
             }
             let a = match seq.kv_type.rotation(c.head_dim) {
                 None => be.attention(&mut seq.cache, il, &q, &k, &v, pos0, c.n_head, c.n_head_kv, c.attention_scale, chunk)?,

@@ -98,11 +98,14 @@ pub fn top_k_diffs(logits: &[f32], n_vocab: usize, positions: &serde_json::Value
         .unwrap()
         .iter()
         .enumerate()
-        .map(|(pos, p)| {
-            let row = &logits[pos * n_vocab..(pos + 1) * n_vocab];
-            u32s(&p["ids"]).into_iter().zip(f32s(&p["logits"])).map(|(id, want)| (row[id as usize] - want).abs()).fold(0f32, f32::max)
-        })
+        .map(|(pos, p)| top_k_diff(&logits[pos * n_vocab..(pos + 1) * n_vocab], p))
         .collect()
+}
+
+/// The largest |ours - llama.cpp| over one position's golden top-K logits (`p`: {ids, logits};
+/// `row`: our logits there).
+pub fn top_k_diff(row: &[f32], p: &serde_json::Value) -> f32 {
+    u32s(&p["ids"]).into_iter().zip(f32s(&p["logits"])).map(|(id, want)| (row[id as usize] - want).abs()).fold(0f32, f32::max)
 }
 
 /// One golden file of a fixture against llama.cpp: its prompts' tokens must be equal, the median
