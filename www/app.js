@@ -876,8 +876,8 @@ loadDefault();
 
 /**
  * The service worker (sw.js) keeps the app and the engine for offline use and adds cross-origin
- * isolation headers on hosts that send none; when it first takes control of a page that is not
- * isolated, one reload makes the page isolated (wasm threads need it).
+ * isolation headers on hosts that send none; a page that is not isolated asks it to take control,
+ * and one reload then makes the page isolated (wasm threads need it).
  */
 function registerServiceWorker() {
   if (!("serviceWorker" in navigator)) return;
@@ -892,4 +892,6 @@ function registerServiceWorker() {
     }
     location.reload();
   });
+  // The worker takes over only the pages that ask (sw.js): this one needs its headers.
+  navigator.serviceWorker.ready.then((reg) => reg.active?.postMessage("claim")).catch(() => {});
 }

@@ -9,7 +9,7 @@
 //   `cache: true`, into the model store (OPFS).
 // - Isolation: every same-origin response it serves carries COOP: same-origin and COEP:
 //   require-corp, so SharedArrayBuffer (and with it wasm threads) works on a static host that sends
-//   no headers; the page reloads once when the worker first takes control (app.js).
+//   no headers; such a page asks the worker to take control and reloads once (app.js).
 //
 // Cross-origin requests (model downloads from another host) are not touched.
 
@@ -33,14 +33,24 @@ self.addEventListener("activate", (event) => {
   event.waitUntil(
     (async () => {
       for (const name of await caches.keys()) if (name.startsWith("hearth-") && name !== VERSION) await caches.delete(name);
-      await self.clients.claim();
     })(),
   );
 });
 
-/** The response with the isolation headers added (a copy: responses are immutable). */
+// Pages already open are taken over only when they ask (app.js: a page that is not cross-origin
+// isolated, on a host without the headers). A page the host isolates itself stays with the network
+// until its next visit: in Firefox, a first visit taken over while it was loading the engine now and
+// then stalled for 60 s (a fetch through the worker never answered until Firefox stopped the
+// worker), and such a page gains nothing from the worker before it goes offline.
+self.addEventListener("message", (event) => {
+  if (event.data === "claim") event.waitUntil(self.clients.claim());
+});
+
+/** The response with the isolation headers added (a copy: responses are immutable); one that has
+ * them already is handed on as it is, its body not streamed through this worker. */
 function isolated(resp) {
   if (!resp || resp.type === "opaque" || resp.status === 0) return resp;
+  if (resp.headers.get("Cross-Origin-Embedder-Policy") === "require-corp" && resp.headers.get("Cross-Origin-Opener-Policy") === "same-origin") return resp;
   const headers = new Headers(resp.headers);
   headers.set("Cross-Origin-Opener-Policy", "same-origin");
   headers.set("Cross-Origin-Embedder-Policy", "require-corp");

@@ -322,13 +322,22 @@ test("a follow-up turn reuses the KV cache and matches a fresh model; a stop str
     const long = await collect(fresh, turn1, { maxTokens: 24 });
     const stop = [...long.text].slice(8, 12).join("");
     const d = await collect(fresh, turn1, { maxTokens: 24, stop });
+    // Once in WebKit (one CI run in about ten) the fresh model's reply differed (980, 513, 259, …
+    // where every other run gives 980, 890, 601, …): when they differ, a second fresh model and
+    // the first one again say which side moved.
+    let again = null;
+    if (b.ids.join() !== c.ids.join()) {
+      const other = await Hearth.load("/fixtures/bpe-q4_k_m.gguf");
+      again = { otherFresh: (await collect(other, turn2, { maxTokens: 6 })).ids, cachedAgain: (await collect(m, turn2, { maxTokens: 6 })).ids };
+      await other.unload();
+    }
     await m.unload();
     await fresh.unload();
-    return { turn1: turn1.length, a, b, c, long: long.text, stop, d };
+    return { turn1: turn1.length, a, b, c, long: long.text, stop, d, again };
   });
   assert.equal(r.b.final.usage.cachedTokens, r.turn1 + r.a.ids.length - 1, "turn 2 re-reads only what is new");
   assert.equal(r.c.final.usage.cachedTokens, 0);
-  assert.deepEqual(r.b.ids, r.c.ids, "cached and fresh runs agree");
+  assert.deepEqual(r.b.ids, r.c.ids, `cached and fresh runs agree (run again: ${JSON.stringify(r.again)})`);
   assert.equal(r.d.final.finishReason, "stop");
   assert.equal(r.d.text, r.long.slice(0, r.long.indexOf(r.stop)));
   assert.ok(!r.d.text.includes(r.stop));

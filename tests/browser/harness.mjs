@@ -358,6 +358,7 @@ export async function waitPageReady(page, timeout) {
           error: document.querySelector('[data-testid="error"]')?.textContent,
           progress: document.querySelector('[data-testid="progress"]')?.value ?? null,
           notices: [...document.querySelectorAll("li.notice")].map((n) => n.textContent),
+          serviceWorker: navigator.serviceWorker?.controller ? "controls the page" : "does not control the page",
         })),
       );
     } catch {}
