@@ -55,12 +55,10 @@ CONVERSATIONS = [
 
 
 def llama_cpp_render(fmt, messages, add_generation_prompt):
-    """llama.cpp's built-in chat format `fmt` applied to `messages`, or None without llama-cpp-python."""
-    try:
-        import ctypes
-        import llama_cpp
-    except ImportError:
-        return None
+    """llama.cpp's built-in chat format `fmt` applied to `messages` (needs llama-cpp-python: run
+    this with .venv-goldens/bin/python, scripts/llama-cpp-venv makes it)."""
+    import ctypes
+    import llama_cpp
     chat = (llama_cpp.llama_chat_message * len(messages))(
         *[llama_cpp.llama_chat_message(m["role"].encode(), m["content"].encode()) for m in messages])
     buf = ctypes.create_string_buffer(1 << 16)
@@ -85,9 +83,7 @@ def main():
             except TemplateError as e:
                 case["error"] = str(e)
             if path in LLAMA_CPP_FORMATS:
-                rendered = llama_cpp_render(LLAMA_CPP_FORMATS[path], messages, add_generation_prompt)
-                if rendered is not None:
-                    case["llama_cpp"] = rendered
+                case["llama_cpp"] = llama_cpp_render(LLAMA_CPP_FORMATS[path], messages, add_generation_prompt)
             cases.append(case)
     out = os.path.join(ROOT, "tests/golden/chat-templates.json")
     with open(out, "w", encoding="utf-8") as f:

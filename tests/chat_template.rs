@@ -8,6 +8,10 @@ use crate::common;
 
 use hearth::chat::{ChatMessage, ChatTemplate, Date};
 
+/// The built-in templates that stand for one of llama.cpp's own chat formats
+/// (scripts/goldens-chat.py LLAMA_CPP_FORMATS).
+const LLAMA_CPP_FORMATS: [&str; 2] = ["src/chat/templates/llama3.jinja", "src/chat/templates/llama4.jinja"];
+
 #[test]
 fn renders_like_hugging_face_jinja() {
     let g = common::read_json("chat-templates.json");
@@ -30,7 +34,10 @@ fn renders_like_hugging_face_jinja() {
         let got = t.render(&messages, c["add_generation_prompt"].as_bool().unwrap(), today);
         let what = format!("{path} / {}", c["conversation"].as_str().unwrap());
         // A built-in fallback standing for one of llama.cpp's formats renders as llama.cpp does
-        // (which leaves BOS to the tokenizer).
+        // (which leaves BOS to the tokenizer): each of their cases carries llama.cpp's rendering.
+        if LLAMA_CPP_FORMATS.contains(&path) && c.get("llama_cpp").is_none() {
+            failures.push(format!("{what}: no llama.cpp rendering in the golden (scripts/goldens-chat.py)"));
+        }
         if let (Ok(text), Some(l)) = (&got, c.get("llama_cpp").and_then(|e| e.as_str())) {
             if *text != format!("{}{l}", c["bos_token"].as_str().unwrap()) {
                 failures.push(format!("{what}: ours {text:?}, llama.cpp {l:?}"));
