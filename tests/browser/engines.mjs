@@ -34,6 +34,17 @@ import os from "node:os";
 import path from "node:path";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** `promise`'s value, or `late` after `ms`; the timer is cleared either way (a pending one keeps
+ * a test file's node process alive after its tests, which cost each Firefox and WebKit suite
+ * about 115 s). */
+async function within(promise, ms, late = undefined) {
+  let timer;
+  try {
+    return await Promise.race([promise, new Promise((r) => (timer = setTimeout(() => r(late), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /**
  * Every process started here, and the profile directories, ended and removed when this process
@@ -460,7 +471,7 @@ async function stopProcess(child, ms = 5000) {
   }
   const exited = new Promise((r) => child.once("exit", r));
   killGroup(child, "SIGTERM");
-  if ((await Promise.race([exited.then(() => true), sleep(ms).then(() => false)])) === false) {
+  if (!(await within(exited.then(() => true), ms, false))) {
     killGroup(child, "SIGKILL");
     await exited;
   }
@@ -665,7 +676,7 @@ class MarionetteClient {
   }
   async quit() {
     if (!this.sock) return;
-    await Promise.race([this.send("Marionette:Quit", { flags: ["eForceQuit"] }).catch(() => {}), sleep(3000)]);
+    await within(this.send("Marionette:Quit", { flags: ["eForceQuit"] }).catch(() => {}), 3000);
     this.sock.destroy();
     this.sock = null;
   }

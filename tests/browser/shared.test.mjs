@@ -171,7 +171,10 @@ test("a page that generates back to back does not hold the other page back", { t
   });
   const b = pageB.evaluate(() => window.bDone);
   const bEnd = await b;
-  assert.ok(bEnd > a[0] && bEnd < a[1], `B's request is served after A's first and before A's second (B ended ${(bEnd - a[0]).toFixed(0)} ms after A's first; A's second ${(a[1] - a[0]).toFixed(0)} ms after it)`);
+  // Each page stamps its own ends when their messages arrive: the engine may finish A's first,
+  // serve B's short request and reach B's page a few ms before A's page reads its last chunk
+  // (WebKit: B 4 ms "before" A's first, once), so "after A's first" allows 50 ms of delivery.
+  assert.ok(bEnd > a[0] - 50 && bEnd < a[1], `B's request is served after A's first and before A's second (B ended ${(bEnd - a[0]).toFixed(0)} ms after A's first; A's second ${(a[1] - a[0]).toFixed(0)} ms after it)`);
 });
 
 test("adapters are refused, a File or no SharedWorker gets a dedicated engine, a closed page's state is freed", { timeout: TIMEOUT }, async () => {
