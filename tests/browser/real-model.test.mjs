@@ -130,6 +130,7 @@ test("the Evaluate panel measures the sample text's perplexity with progress, an
     await page.goto(server.url);
     await waitPageReady(page, TIMEOUT);
     await page.locator("#eval-panel > summary").click();
+    await page.waitForFunction(() => document.getElementById("eval-panel").open);
     const result = page.locator('[data-testid="eval-result"]');
 
     // An empty box says what to do.
@@ -137,7 +138,12 @@ test("the Evaluate panel measures the sample text's perplexity with progress, an
     assert.match(await result.textContent(), /Paste a text first/);
 
     await page.locator('[data-testid="eval-sample"]').click();
-    await page.waitForFunction(() => document.getElementById("eval-text").value.startsWith("The Keeper of the Fire"));
+    // WebKit beside Firefox once took over 30 s here (the fetch of eval/sample.txt, just after the
+    // page stored the model in Cache Storage): the wait is the model's, and a failure says what
+    // the panel shows.
+    await page.waitForFunction(() => document.getElementById("eval-text").value.startsWith("The Keeper of the Fire"), null, { timeout: TIMEOUT }).catch(async (e) => {
+      throw new Error(`${e.message}; the panel shows ${JSON.stringify(await result.textContent())}, the sample button is ${(await page.locator('[data-testid="eval-sample"]').isEnabled()) ? "enabled" : "disabled (fetching)"}`);
+    });
     await page.locator('[data-testid="eval-context"]').selectOption("128");
 
     // Cancel mid-run: the page goes back to chatting.
