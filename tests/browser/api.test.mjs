@@ -89,11 +89,16 @@ test("load by URL with progress, greedy tokens equal llama.cpp's, abort and go o
         if (++n === 2) break;
       }
       const afterBreak = await run();
+      // A signal aborted before the call: one final chunk, nothing run.
+      const pre = new AbortController();
+      pre.abort();
+      const preAborted = [];
+      for await (const c of llm.generate(prompt, { signal: pre.signal })) preAborted.push(c);
       const tokens = await llm.tokenize(prompt);
       // Streamed text is exactly the decode of the streamed ids (longer, sampled run).
       const long = await run({ temperature: 0.9, seed: 3, maxTokens: 48 });
       const decoded = await llm.decode(long.ids);
-      return { events, info: llm.info, first, aborted, again, afterBreak, tokens, long, decoded };
+      return { events, info: llm.info, first, aborted, again, afterBreak, preAborted, tokens, long, decoded };
     },
     { prompt: CASE.prompt, want: WANT },
   );
@@ -119,6 +124,9 @@ test("load by URL with progress, greedy tokens equal llama.cpp's, abort and go o
   assert.ok(r.aborted.ids.length < 400, `abort took effect after ${r.aborted.ids.length} tokens`);
   console.log(`abort took effect after ${r.aborted.ids.length} tokens (abort sent after the first)`);
   assert.deepEqual(r.aborted.ids.slice(0, 8), WANT.slice(0, Math.min(8, r.aborted.ids.length)));
+  assert.equal(r.preAborted.length, 1);
+  assert.equal(r.preAborted[0].finishReason, "abort");
+  assert.deepEqual(r.preAborted[0].usage, { promptTokens: 0, completionTokens: 0, cachedTokens: 0 });
   // And the engine goes on.
   assert.deepEqual(r.again.ids, WANT);
   assert.deepEqual(r.afterBreak.ids, WANT);

@@ -156,8 +156,13 @@ test("two pages share one engine, each continuing its own conversation with a de
 test("a page that generates back to back does not hold the other page back", { timeout: TIMEOUT }, async () => {
   // B asks as soon as A's first generation streams (a BroadcastChannel between the pages). Its
   // page.evaluate returns at once: Firefox's and WebKit's drivers run one page's script at a time.
+  // The channel is kept in a global: WebKit beside Firefox once never delivered the message (the
+  // test hung for its whole timeout), as if the unreferenced channel had been collected.
   await pageB.evaluate(() => {
-    window.bDone = new Promise((r) => (new BroadcastChannel("shared-test").onmessage = r)).then(async () => (await turn(llm, [{ role: "user", content: "Say hello." }], 8)).at);
+    window.bChannel = new BroadcastChannel("shared-test");
+    const told = new Promise((r) => (window.bChannel.onmessage = r));
+    const late = new Promise((_, no) => setTimeout(() => no(new Error("page B never heard that A started (BroadcastChannel)")), 60000));
+    window.bDone = Promise.race([told, late]).then(async () => (await turn(llm, [{ role: "user", content: "Say hello." }], 8)).at);
   });
   const a = await pageA.evaluate(async () => {
     const ch = new BroadcastChannel("shared-test");

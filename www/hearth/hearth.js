@@ -835,7 +835,7 @@ export class Hearth {
     try {
       await prev;
       if (signal?.aborted) {
-        yield { text: "", tokenIds: [], done: true, finishReason: "abort", usage: { promptTokens: 0, completionTokens: 0 }, timing: { promptMs: 0, decodeMs: 0, ttftMs: 0, tokensPerSecond: 0 } };
+        yield { text: "", tokenIds: [], done: true, finishReason: "abort", usage: { promptTokens: 0, completionTokens: 0, cachedTokens: 0 }, timing: { promptMs: 0, decodeMs: 0, ttftMs: 0, tokensPerSecond: 0 } };
         return;
       }
       const ch = new Channel();
