@@ -9,7 +9,9 @@ POOLING` (the GGUF's llama.pooling_type set to mean, cls or last) and, in none/,
 pooling_type key at all (llama.cpp then pools nothing: one vector per token). MODEL_DIR holds
 smollm2-q4_1.gguf, SmolLM2-135M-Instruct Q4_1 as shipped (no pooling_type key), run as the file
 says and with llama.cpp's pooling_type context parameter set to each of mean, cls and last (an
-override), and smollm2-f16.gguf, the F16 variant `hearth quantize` derives from it (as
+override), and as the file says once more with n_ubatch 1 (each token its own forward pass, as
+when generating: `ubatch1`, llama.cpp's own per-token spread between two batchings of the same
+computation), and smollm2-f16.gguf, the F16 variant `hearth quantize` derives from it (as
 scripts/goldens-real), pooling none and mean: without 8-bit activations on either side, its
 vectors show how closely the path itself agrees.
 
@@ -57,9 +59,9 @@ def short(v):
     return float(f"{v:.7g}")
 
 
-def embed(path, override, texts):
+def embed(path, override, texts, n_ubatch=512):
     kw = {} if override is None else {"pooling_type": POOLING[override]}
-    llm = llama_cpp.Llama(model_path=path, embedding=True, n_ctx=512, n_batch=512, n_ubatch=512, type_k=1, type_v=1,
+    llm = llama_cpp.Llama(model_path=path, embedding=True, n_ctx=512, n_batch=512, n_ubatch=n_ubatch, type_k=1, type_v=1,
                           flash_attn=False, n_threads=2, n_threads_batch=2, verbose=False, **kw)
     pooling = {v: k for k, v in POOLING.items()}[llm.pooling_type()]
     cases = []
@@ -84,8 +86,13 @@ def main():
     for variant, override in REAL:
         path = os.path.join(model_dir, f"smollm2-{variant}.gguf")
         pooling, cases = embed(path, override, NONE_TEXTS if override is None else TEXTS)
-        models.append({"real": "SmolLM2-135M-Instruct.Q4_1.gguf", "variant": variant, "pooling_type": None, "override": override,
-                       "sha256": sha256(path), "pooling": pooling, "cases": cases})
+        entry = {"real": "SmolLM2-135M-Instruct.Q4_1.gguf", "variant": variant, "pooling_type": None, "override": override,
+                 "sha256": sha256(path), "pooling": pooling, "cases": cases}
+        if variant == "q4_1" and override is None:
+            _, again = embed(path, None, NONE_TEXTS, n_ubatch=1)
+            assert [c["tokens"] for c in again] == [c["tokens"] for c in cases]
+            entry["ubatch1"] = [c["embedding"] for c in again]
+        models.append(entry)
         print(f"real model {variant}, override {override}: {pooling}", flush=True)
     doc = {"llama_cpp_python": llama_cpp.__version__, "settings": SETTINGS, "models": models}
     with open(out, "w", encoding="utf-8") as f:
